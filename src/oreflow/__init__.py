@@ -1,0 +1,18 @@
+"""oreflow: stress-test critical-mineral supply chains, rare earths first."""
+
+from oreflow.data import Dataset, DatasetError, check_dataset, load_dataset
+from oreflow.network import Network
+from oreflow.risk import chokepoints, indicator_table, perspective_regions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dataset",
+    "DatasetError",
+    "Network",
+    "check_dataset",
+    "chokepoints",
+    "indicator_table",
+    "load_dataset",
+    "perspective_regions",
+]

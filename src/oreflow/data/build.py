@@ -1,0 +1,290 @@
+"""Rebuild every table of the embedded dataset from the raw public files and the curated notes.
+
+This script is the truth of the dataset: the committed CSVs under `tables/` are its output,
+and running it twice writes the same bytes. Raw files come from `../shared/data` (see
+`raw.default_raw_dir`); curated inputs (numbers the raw files lack, each with its source,
+vintage and status) live in `curated/`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pycountry
+
+from oreflow.data import raw
+from oreflow.data.schema import TABLES
+
+CURATED_DIR = Path(__file__).parent / "curated"
+TRACE_PCT = 0.01
+"""'tr' (trace) in a deposit composition is read as 0.01% of REO (assumption)."""
+
+PSEUDO_REGIONS = {
+    "XOT": ("Other countries (USGS 'Other countries' and the rest of the world)", "pseudo"),
+    "XEU": ("European Union (EU-27 demand, not split by member state)", "pseudo"),
+    "WLD": ("World total", "aggregate"),
+}
+WGI_KEYS = ("va", "pv", "ge", "rq", "rl", "cc")
+
+
+def _curated(name: str, curated_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(curated_dir / f"{name}.csv", dtype=str, keep_default_na=False)
+
+
+def _sourced(df: pd.DataFrame, source_id: str, vintage: int, status, note="") -> pd.DataFrame:
+    out = df.copy()
+    out["source_id"] = source_id
+    out["vintage"] = vintage
+    out["status"] = status
+    out["note"] = note
+    return out
+
+
+def _expand_wildcard(df: pd.DataFrame, key: str, regions: list[str]) -> pd.DataFrame:
+    """Rows with `key == '*'` apply to every region in `regions` not listed explicitly."""
+    explicit = df[df[key] != "*"]
+    wild = df[df[key] == "*"]
+    rest = [r for r in regions if r not in set(explicit[key])]
+    expanded = [wild.assign(**{key: r}) for r in rest]
+    return pd.concat([explicit, *expanded], ignore_index=True)
+
+
+def build_elements(curated_dir: Path) -> pd.DataFrame:
+    e = _curated("elements", curated_dir)
+    w = e["atomic_weight"].astype(float)
+    n = e["metal_atoms"].astype(float)
+    m = e["oxygen_atoms"].astype(float)
+    e["metal_per_oxide"] = (n * w / (n * w + m * 15.999)).round(6)
+    return e
+
+
+def build_deposit_composition(curated_dir: Path) -> pd.DataFrame:
+    wide = _curated("deposit_composition_pct", curated_dir)
+    meta = ["deposit", "source_id", "vintage", "status", "note"]
+    long = wide.melt(id_vars=meta, var_name="element", value_name="pct")
+    long["pct"] = long["pct"].replace("tr", str(TRACE_PCT)).astype(float)
+    long = long[long["pct"] > 0].copy()
+    long["share"] = (long["pct"] / long.groupby("deposit")["pct"].transform("sum")).round(8)
+    long["note"] = "normalised from % of REO; tr read as 0.01%"
+    generic = (
+        long[long["deposit"].isin(["bayan_obo", "mountain_pass", "mount_weld"])]
+        .pivot_table(index="element", columns="deposit", values="share", fill_value=0.0)
+        .mean(axis=1)
+    )
+    g = pd.DataFrame({"deposit": "generic_lree", "element": generic.index,
+                      "share": (generic / generic.sum()).round(8).to_numpy()})
+    g = _sourced(g, "oreflow_derived", 2024, "assumption",
+                 "mean of Bayan Obo, Mountain Pass and Mount Weld compositions")
+    return pd.concat([long, g], ignore_index=True)
+
+
+def build_prices(mcs: dict[str, pd.DataFrame], raw_dir: Path) -> pd.DataFrame:
+    p = mcs["prices"].copy()
+    p = p.rename(columns={"detail": "note"})
+    p["zone"] = "ROW"
+    p["source_id"] = "usgs_mcs2026"
+    p["vintage"] = 2026
+    extra = raw.read_mcs2026_other_prices(raw_dir)
+    return pd.concat([p, extra], ignore_index=True)
+
+
+def build_base_prices(prices: pd.DataFrame, elements: pd.DataFrame, domestic: pd.DataFrame,
+                      market: pd.DataFrame, base_year: int) -> pd.DataFrame:
+    """Base-year oxide prices outside China (USGS) and inside it (SMM, ex-VAT, where quoted)."""
+    par = market.set_index("parameter")["value"].astype(float)
+    oxide = prices[(prices["form"] == "oxide") & (prices["year"].astype(int) == base_year)]
+    by_product = oxide.drop_duplicates("product").set_index("product")["usd_per_kg"].astype(float)
+    rows = []
+    for el in elements["element"]:
+        if el in by_product.index:
+            rows.append((el, "ROW", by_product[el], "usgs_mcs2026", 2026, "reported",
+                         f"USGS {base_year} average oxide price"))
+        else:
+            key = f"{el.lower()}_oxide_usd_per_kg"
+            rows.append((el, "ROW", par[key], "oreflow_assumption", base_year, "assumption",
+                         f"no USGS price: market_parameters.{key}"))
+    out = pd.DataFrame(rows, columns=["element", "zone", "usd_per_kg", "source_id", "vintage",
+                                      "status", "note"])
+    # Inside China: the last SMM quote before the April 2025 licences, ex-VAT, in USD, relative
+    # to the USGS price of the same year, applied to the base-year export price.
+    d = domestic[domestic["date"] == "2025-03-04"].copy()
+    d["mid"] = (d["cny_per_t_low"].astype(float) + d["cny_per_t_high"].astype(float)) / 2
+    d["usd_per_kg"] = d["mid"] / (1 + par["china_vat_rate"]) / par["cny_per_usd_2025_03"] / 1000
+    ref = prices[(prices["form"] == "oxide") & (prices["year"].astype(int) == 2025)]
+    ref = ref.drop_duplicates("product").set_index("product")["usd_per_kg"].astype(float)
+    ratio = {p: float(u / ref[p]) for p, u in zip(d["product"], d["usd_per_kg"], strict=True)}
+    ratio["Nd"] = ratio["Pr"] = ratio.pop("NdPr")
+    chn = out.copy()
+    chn["zone"] = "CHN"
+    for i, el in enumerate(chn["element"]):
+        if el in ratio:
+            chn.loc[i, "usd_per_kg"] = out.loc[i, "usd_per_kg"] * ratio[el]
+            chn.loc[i, ["source_id", "vintage", "status"]] = ["smm_prices", 2025, "estimate"]
+            chn.loc[i, "note"] = (f"ROW price x {ratio[el]:.3f}: SMM 4 Mar 2025 quote ex-VAT "
+                                  "over the USGS 2025 average")
+        else:
+            chn.loc[i, ["source_id", "status"]] = ["oreflow_assumption", "assumption"]
+            chn.loc[i, "note"] = "no domestic quote: equal to the price outside China"
+    out = pd.concat([out, chn], ignore_index=True)
+    out["usd_per_kg"] = out["usd_per_kg"].astype(float).round(4)
+    return out
+
+
+def build_regions(raw_dir: Path, referenced: set[str], eu_members: list[str]) -> pd.DataFrame:
+    wgi = raw.read_wgi(raw_dir, 2023).set_index("region")
+    rows = []
+    for code in sorted(referenced):
+        if code in PSEUDO_REGIONS:
+            name, kind = PSEUDO_REGIONS[code]
+            if code == "XOT":
+                vals = wgi[list(WGI_KEYS)].mean()
+                note = "WGI: mean over all economies (assumption)"
+            elif code == "XEU":
+                vals = wgi.loc[wgi.index.intersection(eu_members), list(WGI_KEYS)].mean()
+                note = "WGI: mean over EU-27 members (assumption)"
+            else:
+                vals = pd.Series(np.nan, index=list(WGI_KEYS))
+                note = "aggregate: no governance score"
+            rows.append((code, name, kind, *vals.round(4), "oreflow_derived", 2023,
+                         "assumption", note))
+            continue
+        country = pycountry.countries.get(alpha_3=code)
+        if country is None:
+            raise raw.RawDataError(f"region code {code!r} is not an ISO 3166 alpha-3 code")
+        name = getattr(country, "common_name", None) or country.name
+        if code in wgi.index:
+            vals = wgi.loc[code, list(WGI_KEYS)].astype(float)
+            rows.append((code, name, "country", *vals.round(4), "wb_wgi_2024", 2023,
+                         "reported", ""))
+        else:
+            rows.append((code, name, "country", *([np.nan] * 6), "wb_wgi_2024", 2023,
+                         "reported", "not covered by the WGI"))
+    cols = ["region", "name", "kind", *(f"wgi_{k}" for k in WGI_KEYS), "source_id", "vintage",
+            "status", "note"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def build_tables(raw_dir: Path | None = None, curated_dir: Path = CURATED_DIR) -> dict[str, pd.DataFrame]:
+    """Every table of the dataset, built from the raw files and the curated notes."""
+    raw_dir = Path(raw_dir) if raw_dir is not None else raw.default_raw_dir()
+    if not raw_dir.is_dir():
+        raise raw.RawDataError(
+            f"raw data folder {raw_dir} does not exist: set OREFLOW_RAW_DIR or pass --raw-dir"
+        )
+    t: dict[str, pd.DataFrame] = {}
+    cur = {n: _curated(n, curated_dir) for n in (
+        "sources", "blocs", "deposits", "mine_source_split", "concentrate_routing",
+        "stage_shares", "stage_parameters", "sectors", "enduse_shares",
+        "china_domestic_prices", "market_parameters", "risk_parameters", "export_controls",
+    )}
+    t.update(cur)
+    market = cur["market_parameters"]
+    base_year = int(float(market.set_index("parameter").loc["base_year", "value"]))
+
+    t["elements"] = build_elements(curated_dir)
+
+    mcs = raw.read_mcs2026_rare_earths(raw_dir)
+    mine = _sourced(mcs["mine_production"], "usgs_mcs2026", 2026, mcs["mine_production"]["status"])
+    mine["note"] = mcs["mine_production"]["note"].fillna("")
+    myb = raw.read_myb2022_world_mine_production(raw_dir)
+    myb = myb[myb["year"] < mine["year"].min()]
+    myb = _sourced(myb, "usgs_myb2022", 2022, "reported", myb["note"].fillna(""))
+    myb["qualifier"] = ""
+    t["mine_production"] = pd.concat([mine, myb], ignore_index=True)
+    res = mcs["reserves"]
+    t["reserves"] = _sourced(res, "usgs_mcs2026", 2026, res["status"], res["note"].fillna(""))
+
+    producers = sorted(
+        set(t["mine_production"].query("year == @base_year and t_reo > 0")["region"]) - {"WLD"}
+    )
+    t["mine_source_split"] = _expand_wildcard(cur["mine_source_split"], "region", producers)
+    t["concentrate_routing"] = _expand_wildcard(cur["concentrate_routing"], "origin", producers)
+    t["deposit_composition"] = build_deposit_composition(curated_dir)
+
+    mc = _curated("magnet_composition", curated_dir)
+    meta = ["sector", "source_id", "vintage", "status", "note"]
+    mc = mc.melt(id_vars=meta, var_name="element", value_name="t_per_t_magnet")
+    t["magnet_composition"] = mc[mc["t_per_t_magnet"].astype(float) > 0]
+    sr = _curated("sector_regions", curated_dir)
+    t["sector_regions"] = sr.melt(id_vars=meta, var_name="region", value_name="share")
+
+    t["prices"] = build_prices(mcs, raw_dir)
+    t["base_prices"] = build_base_prices(t["prices"], t["elements"], cur["china_domestic_prices"],
+                                         market, base_year)
+
+    sal = mcs["us_salient"].copy()
+    sal = sal.drop(columns=["statistic"], errors="ignore")
+    t["us_salient"] = _sourced(sal, "usgs_mcs2026", 2026, sal["status"])
+
+    ctl = raw.read_mcs2026_export_controls(raw_dir)
+    t["export_controls_usgs"] = _sourced(ctl, "usgs_mcs2026_t4", 2026, "reported",
+                                         ctl.get("notes", ""))
+
+    ct = raw.read_comtrade_china_imports_2846(raw_dir)
+    t["trade_china_imports_2846"] = _sourced(
+        ct, "un_comtrade", 2024, np.where(ct["qty_estimated"], "estimate", "reported"),
+        np.where(ct["qty_estimated"], "net weight estimated by UN Comtrade", ""),
+    )
+    us = raw.read_usitc(raw_dir, "imports")
+    us = us[us["hts4"].isin(["2805", "2846", "8505"])].copy()
+    us["t"] = np.where(us["quantity_unit"].str.lower().str.startswith("kilo"),
+                       us["quantity"] / 1000.0, np.nan)
+    t["trade_us_imports"] = _sourced(
+        us, "usitc_dataweb", 2026, np.where(us["partial_year"], "estimate", "reported"),
+        np.where(us["partial_year"], "partial year (January-April)", ""),
+    )
+
+    referenced: set[str] = set()
+    for name, table in TABLES.items():
+        if name not in t or name == "regions":
+            continue
+        for col in table.all_columns():
+            if col.ref == "regions.region" and col.name in t[name].columns:
+                referenced |= set(t[name][col.name].astype(str))
+    eu = list(cur["blocs"].query("bloc == 'EU'")["region"])
+    t["regions"] = build_regions(raw_dir, referenced | {"XOT", "XEU"}, eu)
+
+    return {name: _tidy(name, t[name]) for name in TABLES}
+
+
+def _tidy(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Schema column order, rows sorted by key: the same input always gives the same bytes."""
+    table = TABLES[name]
+    cols = [c.name for c in table.all_columns()]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise raw.RawDataError(f"build of {table.file} produced no column(s) {missing}")
+    out = df[cols].copy()
+    for c in table.all_columns():
+        if c.kind == "int":
+            out[c.name] = pd.to_numeric(out[c.name]).astype("Int64")
+        elif c.kind == "float":
+            out[c.name] = pd.to_numeric(out[c.name])
+    return out.sort_values(list(table.key), kind="stable").reset_index(drop=True)
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
+    """Write each table atomically (temp file then rename): no half-written CSV survives."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, df in tables.items():
+        target = out_dir / TABLES[name].file
+        text = df.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+        atomic_write_text(target, text)
+        written.append(target)
+    return written
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,109 @@
+"""Load the embedded dataset (or a copy of it) and validate it against the schema."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from oreflow.data.schema import TABLES, DatasetError, Problem, check_values, coerce
+
+TABLES_DIR = Path(__file__).parent / "tables"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated tables of the dataset, keyed by table name, and the dataset's version."""
+
+    tables: Mapping[str, pd.DataFrame]
+    path: Path
+    version: str
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self.tables:
+            raise KeyError(f"no table {name!r}; tables: {', '.join(sorted(self.tables))}")
+        return self.tables[name]
+
+    @property
+    def base_year(self) -> int:
+        p = self["market_parameters"].set_index("parameter")["value"]
+        return int(p["base_year"])
+
+    def parameter(self, table: str, name: str) -> float:
+        p = self[table].set_index("parameter")["value"]
+        if name not in p.index:
+            raise KeyError(f"{table}.csv has no parameter {name!r}")
+        return float(p[name])
+
+
+def _version(path: Path) -> str:
+    h = hashlib.sha256()
+    for name in sorted(TABLES):
+        f = path / TABLES[name].file
+        if f.exists():
+            h.update(name.encode())
+            h.update(f.read_bytes())
+    return f"oreflow-data-{h.hexdigest()[:12]}"
+
+
+def read_raw_tables(path: Path) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """Read every table file as text (no type guessing: the schema converts)."""
+    frames: dict[str, pd.DataFrame] = {}
+    problems: list[Problem] = []
+    for name, table in TABLES.items():
+        f = path / table.file
+        if not f.exists():
+            problems.append(Problem(table.file, None, None, f"file missing from {path}"))
+            continue
+        try:
+            frames[name] = pd.read_csv(f, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            problems.append(Problem(table.file, None, None, f"cannot be parsed as CSV: {e}"))
+    return frames, problems
+
+
+def validate_tables(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """Coerce and check every table; references are checked against the coerced tables."""
+    problems: list[Problem] = []
+    coerced: dict[str, pd.DataFrame] = {}
+    for name, df in frames.items():
+        out, p = coerce(TABLES[name], df)
+        coerced[name] = out
+        problems += p
+    for name, df in coerced.items():
+        problems += check_values(TABLES[name], df, coerced)
+    return coerced, problems
+
+
+def check_dataset(path: Path | str | None = None) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """Every problem in the dataset at `path` (default: the embedded one), and its tables."""
+    path = Path(path) if path is not None else TABLES_DIR
+    if not path.is_dir():
+        return {}, [Problem(str(path), None, None, "dataset folder does not exist")]
+    frames, problems = read_raw_tables(path)
+    coerced, more = validate_tables(frames)
+    return coerced, problems + more
+
+
+def load_dataset(path: Path | str | None = None) -> Dataset:
+    """The validated dataset; raises DatasetError listing every problem (file, line, column)."""
+    path = Path(path) if path is not None else TABLES_DIR
+    if path == TABLES_DIR:
+        return _load_embedded()
+    return _load(path)
+
+
+def _load(path: Path) -> Dataset:
+    tables, problems = check_dataset(path)
+    if problems:
+        raise DatasetError(problems)
+    return Dataset(tables=tables, path=path, version=_version(path))
+
+
+@lru_cache(maxsize=1)
+def _load_embedded() -> Dataset:
+    return _load(TABLES_DIR)

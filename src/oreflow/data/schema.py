@@ -1,0 +1,467 @@
+"""What each table of the embedded dataset must hold: columns, units, ranges, keys.
+
+The schema is data, not code scattered through loaders (the PyPSA habit): one `Table`
+per concept, each column with its kind, unit and allowed values. `validate` checks a set
+of tables against it and returns every problem found, each naming file, row and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+STATUSES = ("reported", "estimate", "assumption")
+STAGES = ("mining", "separation", "metal", "magnet")
+FORMS = ("oxide", "metal", "magnet")
+SHARE_TOLERANCE = 1e-3
+"""Shares in a group must sum to 1 within this: curated shares are written to 3-4 digits."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "str" | "int" | "float" | "bool"
+    unit: str = ""
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+    ref: str | None = None  # "table.column" that must contain every value
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    shares: tuple[tuple[str, ...], str] | None = None  # (group-by columns, share column)
+    sourced: bool = True  # every row carries source_id, vintage and status
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.csv"
+
+    def all_columns(self) -> tuple[Column, ...]:
+        if not self.sourced:
+            return self.columns
+        return self.columns + SOURCE_COLUMNS
+
+
+SOURCE_COLUMNS = (
+    Column("source_id", "str", ref="sources.source_id", description="id in sources.csv"),
+    Column("vintage", "int", "year", "year of the source's data", min=1900, max=2100),
+    Column("status", "str", allowed=STATUSES, description="reported, estimate or assumption"),
+    Column("note", "str", nullable=True),
+)
+
+_REGION = Column("region", "str", ref="regions.region", description="ISO 3166 alpha-3 or X.. code")
+_ELEMENT = Column("element", "str", ref="elements.element", description="element symbol")
+_SHARE = Column("share", "float", "fraction", min=0.0, max=1.0)
+_YEAR = Column("year", "int", "year", min=1900, max=2100)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in [
+        Table(
+            "sources",
+            "Every source a number in the dataset cites.",
+            (
+                Column("source_id", "str"),
+                Column("citation", "str"),
+                Column("url", "str", nullable=True),
+                Column("licence", "str"),
+                Column("kind", "str", allowed=("primary", "secondary", "assumption", "derived")),
+            ),
+            key=("source_id",),
+            sourced=False,
+        ),
+        Table(
+            "regions",
+            "Countries (ISO3) and pseudo-regions with their governance indicators (WGI 2023).",
+            (
+                Column("region", "str"),
+                Column("name", "str"),
+                Column("kind", "str", allowed=("country", "pseudo", "aggregate")),
+                *(
+                    Column(f"wgi_{k}", "float", "WGI estimate", min=-3.0, max=3.0, nullable=True)
+                    for k in ("va", "pv", "ge", "rq", "rl", "cc")
+                ),
+            ),
+            key=("region",),
+        ),
+        Table(
+            "blocs",
+            "Membership of the blocs a user compares (EU, G7, QUAD, MSP).",
+            (Column("bloc", "str"), _REGION),
+            key=("bloc", "region"),
+        ),
+        Table(
+            "elements",
+            "The 17 rare earths with oxide formula and oxide-to-metal mass factor.",
+            (
+                Column("element", "str"),
+                Column("name", "str"),
+                Column("atomic_number", "int", min=21, max=71),
+                Column("atomic_weight", "float", "g/mol", min=1, max=300),
+                Column("class", "str", allowed=("light", "heavy")),
+                Column("oxide_formula", "str"),
+                Column("metal_per_oxide", "float", "t metal / t oxide", min=0.5, max=1.0),
+                Column("produced", "bool"),
+            ),
+            key=("element",),
+        ),
+        Table(
+            "mine_production",
+            "Rare-earth mine production by country, t REO (USGS).",
+            (
+                _REGION,
+                _YEAR,
+                Column("t_reo", "float", "t REO", min=0.0),
+                Column("qualifier", "str", allowed=("", "<", ">"), nullable=True),
+            ),
+            key=("region", "year"),
+        ),
+        Table(
+            "reserves",
+            "Rare-earth reserves by country, t REO (USGS MCS 2026, v1.3 errata applied).",
+            (
+                _REGION,
+                _YEAR,
+                Column("t_reo", "float", "t REO", min=0.0),
+                Column("qualifier", "str", allowed=("", "<", ">"), nullable=True),
+            ),
+            key=("region", "year"),
+        ),
+        Table(
+            "deposits",
+            "Mining sources (deposit types) whose element mix is known.",
+            (Column("deposit", "str"), Column("name", "str"), _REGION, Column("type", "str")),
+            key=("deposit",),
+        ),
+        Table(
+            "deposit_composition",
+            "Element mix of each mining source, share of REO.",
+            (Column("deposit", "str", ref="deposits.deposit"), _ELEMENT, _SHARE),
+            key=("deposit", "element"),
+            shares=(("deposit",), "share"),
+        ),
+        Table(
+            "mine_source_split",
+            "Each producing country's output split among mining sources.",
+            (_REGION, Column("deposit", "str", ref="deposits.deposit"), _SHARE),
+            key=("region", "deposit"),
+            shares=(("region",), "share"),
+        ),
+        Table(
+            "concentrate_routing",
+            "Where each country's concentrate is separated (share of its mine output).",
+            (
+                Column("origin", "str", ref="regions.region"),
+                Column("destination", "str", ref="regions.region"),
+                _SHARE,
+            ),
+            key=("origin", "destination"),
+            shares=(("origin",), "share"),
+        ),
+        Table(
+            "stage_shares",
+            "Share of world output of the metal and magnet stages by country.",
+            (Column("stage", "str", allowed=("metal", "magnet")), _REGION, _SHARE),
+            key=("stage", "region"),
+            shares=(("stage",), "share"),
+        ),
+        Table(
+            "stage_parameters",
+            "Yield (output/input) and capacity utilisation of each stage.",
+            (
+                Column("stage", "str", allowed=STAGES),
+                Column("yield", "float", "fraction", min=0.01, max=1.0),
+                Column("utilization", "float", "fraction", min=0.01, max=1.0),
+            ),
+            key=("stage",),
+        ),
+        Table(
+            "sectors",
+            "End-use sectors: the form they buy, rationing priority (1 = served first), "
+            "share of world magnet mass.",
+            (
+                Column("sector", "str"),
+                Column("name", "str"),
+                Column("form", "str", allowed=FORMS),
+                Column("priority", "int", min=1, max=9),
+                Column("magnet_mass_share", "float", "fraction", min=0.0, max=1.0),
+            ),
+            key=("sector",),
+        ),
+        Table(
+            "magnet_composition",
+            "Element content of the magnets each magnet sector uses, t metal per t magnet.",
+            (
+                Column("sector", "str", ref="sectors.sector"),
+                _ELEMENT,
+                Column("t_per_t_magnet", "float", "t/t", min=0.0, max=1.0),
+            ),
+            key=("sector", "element"),
+        ),
+        Table(
+            "enduse_shares",
+            "Split of each element's use among uses ('magnets' or a non-magnet sector).",
+            (_ELEMENT, Column("use", "str"), _SHARE),
+            key=("element", "use"),
+            shares=(("element",), "share"),
+        ),
+        Table(
+            "sector_regions",
+            "Share of each sector's world use by region of manufacture.",
+            (Column("sector", "str", ref="sectors.sector"), _REGION, _SHARE),
+            key=("sector", "region"),
+            shares=(("sector",), "share"),
+        ),
+        Table(
+            "prices",
+            "Annual average prices, USD/kg (USGS: outside China; SMM: inside China).",
+            (
+                Column("product", "str"),
+                Column("form", "str"),
+                Column("zone", "str", allowed=("ROW", "CHN")),
+                _YEAR,
+                Column("usd_per_kg", "float", "USD/kg", min=0.0),
+            ),
+            key=("product", "form", "zone", "year"),
+        ),
+        Table(
+            "base_prices",
+            "Base-year oxide price per element inside (CHN) and outside (ROW) China.",
+            (
+                _ELEMENT,
+                Column("zone", "str", allowed=("ROW", "CHN")),
+                Column("usd_per_kg", "float", "USD/kg oxide", min=0.0),
+            ),
+            key=("element", "zone"),
+        ),
+        Table(
+            "china_domestic_prices",
+            "China domestic oxide quotes (SMM), CNY/t including VAT.",
+            (
+                Column("date", "str"),
+                Column("product", "str"),
+                Column("cny_per_t_low", "float", "CNY/t", min=0.0),
+                Column("cny_per_t_high", "float", "CNY/t", min=0.0),
+            ),
+            key=("date", "product"),
+        ),
+        Table(
+            "market_parameters",
+            "Scalars: exchange rates, VAT, base year, placeholder prices.",
+            (Column("parameter", "str"), Column("value", "float"), Column("unit", "str")),
+            key=("parameter",),
+        ),
+        Table(
+            "risk_parameters",
+            "Scalars of the EU supply-risk formula.",
+            (Column("parameter", "str"), Column("value", "float", min=0.0)),
+            key=("parameter",),
+        ),
+        Table(
+            "export_controls",
+            "China's export-control regimes, historical and in force.",
+            (
+                Column("regime", "str"),
+                Column("origin", "str", ref="regions.region"),
+                Column("instrument", "str", allowed=("quota", "licence", "ban")),
+                Column("elements", "str", nullable=True),
+                Column("stages", "str", nullable=True),
+                Column("destinations", "str"),
+                Column("announced", "str"),
+                Column("effective", "str"),
+                Column("ends", "str", nullable=True),
+                Column("state", "str", allowed=("in_force", "suspended", "ended")),
+            ),
+            key=("regime",),
+        ),
+        Table(
+            "export_controls_usgs",
+            "Export controls of all countries in force for 2026 (USGS MCS 2026 Table 4).",
+            (
+                Column("region", "str", ref="regions.region"),
+                Column("control_type", "str"),
+                Column("commodities", "str"),
+                Column("url", "str", nullable=True),
+            ),
+            key=("region", "control_type"),
+        ),
+        Table(
+            "trade_china_imports_2846",
+            "China's imports of HS 2846 (rare-earth compounds) by origin (UN Comtrade).",
+            (
+                _YEAR,
+                Column("origin", "str", ref="regions.region"),
+                Column("t", "float", "t", min=0.0),
+                Column("usd", "float", "USD", min=0.0),
+            ),
+            key=("year", "origin"),
+        ),
+        Table(
+            "trade_us_imports",
+            "US imports for consumption by partner, HTS 2805, 2846 and 8505 (USITC).",
+            (
+                _YEAR,
+                Column("hts4", "str", allowed=("2805", "2846", "8505")),
+                Column("partner", "str", ref="regions.region"),
+                Column("t", "float", "t", min=0.0, nullable=True),
+                Column("usd", "float", "USD", min=0.0, nullable=True),
+                Column("partial_year", "bool"),
+            ),
+            key=("year", "hts4", "partner"),
+        ),
+        Table(
+            "us_salient",
+            "US salient statistics of the rare-earth chapters (USGS MCS 2026).",
+            (
+                Column("chapter", "str"),
+                Column("detail", "str"),
+                Column("unit", "str"),
+                _YEAR,
+                Column("value", "float", nullable=True),
+                Column("value_text", "str", nullable=True),
+            ),
+            key=("chapter", "detail", "year"),
+        ),
+    ]
+}
+
+
+@dataclass
+class Problem:
+    file: str
+    row: int | None  # line number in the CSV file (header is line 1)
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f", line {self.row}"
+        if self.column:
+            where += f", column '{self.column}'"
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class DatasetError(ValueError):
+    """Raised when the dataset does not validate; lists every problem."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        head = f"{len(self.problems)} problem(s) in the dataset:"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems[:50])])
+
+
+def _line(i: int) -> int:
+    return int(i) + 2  # 0-based data row -> CSV line (after the header)
+
+
+def coerce(table: Table, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
+    """Check columns exist and convert each to its kind; report what does not parse."""
+    problems: list[Problem] = []
+    out = df.copy()
+    for col in table.all_columns():
+        if col.name not in out.columns:
+            if col.nullable:
+                out[col.name] = pd.NA if col.kind == "str" else np.nan
+                continue
+            allowed = ", ".join(c.name for c in table.all_columns())
+            problems.append(
+                Problem(table.file, None, col.name, f"missing column (expected: {allowed})")
+            )
+            continue
+        raw = out[col.name]
+        missing = raw.isna() | (raw.astype(str).str.strip() == "")
+        if col.kind == "str":
+            out[col.name] = raw.where(~missing, "").astype(str).str.strip()
+        elif col.kind in ("int", "float"):
+            num = pd.to_numeric(raw, errors="coerce").astype(float)
+            bad = ~np.isfinite(num.to_numpy()) & ~missing.to_numpy()
+            for i in np.flatnonzero(bad):
+                problems.append(
+                    Problem(table.file, _line(i), col.name,
+                            f"{raw.iloc[i]!r} is not a finite number")
+                )
+            out[col.name] = num.where(np.isfinite(num))
+        elif col.kind == "bool":
+            text = raw.astype(str).str.strip().str.lower()
+            ok = text.isin(["true", "false"])
+            for i in np.flatnonzero((~ok).to_numpy()):
+                problems.append(
+                    Problem(table.file, _line(i), col.name, f"expected true or false, got {raw.iloc[i]!r}")
+                )
+            out[col.name] = text == "true"
+        if not col.nullable and col.kind != "bool":
+            for i in np.flatnonzero(missing.to_numpy()):
+                problems.append(
+                    Problem(table.file, _line(i), col.name, "empty value where one is required")
+                )
+    return out, problems
+
+
+def check_values(table: Table, df: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[Problem]:
+    """Ranges, allowed values, references, keys and share sums of one coerced table."""
+    problems: list[Problem] = []
+    for col in table.all_columns():
+        if col.name not in df.columns:
+            continue
+        s = df[col.name]
+        if col.kind in ("int", "float"):
+            v = s.to_numpy(dtype=float)
+            if col.min is not None:
+                for i in np.flatnonzero(v < col.min):
+                    problems.append(Problem(table.file, _line(i), col.name,
+                                            f"{v[i]:g} is below the minimum {col.min:g}"
+                                            + (f" {col.unit}" if col.unit else "")))
+            if col.max is not None:
+                for i in np.flatnonzero(v > col.max):
+                    problems.append(Problem(table.file, _line(i), col.name,
+                                            f"{v[i]:g} is above the maximum {col.max:g}"
+                                            + (f" {col.unit}" if col.unit else "")))
+            if col.kind == "int":
+                frac = np.isfinite(v) & (v != np.round(v))
+                for i in np.flatnonzero(frac):
+                    problems.append(Problem(table.file, _line(i), col.name,
+                                            f"{v[i]:g} is not a whole number"))
+        if col.allowed is not None:
+            bad = ~s.isin(col.allowed) & ~(col.nullable & (s == ""))
+            for i in np.flatnonzero(bad.to_numpy()):
+                problems.append(Problem(table.file, _line(i), col.name,
+                                        f"{s.iloc[i]!r} is not allowed (allowed: "
+                                        f"{', '.join(repr(a) for a in col.allowed)})"))
+        if col.ref is not None:
+            ref_table, ref_col = col.ref.split(".")
+            known = tables.get(ref_table)
+            if known is not None and ref_col in known.columns:
+                valid = set(known[ref_col].astype(str))
+                bad = ~s.astype(str).isin(valid) & ~(col.nullable & (s == ""))
+                for i in np.flatnonzero(bad.to_numpy()):
+                    problems.append(Problem(table.file, _line(i), col.name,
+                                            f"unknown id {s.iloc[i]!r}: not in {ref_table}.csv"))
+    if all(k in df.columns for k in table.key):
+        dup = df.duplicated(list(table.key), keep="first")
+        for i in np.flatnonzero(dup.to_numpy()):
+            keyval = ", ".join(f"{k}={df[k].iloc[i]!r}" for k in table.key)
+            problems.append(Problem(table.file, _line(i), None, f"duplicate key ({keyval})"))
+    if table.shares is not None:
+        groups, col = table.shares
+        if all(g in df.columns for g in groups) and col in df.columns:
+            sums = df.groupby(list(groups))[col].sum()
+            for key, total in sums.items():
+                if abs(total - 1.0) > SHARE_TOLERANCE:
+                    key = key if isinstance(key, tuple) else (key,)
+                    label = ", ".join(f"{g}={k!r}" for g, k in zip(groups, key, strict=True))
+                    problems.append(Problem(table.file, None, col,
+                                            f"shares for {label} sum to {total:.4f}, "
+                                            f"not 1 (tolerance {SHARE_TOLERANCE})"))
+    return problems
