@@ -130,17 +130,26 @@ def trade_factor(network: Network, regions: list[str]) -> xr.DataArray:
     return factor
 
 
+def eu_sr_formula(global_shares, sourcing, wgi, t, ir, eol_rir: float, si_sr: float):
+    """EC 2017: SR = [HHI_WGI,t(GS) * IR/2 + HHI_WGI,t(sourcing) * (1 - IR/2)]
+    * (1 - EoL_RIR) * SI_SR; shares as fractions along `origin`, WGI on 0-10."""
+    hhi_gs = (global_shares**2 * wgi * t).sum("origin", min_count=1)
+    hhi_src = (sourcing**2 * wgi * t).sum("origin", min_count=1)
+    sr = (hhi_gs * ir / 2 + hhi_src * (1 - ir / 2)) * (1 - eol_rir) * si_sr
+    return sr.where(np.isfinite(sr))
+
+
 def eu_supply_risk(network: Network, regions: list[str]) -> xr.DataArray:
     p = network.dataset["risk_parameters"].set_index("parameter")["value"]
-    wgi = wgi_scaled(network).rename(region="origin")
-    t = trade_factor(network, regions)
-    gs = production_shares(network).rename(region="origin")
-    src = sourcing_shares(network, regions)
-    hhi_gs = (gs**2 * wgi * t).sum("origin", min_count=1)
-    hhi_src = (src**2 * wgi * t).sum("origin", min_count=1)
-    ir = import_reliance(network, regions)
-    sr = (hhi_gs * ir / 2 + hhi_src * (1 - ir / 2)) * (1 - p["eol_rir"]) * p["si_sr"]
-    return sr.where(np.isfinite(sr))
+    return eu_sr_formula(
+        production_shares(network).rename(region="origin"),
+        sourcing_shares(network, regions),
+        wgi_scaled(network).rename(region="origin"),
+        trade_factor(network, regions),
+        import_reliance(network, regions),
+        p["eol_rir"],
+        p["si_sr"],
+    )
 
 
 def indicator_table(network: Network, perspective: str = "USA",

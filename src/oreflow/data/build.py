@@ -8,8 +8,6 @@ vintage and status) live in `curated/`.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import pycountry
 
 from oreflow.data import raw
 from oreflow.data.schema import TABLES
+from oreflow.io import atomic_write_text
 
 CURATED_DIR = Path(__file__).parent / "curated"
 TRACE_PCT = 0.01
@@ -180,6 +179,7 @@ def build_tables(raw_dir: Path | None = None, curated_dir: Path = CURATED_DIR) -
         "sources", "blocs", "deposits", "mine_source_split", "concentrate_routing",
         "stage_shares", "stage_parameters", "sectors", "enduse_shares",
         "china_domestic_prices", "market_parameters", "risk_parameters", "export_controls",
+        "market_behaviour",
     )}
     t.update(cur)
     market = cur["market_parameters"]
@@ -277,14 +277,3 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
         atomic_write_text(target, text)
         written.append(target)
     return written
-
-
-def atomic_write_text(target: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -261,6 +261,12 @@ TABLES: dict[str, Table] = {
             key=("parameter",),
         ),
         Table(
+            "market_behaviour",
+            "Behavioural parameters of the stress-test engine (prices, substitution, supply).",
+            (Column("parameter", "str"), Column("value", "float"), Column("unit", "str")),
+            key=("parameter",),
+        ),
+        Table(
             "risk_parameters",
             "Scalars of the EU supply-risk formula.",
             (Column("parameter", "str"), Column("value", "float", min=0.0)),

@@ -1,0 +1,212 @@
+"""Command line: `oreflow data ...`, `oreflow risk`, `oreflow demo`.
+
+A thin layer over the Python API: each command calls one function, prints its table and
+turns the library's errors into one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import math
+from enum import Enum
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from oreflow.data import TABLES, DatasetError, check_dataset, load_dataset
+from oreflow.io import atomic_write_text
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Stress-test rare-earth supply chains.")
+data_app = typer.Typer(no_args_is_help=True, help="The embedded dataset: list, show, check, build.")
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    recs = df.to_dict(orient="records")
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in r.items()} for r in recs]
+
+
+def print_frame(df: pd.DataFrame, fmt: Format, title: str | None = None,
+                digits: dict[str, str] | None = None) -> None:
+    if fmt is Format.json:
+        print(json.dumps(_records(df), indent=1))
+        return
+    if fmt is Format.csv:
+        print(df.to_csv(index=False, float_format="%.6g"), end="")
+        return
+    digits = digits or {}
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for c in df.columns:
+        t.add_column(str(c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")
+    for row in df.itertuples(index=False):
+        cells = []
+        for c, v in zip(df.columns, row, strict=True):
+            if isinstance(v, float):
+                cells.append("n/a" if not math.isfinite(v) else format(v, digits.get(c, ",.4g")))
+            else:
+                cells.append(str(v))
+        t.add_row(*cells)
+    out.print(t)
+
+
+def _dataset(path: Path | None):
+    try:
+        return load_dataset(path)
+    except DatasetError as e:
+        fail(str(e))
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the dataset's tables with their row counts."""
+    ds = _dataset(None)
+    df = pd.DataFrame([(n, len(ds[n]), t.description) for n, t in TABLES.items()],
+                      columns=["table", "rows", "description"])
+    print_frame(df, Format.table, title=f"Dataset {ds.version}")
+
+
+@data_app.command("show")
+def data_show(table: str = typer.Argument(..., help="table name, e.g. mine_production"),
+              fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """Print one table."""
+    if table not in TABLES:
+        fail(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    print_frame(_dataset(None)[table], fmt, title=table)
+
+
+@data_app.command("sources")
+def data_sources(fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """The sources every number cites, with how many rows cite each."""
+    ds = _dataset(None)
+    counts = pd.concat([ds[n]["source_id"] for n, t in TABLES.items() if t.sourced])
+    src = ds["sources"].copy()
+    src["rows"] = src["source_id"].map(counts.value_counts()).fillna(0).astype(int)
+    print_frame(src[["source_id", "kind", "rows", "licence", "citation"]], fmt, title="Sources")
+
+
+@data_app.command("check")
+def data_check(path: Path = typer.Option(None, "--path", help="dataset folder (default: embedded)")
+               ) -> None:
+    """Validate every table; report how many rows are sourced, by status. Non-zero exit if any
+    problem (a row with no source, an unknown id, a bad value)."""
+    tables, problems = check_dataset(path)
+    summary = []
+    for name, table in TABLES.items():
+        if name not in tables or not table.sourced:
+            continue
+        df = tables[name]
+        sourced = (df["source_id"] != "") & df["status"].isin(["reported", "estimate",
+                                                               "assumption"])
+        by = df["status"].value_counts()
+        summary.append((name, len(df), int(sourced.sum()), int(by.get("reported", 0)),
+                        int(by.get("estimate", 0)), int(by.get("assumption", 0))))
+    df = pd.DataFrame(summary, columns=["table", "rows", "sourced", "reported", "estimate",
+                                        "assumption"])
+    print_frame(df, Format.table, title="Dataset check")
+    total, ok = int(df["rows"].sum()), int(df["sourced"].sum())
+    if problems:
+        for p in problems:
+            err.print(f"[red]-[/red] {p}", highlight=False)
+        fail(f"{len(problems)} problem(s); {ok} of {total} rows sourced", code=1)
+    out.print(f"[green]ok[/green]: all {total} rows of {len(df)} tables carry a source id, "
+              "a vintage and a status")
+
+
+@data_app.command("build")
+def data_build(raw_dir: Path = typer.Option(None, "--raw-dir",
+                                            help="raw files (default: ../shared/data)"),
+               out_dir: Path = typer.Option(None, "--out", help="where to write the tables "
+                                            "(default: the package's tables/)")) -> None:
+    """Rebuild every table from the raw public files and the curated notes."""
+    from oreflow.data import build, raw
+    from oreflow.data.load import TABLES_DIR, validate_tables
+
+    try:
+        tables = build.build_tables(raw_dir)
+    except raw.RawDataError as e:
+        fail(str(e))
+    text = {n: df.astype(str).replace({"nan": "", "<NA>": ""}) for n, df in tables.items()}
+    _, problems = validate_tables(text)
+    if problems:
+        fail("the built tables do not validate:\n" + "\n".join(f"  - {p}" for p in problems))
+    target = out_dir or TABLES_DIR
+    written = build.write_tables(tables, target)
+    out.print(f"wrote {len(written)} tables to {target}")
+
+
+@app.command()
+def risk(perspective: str = typer.Option("USA", "--perspective", "-p",
+                                         help="region (USA, JPN, IND, ...) or bloc (EU, G7, QUAD, MSP)"),
+         element: list[str] = typer.Option(None, "--element", "-e",
+                                           help="element symbol or REO; repeat for several"),
+         fmt: Format = typer.Option(Format.table, "--format"),
+         top: int = typer.Option(10, "--top", help="chokepoints to list (table format)")) -> None:
+    """Concentration and supply risk by element and stage, for a perspective."""
+    from oreflow.network import Network
+    from oreflow.risk import UnknownPerspectiveError, chokepoints, indicator_table
+
+    try:
+        net = Network.from_dataset(_dataset(None))
+        table = indicator_table(net, perspective, element or None)
+    except (UnknownPerspectiveError, ValueError) as e:
+        fail(str(e))
+    cols = ["element", "stage", "world_t", "china_share", "hhi", "wgi_hhi", "import_reliance",
+            "eu_sr"]
+    if fmt is not Format.table:
+        print_frame(table[["perspective", *cols, "chokepoint"]], fmt)
+        return
+    _print_risk(table, cols, perspective, top, net.year)
+
+
+def _print_risk(table: pd.DataFrame, cols: list[str], perspective: str, top: int,
+                year: int) -> None:
+    from oreflow.risk import chokepoints
+
+    digits = {"world_t": ",.0f", "china_share": ".0%", "hhi": ",.0f", "wgi_hhi": ".2f",
+              "import_reliance": ".0%", "eu_sr": ".2f", "chokepoint": ".2f"}
+    print_frame(table[cols], Format.table, digits=digits,
+                title=f"Rare earths by stage, {year} (t REO-eq), perspective {perspective.upper()}")
+    print_frame(chokepoints(table, top)[["element", "stage", "china_share", "hhi",
+                                         "import_reliance", "chokepoint"]],
+                Format.table, digits=digits, title=f"Top {top} chokepoints (HHI x reliance)")
+
+
+@app.command()
+def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the CSV")) -> None:
+    """The first screen: concentration and reliance by stage for the USA, saved as CSV."""
+    from oreflow.network import Network
+    from oreflow.risk import indicator_table
+
+    ds = _dataset(None)
+    net = Network.from_dataset(ds)
+    table = indicator_table(net, "USA")
+    main = table[table["element"].isin(["REO", "Nd", "Pr", "Dy", "Tb", "Sm", "Y"])]
+    cols = ["element", "stage", "world_t", "china_share", "hhi", "wgi_hhi", "import_reliance",
+            "eu_sr"]
+    _print_risk(main, cols, "USA", 10, net.year)
+    path = out_dir / "risk_USA.csv"
+    atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
+    out.print(f"Full table ({len(table)} rows, all elements): {path.resolve()}")
+    out.print(f"Dataset {ds.version}; base year {net.year}")
+
+
+def main() -> None:
+    app()

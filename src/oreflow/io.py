@@ -1,0 +1,32 @@
+"""Atomic writes: a result file is either whole or absent, never half-written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(target: Path | str, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp_path)` on a temporary file beside `target`, then rename it over
+    `target`. An interrupted run leaves at most a hidden .tmp file, never a partial target."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_text(target: Path | str, text: str) -> Path:
+    def _write(p: Path) -> None:
+        with open(p, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+
+    return atomic_write(target, _write)

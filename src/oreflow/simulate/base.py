@@ -1,0 +1,137 @@
+"""Base-year monthly quantities seen from two market zones: inside the controlling country
+(IN) and outside it (OUT). The engine perturbs these; with no shock it reproduces them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from oreflow.network import Network
+
+FORMS = ("oxide", "metal", "magnet")
+_FORM_STAGE = {"oxide": "separation", "metal": "metal", "magnet": "magnet"}
+
+
+@dataclass(frozen=True)
+class ZoneBase:
+    """Monthly base-year flows, t REO-eq per month; arrays indexed [element] unless noted."""
+
+    elements: list[str]
+    sectors: list[str]
+    out_regions: list[str]  # demand regions outside the controller
+    mine_regions: list[str]
+    controller: str
+    yields: dict[str, float]
+    mine: np.ndarray  # [region, element] mine output
+    to_in: np.ndarray  # [region] share of a region's concentrate separated inside
+    sep_in: np.ndarray  # separation output inside
+    sep_out: np.ndarray  # separation output outside
+    sep_cap_out_region: np.ndarray  # [region, element] separation capacity of OUT regions
+    sep_cap_in: np.ndarray  # separation capacity inside
+    cap_out: dict[str, np.ndarray]  # OUT processing capacity by form (metal, magnet)
+    out_region_share: dict[str, np.ndarray]  # [region, element] share of OUT output by form
+    prod_out: dict[str, np.ndarray]  # OUT output by form
+    imports: dict[str, np.ndarray]  # IN -> OUT flows by form (the controllable exports)
+    imports_by_dest: dict[str, np.ndarray]  # [out_region, element] IN -> OUT flows by form
+    demand_in: np.ndarray  # [form, element] IN end use
+    demand_out: np.ndarray  # [form, element] OUT end use
+    sector_demand_out: np.ndarray  # [element, sector, out_region] OUT end use by sector
+    sector_demand_in: np.ndarray  # [element, sector] IN end use by sector
+    sector_form: np.ndarray  # [sector] index into FORMS
+    priority: np.ndarray  # [sector] 1 = served first
+    world_demand: np.ndarray  # world end use (all forms)
+    price_out: np.ndarray  # USD/kg oxide outside
+    price_in: np.ndarray  # USD/kg oxide inside
+
+    @property
+    def n_elements(self) -> int:
+        return len(self.elements)
+
+
+def zone_base(network: Network, controller: str = "CHN") -> ZoneBase:
+    """Aggregate the network's regions into inside/outside the controller, per month."""
+    if controller not in network.regions:
+        raise ValueError(f"controller {controller!r} is not a region of the network")
+    m = 1.0 / 12.0
+    regions = network.regions
+    out_regions = [r for r in regions if r != controller]
+    prod = network.production_t * m
+    trade = network.trade_t * m
+    util = network.dataset["stage_parameters"].set_index("stage")["utilization"]
+
+    def out_sum(da, dim="region"):
+        return da.sel({dim: out_regions}).sum(dim).transpose("element").to_numpy()
+
+    mine = network.mine_t.transpose("region", "element").to_numpy() * m
+    to_in = network.routing.sel(dest=controller).to_numpy()
+
+    sep_cap_out_region = (prod.sel(stage="separation").transpose("region", "element")
+                          .to_numpy() / float(util["separation"]))
+    sep_cap_out_region[regions.index(controller)] = 0.0
+
+    own = network.routing.sel(region=controller).drop_sel(dest=controller)
+    if float(own.sum()) > 0:
+        raise ValueError(f"concentrate_routing sends {controller}'s own concentrate abroad: the "
+                         "engine assumes the controller separates all of its own ore")
+    imports, imports_by_dest, prod_out, cap_out, out_region_share = {}, {}, {}, {}, {}
+    for form in FORMS:
+        stage = _FORM_STAGE[form]
+        t = trade.sel(stage=stage)
+        by_dest = t.sel(origin=controller, dest=out_regions).transpose("dest", "element")
+        back = t.sel(origin=out_regions, dest=controller).sum("origin").transpose("element")
+        if float(back.sum()) > 1e-6 * max(float(by_dest.sum()), 1.0):
+            raise ValueError(f"the base year has {float(back.sum()) * 12:,.0f} t/yr of {form} "
+                             f"flowing into {controller}: the engine assumes the controller is a "
+                             "net exporter of every form")
+        imports_by_dest[form] = by_dest.to_numpy()
+        imports[form] = imports_by_dest[form].sum(0)
+        prod_out[form] = out_sum(prod.sel(stage=stage))
+        by_region = prod.sel(stage=stage).transpose("region", "element").to_numpy().copy()
+        by_region[regions.index(controller)] = 0.0
+        out_region_share[form] = np.divide(by_region, prod_out[form][None, :],
+                                           out=np.zeros_like(by_region),
+                                           where=prod_out[form][None, :] > 0)
+        cap_out[form] = prod_out[form] / float(util[stage])
+
+    demand = network.demand_t * m  # element, sector, region
+    forms_of = network.dataset["sectors"].set_index("sector")["form"].reindex(network.sectors)
+    sector_form = np.array([FORMS.index(f) for f in forms_of])
+    d_out = demand.sel(region=out_regions).transpose("element", "sector", "region").to_numpy()
+    d_in = demand.sel(region=controller).transpose("element", "sector").to_numpy()
+    demand_out = np.stack([d_out[:, sector_form == i].sum((1, 2)) for i in range(3)])
+    demand_in = np.stack([d_in[:, sector_form == i].sum(1) for i in range(3)])
+
+    bp = network.dataset["base_prices"].pivot(index="element", columns="zone", values="usd_per_kg")
+    bp = bp.reindex(network.elements)
+    priority = (network.dataset["sectors"].set_index("sector")["priority"]
+                .reindex(network.sectors).to_numpy(int))
+    return ZoneBase(
+        elements=list(network.elements),
+        sectors=list(network.sectors),
+        out_regions=out_regions,
+        mine_regions=list(regions),
+        controller=controller,
+        yields=dict(network.yields),
+        mine=mine,
+        to_in=to_in,
+        sep_in=prod.sel(stage="separation", region=controller).transpose("element").to_numpy(),
+        sep_out=out_sum(prod.sel(stage="separation")),
+        sep_cap_out_region=sep_cap_out_region,
+        sep_cap_in=prod.sel(stage="separation", region=controller).transpose("element")
+        .to_numpy() / float(util["separation"]),
+        cap_out=cap_out,
+        out_region_share=out_region_share,
+        prod_out=prod_out,
+        imports=imports,
+        imports_by_dest=imports_by_dest,
+        demand_in=demand_in,
+        demand_out=demand_out,
+        sector_demand_out=d_out,
+        sector_demand_in=d_in,
+        sector_form=sector_form,
+        priority=priority,
+        world_demand=(network.demand_t * m).sum(("sector", "region")).to_numpy(),
+        price_out=bp["ROW"].to_numpy(float),
+        price_in=bp["CHN"].to_numpy(float),
+    )
