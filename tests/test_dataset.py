@@ -108,7 +108,7 @@ def _problems(path) -> str:
 
 
 def test_missing_column(dataset_copy):
-    _edit(dataset_copy, "mine_production", lambda df: df.drop(columns=["t_reo"], inplace=True))
+    _edit(dataset_copy, "mine_production", lambda df: df.pop("t_reo"))
     msg = _problems(dataset_copy)
     assert "mine_production.csv" in msg and "'t_reo'" in msg and "missing column" in msg
 

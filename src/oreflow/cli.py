@@ -23,7 +23,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 data_app = typer.Typer(no_args_is_help=True, help="The embedded dataset: list, show, check, build.")
 app.add_typer(data_app, name="data")
 
-out = Console()
+out = Console(width=max(Console().width, 120))
 err = Console(stderr=True)
 
 
@@ -154,14 +154,15 @@ def data_build(raw_dir: Path = typer.Option(None, "--raw-dir",
 
 @app.command()
 def risk(perspective: str = typer.Option("USA", "--perspective", "-p",
-                                         help="region (USA, JPN, IND, ...) or bloc (EU, G7, QUAD, MSP)"),
+                                         help="region (USA, JPN, IND, ...) or bloc "
+                                         "(EU, G7, QUAD, MSP)"),
          element: list[str] = typer.Option(None, "--element", "-e",
                                            help="element symbol or REO; repeat for several"),
          fmt: Format = typer.Option(Format.table, "--format"),
          top: int = typer.Option(10, "--top", help="chokepoints to list (table format)")) -> None:
     """Concentration and supply risk by element and stage, for a perspective."""
     from oreflow.network import Network
-    from oreflow.risk import UnknownPerspectiveError, chokepoints, indicator_table
+    from oreflow.risk import UnknownPerspectiveError, indicator_table
 
     try:
         net = Network.from_dataset(_dataset(None))

@@ -46,6 +46,11 @@ def _grid(df: pd.DataFrame, rows: str, cols: str, value: str,
                         coords={rows: row_labels, cols: col_labels})
 
 
+def _stack_stages(arrs: list[xr.DataArray]) -> xr.DataArray:
+    da = xr.concat(arrs, dim="stage", coords="minimal")
+    return da.assign_coords(stage=np.array(STAGES, dtype=object))
+
+
 @dataclass(frozen=True)
 class Network:
     """Base-year network built from a dataset. Arrays are xarray with named dimensions."""
@@ -209,7 +214,7 @@ class Network:
     def production_t(self) -> xr.DataArray:
         """Output of each stage (element, stage, region)."""
         arrs = [self.mine_t, self.separation_t, self.metal_t, self.magnet_t]
-        da = xr.concat(arrs, dim=pd.Index(list(STAGES), name="stage"))
+        da = _stack_stages(arrs)
         return da.transpose("element", "stage", "region")
 
     @cached_property
@@ -223,7 +228,7 @@ class Network:
             self.magnet_t / y["magnet"] + self.enduse_by_form_t("metal"),
             self.enduse_by_form_t("magnet"),
         ]
-        da = xr.concat(arrs, dim=pd.Index(list(STAGES), name="stage"))
+        da = _stack_stages(arrs)
         return da.transpose("element", "stage", "region")
 
     @cached_property
@@ -236,7 +241,7 @@ class Network:
             "magnet": self.magnet_t / self.yields["magnet"],
         }
         arrs = [inputs[s] * (1 - self.yields[s]) for s in STAGES]
-        da = xr.concat(arrs, dim=pd.Index(list(STAGES), name="stage"))
+        da = _stack_stages(arrs)
         return da.transpose("element", "stage", "region")
 
     @cached_property

@@ -19,7 +19,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
-
 class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message names file and field."""
 

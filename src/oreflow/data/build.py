@@ -78,7 +78,10 @@ def build_deposit_composition(curated_dir: Path) -> pd.DataFrame:
                       "share": (generic / generic.sum()).round(8).to_numpy()})
     g = _sourced(g, "oreflow_derived", 2024, "assumption",
                  "mean of Bayan Obo, Mountain Pass and Mount Weld compositions")
-    return pd.concat([long, g], ignore_index=True)
+    sichuan = long[long["deposit"] == "mountain_pass"].assign(
+        deposit="cn_sichuan", source_id="oreflow_assumption", status="assumption",
+        note="Sichuan bastnaesite: no composition in the reference notes; Mountain Pass used")
+    return pd.concat([long, g, sichuan], ignore_index=True)
 
 
 def build_prices(mcs: dict[str, pd.DataFrame], raw_dir: Path) -> pd.DataFrame:
@@ -167,7 +170,8 @@ def build_regions(raw_dir: Path, referenced: set[str], eu_members: list[str]) ->
     return pd.DataFrame(rows, columns=cols)
 
 
-def build_tables(raw_dir: Path | None = None, curated_dir: Path = CURATED_DIR) -> dict[str, pd.DataFrame]:
+def build_tables(raw_dir: Path | None = None,
+                 curated_dir: Path = CURATED_DIR) -> dict[str, pd.DataFrame]:
     """Every table of the dataset, built from the raw files and the curated notes."""
     raw_dir = Path(raw_dir) if raw_dir is not None else raw.default_raw_dir()
     if not raw_dir.is_dir():

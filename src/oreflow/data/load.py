@@ -66,7 +66,9 @@ def read_raw_tables(path: Path) -> tuple[dict[str, pd.DataFrame], list[Problem]]
     return frames, problems
 
 
-def validate_tables(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+def validate_tables(
+    frames: dict[str, pd.DataFrame],
+) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
     """Coerce and check every table; references are checked against the coerced tables."""
     problems: list[Problem] = []
     coerced: dict[str, pd.DataFrame] = {}

@@ -368,6 +368,12 @@ class DatasetError(ValueError):
         return "\n".join([head, *(f"  - {p}" for p in self.problems[:50])])
 
 
+def _plain(v) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return repr(v) if isinstance(v, str) else str(v)
+
+
 def _line(i: int) -> int:
     return int(i) + 2  # 0-based data row -> CSV line (after the header)
 
@@ -404,7 +410,8 @@ def coerce(table: Table, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]
             ok = text.isin(["true", "false"])
             for i in np.flatnonzero((~ok).to_numpy()):
                 problems.append(
-                    Problem(table.file, _line(i), col.name, f"expected true or false, got {raw.iloc[i]!r}")
+                    Problem(table.file, _line(i), col.name,
+                            f"expected true or false, got {raw.iloc[i]!r}")
                 )
             out[col.name] = text == "true"
         if not col.nullable and col.kind != "bool":
@@ -457,7 +464,7 @@ def check_values(table: Table, df: pd.DataFrame, tables: dict[str, pd.DataFrame]
     if all(k in df.columns for k in table.key):
         dup = df.duplicated(list(table.key), keep="first")
         for i in np.flatnonzero(dup.to_numpy()):
-            keyval = ", ".join(f"{k}={df[k].iloc[i]!r}" for k in table.key)
+            keyval = ", ".join(f"{k}={_plain(df[k].iloc[i])}" for k in table.key)
             problems.append(Problem(table.file, _line(i), None, f"duplicate key ({keyval})"))
     if table.shares is not None:
         groups, col = table.shares

@@ -133,7 +133,7 @@ class Engine:
         """Simulate paths `sl`; returns the largest relative mass-balance residual."""
         b, beh, sh = self.b, self.beh, self.shocks
         n = sl.stop - sl.start
-        E, nC = b.n_elements, len(self.classes)
+        E = b.n_elements
         ys, ym, yg = self.ys, self.ym, self.yg
         P0o, P0i = b.price_out[None, :], b.price_in[None, :]
         lp_out = np.repeat(np.log(np.maximum(P0o, 1e-9)), n, 0)
