@@ -64,10 +64,20 @@ def _ramp(x: np.ndarray, full: float) -> np.ndarray:
     return np.clip((x - 1.0) / (full - 1.0), 0.0, 1.0)
 
 
-def _ration(served: np.ndarray, demand_by_class: np.ndarray) -> np.ndarray:
-    """Serve classes in order: [C, P, E] class demand, [P, E] total served -> [C, P, E]."""
-    before = np.cumsum(demand_by_class, axis=0) - demand_by_class
-    return np.clip(served[None] - before, 0.0, demand_by_class)
+def _ration(served: np.ndarray, demand_by_group: np.ndarray) -> np.ndarray:
+    """Serve groups in order: [G, P, E] group demand, [P, E] total served -> [G, P, E]."""
+    before = np.cumsum(demand_by_group, axis=0) - demand_by_group
+    return np.clip(served[None] - before, 0.0, demand_by_group)
+
+
+def _shortfall(need, want, served, total_want, form_groups) -> np.ndarray:
+    """Unmet need by group after serving each form's groups in priority order; where a form
+    is fully served, what is unmet is only the price-driven cut (need - want)."""
+    out = need - want
+    for f, idx in enumerate(form_groups):
+        if len(idx) and not np.all(served[f] >= total_want[f]):
+            out[idx] = need[idx] - _ration(served[f], want[idx])
+    return np.maximum(out, 0.0, out=out)
 
 
 def _safe_div(a, b, default: float = 0.0):
@@ -96,15 +106,23 @@ class Engine:
         self.conc_to_in0 = (mine * to_in)[self.is_out].sum(0)
         self.feed_out0 = (mine * (1 - to_in))[self.is_out].sum(0)
         self.sep_cap_out0 = base.sep_cap_out_region.sum(0)
-        # priority classes and base demand by (form, class)
-        self.classes = np.unique(base.priority)
-        self.sector_class = np.searchsorted(self.classes, base.priority)
-        nC, E = len(self.classes), base.n_elements
-        self.d0_out = np.zeros((3, nC, E))
-        self.d0_in = np.zeros((3, nC, E))
-        for s, (f, c) in enumerate(zip(base.sector_form, self.sector_class, strict=True)):
-            self.d0_out[f, c] += base.sector_demand_out[:, s, :].sum(1)
-            self.d0_in[f, c] += base.sector_demand_in[:, s]
+        # demand groups: (form, priority) pairs present, served in priority order per form
+        pairs = sorted(set(zip(base.sector_form.tolist(), base.priority.tolist(), strict=True)))
+        self.groups = pairs
+        self.sector_group = np.array([pairs.index((f, p)) for f, p in
+                                      zip(base.sector_form, base.priority, strict=True)])
+        self.form_groups = [np.array([g for g, (f, _) in enumerate(pairs) if f == form], int)
+                            for form in range(3)]
+        # the first priority (defense, medical by default) pays any price; the others cut use
+        # with the short-run elasticity
+        top = base.priority.min()
+        self.elastic = np.array([p != top for _, p in pairs])
+        G, E = len(pairs), base.n_elements
+        self.d0_out = np.zeros((G, E))
+        self.d0_in = np.zeros((G, E))
+        for s, g in enumerate(self.sector_group):
+            self.d0_out[g] += base.sector_demand_out[:, s, :].sum(1)
+            self.d0_in[g] += base.sector_demand_in[:, s]
         # OUT's base requirement of each form and the share of it imported from IN
         ym, yg = self.ym, self.yg
         d = base.demand_out
@@ -120,14 +138,29 @@ class Engine:
         # demand shifts: base demand of the shifted sectors and regions by (form, class)
         self.shift_out, self.shift_in = [], []
         for sh in shocks.shifts:
-            o, i = np.zeros((3, nC, E)), np.zeros((3, nC, E))
+            o, i = np.zeros((G, E)), np.zeros((G, E))
             for s in np.flatnonzero(sh.sectors):
-                f, c = base.sector_form[s], self.sector_class[s]
-                o[f, c] += base.sector_demand_out[:, s, sh.regions_out].sum(1)
+                g = self.sector_group[s]
+                o[g] += base.sector_demand_out[:, s, sh.regions_out].sum(1)
                 if sh.inside:
-                    i[f, c] += base.sector_demand_in[:, s]
+                    i[g] += base.sector_demand_in[:, s]
             self.shift_out.append(o)
             self.shift_in.append(i)
+
+    def _demand(self, d0, shifts_base, shifts, sub, price_ratio, mid):
+        """need [G, P, E] (after substitution), want (after the price cut), want by form."""
+        ref = d0[:, None, :]
+        for (st, en, fac), base_g in zip(shifts, shifts_base, strict=True):
+            extra = np.where(_active(st, en, mid), fac - 1.0, 0.0)[None, :, None]
+            ref = ref + extra * base_g[:, None, :]
+        need = ref * (1.0 - sub)[None]
+        want = need.copy()
+        cut = price_ratio ** self.beh.demand_elasticity
+        for g in np.flatnonzero(self.elastic):
+            want[g] *= cut
+        by_form = np.stack([want[idx[0]:idx[-1] + 1].sum(0) if len(idx) else np.zeros_like(sub)
+                            for idx in self.form_groups])  # groups are sorted by form
+        return need, want, by_form
 
     def run_chunk(self, sl: slice, record: Callable[[int, dict], None]) -> float:
         """Simulate paths `sl`; returns the largest relative mass-balance residual."""
@@ -152,25 +185,18 @@ class Engine:
         sub_rate = beh.substitution_rate_per_year / 12.0
         resp_step = beh.supply_response_rate_per_year / 12.0 * b.world_demand
         resp_cap = beh.supply_response_max * b.world_demand
-        full, tau, el = beh.substitution_full_price_ratio, beh.restock_months, beh.demand_elasticity
+        full, tau = beh.substitution_full_price_ratio, beh.restock_months
         max_resid = 0.0
 
         for t in range(self.months):
             mid = t + 0.5
             p_out, p_in = np.exp(lp_out), np.exp(lp_in)
-            # 1. demand by (form, class): reference (with shifts), need (after substitution),
-            #    want (after the price response)
-            ref_out = np.repeat(self.d0_out[:, :, None, :], n, 2)
-            ref_in = np.repeat(self.d0_in[:, :, None, :], n, 2)
-            for (st, en, fac), o_arr, i_arr in zip(shifts, self.shift_out, self.shift_in,
-                                                   strict=True):
-                extra = np.where(_active(st, en, mid), fac - 1.0, 0.0)[None, None, :, None]
-                ref_out += extra * o_arr[:, :, None, :]
-                ref_in += extra * i_arr[:, :, None, :]
-            need_out, need_in = ref_out * (1 - sub_out), ref_in * (1 - sub_in)
-            want_out = need_out * (p_out / P0o) ** el
-            want_in = need_in * (p_in / P0i) ** el
-            D_out, D_in = want_out.sum(1), want_in.sum(1)  # [3, P, E]
+            # 1. demand by group: need (after shifts and substitution) and want (after the
+            #    price response), and the total wanted of each form [3, P, E]
+            need_out, want_out, D_out = self._demand(self.d0_out, self.shift_out, shifts,
+                                                     sub_out, p_out / P0o, mid)
+            need_in, want_in, D_in = self._demand(self.d0_in, self.shift_in, shifts, sub_in,
+                                                  p_in / P0i, mid)
 
             # 2. mines, separation and processing capacity after outages and new capacity
             lost_mine = np.zeros((n, E))  # all mine output lost
@@ -201,19 +227,20 @@ class Engine:
             feed_out = self.feed_out0 - (lost_mine - lost_mine_in) + (lost_to_in - lost_mine_in)
             sep_cap_out = np.maximum(self.sep_cap_out0 - lost_sep_out, 0.0)
             cap = {f: np.maximum(b.cap_out[f] - lost_cap[f], 0.0) for f in ("metal", "magnet")}
+            new_sep = np.zeros((n, E))
             for st, c in caps:
                 frac = (np.clip((mid - st) / c.ramp, 0, 1) if c.ramp > 0
                         else (mid >= st).astype(float))
                 add = frac[:, None] * c.t_per_month * c.element_mix
                 if c.form == "oxide":
-                    sep_cap_out = sep_cap_out + add
+                    new_sep = new_sep + add
                 else:
                     cap[c.form] = cap[c.form] + add
-            # spare separation capacity outside takes concentrate that used to go inside
-            divert = np.minimum(np.maximum(sep_cap_out / ys - feed_out, 0.0), conc_to_in)
+            # new separation capacity outside takes concentrate that used to go inside
+            divert = np.minimum(new_sep / ys, conc_to_in)
             feed_out, conc_to_in = feed_out + divert, conc_to_in - divert
             feed_in = mined_in + conc_to_in
-            sep_out = np.minimum(feed_out * ys, sep_cap_out)
+            sep_out = np.minimum(feed_out * ys, sep_cap_out + new_sep)
 
             # 3. OUT's purchases (use + restocking) and its requests to IN under controls
             allowed = np.ones((3, n, E))
@@ -298,10 +325,8 @@ class Engine:
                             float((np.abs(res_in) / scale_).max()))
 
             # rationing by priority within each form; unmet = need - served, by class
-            short_out = np.maximum(need_out - np.stack(
-                [_ration(served_out[f], want_out[f]) for f in range(3)]), 0.0)
-            short_in = np.maximum(need_in - np.stack(
-                [_ration(served_in[f], want_in[f]) for f in range(3)]), 0.0)
+            short_out = _shortfall(need_out, want_out, served_out, D_out, self.form_groups)
+            short_in = _shortfall(need_in, want_in, served_in, D_in, self.form_groups)
             inv, inv_in = inv_new, inv_in_new
             record(t, {
                 "price_out": p_out, "price_in": p_in,
@@ -325,7 +350,7 @@ class Engine:
                 P0i, 1e-9)
             sub_out = np.minimum(beh.substitution_max, sub_out + sub_rate * _ramp(r_out, full))
             sub_in = np.minimum(beh.substitution_max, sub_in + sub_rate * _ramp(r_in, full))
-            ratio_hist = np.roll(ratio_hist, 1, axis=0)
-            ratio_hist[0] = r_out
-            resp = np.minimum(resp_cap, resp + resp_step * _ramp(ratio_hist[-1], full))
+            ratio_hist[t % (lead + 1)] = r_out  # ring buffer: slot t+1 holds month t-lead
+            resp = np.minimum(resp_cap, resp + resp_step * _ramp(ratio_hist[(t + 1) % (lead + 1)],
+                                                                 full))
         return max_resid

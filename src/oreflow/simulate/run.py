@@ -8,7 +8,10 @@ scenario's SHA-256, the dataset version and the largest mass-balance residual.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +26,19 @@ from oreflow.simulate.engine import Behaviour, Engine
 from oreflow.simulate.shocks import sample_shocks
 
 QUANTILES = (0.05, 0.5, 0.95)
+BAND_PATHS = 10_000
+"""Monthly bands are quantiles over the first BAND_PATHS paths (per-path summaries use all)."""
 WEEKS_PER_MONTH = 52.0 / 12.0
+SHORTFALL_THRESHOLD = 0.005
+"""A sector counts as short from the first month its unmet need exceeds 0.5% of its need."""
 MONTHLY = ("price_usd_per_kg", "inventory_t", "supply_t", "use_t", "unmet_t")
 
 
 def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0,
                months: int | None = None, network: Network | None = None,
-               behaviour: Behaviour | None = None, chunk: int = 10_000,
+               behaviour: Behaviour | None = None, chunk: int = 2_000,
                progress: Callable[[int, int], None] | None = None,
-               scenario_sha256: str = "") -> xr.Dataset:
+               scenario_sha256: str = "", threads: int | None = None) -> xr.Dataset:
     """Simulate `paths` Monte Carlo paths of a scenario (built-in name, YAML path or object).
 
     Same seed, scenario and dataset give the same result. `progress(done, total)` is called
@@ -39,6 +46,7 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
     """
     if paths < 1:
         raise ValueError(f"paths must be at least 1, got {paths}")
+    threads = threads or min(2, os.cpu_count() or 1)
     net = network if network is not None else Network.from_dataset()
     if isinstance(scenario, Scenario):
         sc = scenario
@@ -55,77 +63,115 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
     engine = Engine(base, beh, sc, shocks, net.regions)
     rec = _Recorder(engine, net, paths, sc.months, shocks)
     total, done = paths * sc.months, 0
-    max_resid = 0.0
-    for lo in range(0, paths, chunk):
+    lock = threading.Lock()
+
+    def run_one(lo: int) -> float:
         sl = slice(lo, min(lo + chunk, paths))
 
-        def record(t: int, state: dict, sl=sl) -> None:
+        def record(t: int, state: dict) -> None:
             nonlocal done
             rec.record(sl, t, state)
-            done += sl.stop - sl.start
-            if progress is not None:
-                progress(done, total)
+            with lock:
+                done += sl.stop - sl.start
+                if progress is not None:
+                    progress(done, total)
 
-        max_resid = max(max_resid, engine.run_chunk(sl, record))
+        bands = rec.start_chunk(sl)
+        resid = engine.run_chunk(sl, record)
+        with lock:
+            rec.end_chunk(bands)
+        return resid
+
+    # chunks are independent: two threads keep both cores busy (numpy releases the GIL)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        max_resid = max(pool.map(run_one, range(0, paths, chunk)))
     ds = rec.dataset(sc, seed, scenario_sha256, net.dataset.version, max_resid)
     return ds
 
 
 class _Recorder:
-    """Collects what the engine reports each month into per-path arrays."""
+    """Collects what the engine reports each month.
+
+    Monthly bands: each chunk of paths keeps its months in path-last float32 arrays, and its
+    p5/p50/p95 are averaged over chunks weighted by size (exact when one chunk holds every
+    path). Unmet need is accumulated by demand group and turned into sectors, elements and
+    regions at the end with fixed weights (a sector's share of its group's base demand)."""
 
     def __init__(self, engine: Engine, net: Network, paths: int, months: int, shocks) -> None:
         b = engine.b
-        self.engine, self.base = engine, b
-        E, S = b.n_elements, len(b.sectors)
+        self.engine, self.base, self.paths = engine, b, paths
+        self.band_total = min(paths, BAND_PATHS)
+        E, S, G = b.n_elements, len(b.sectors), len(engine.groups)
         self.months = months
-        shape = (paths, months, 2, E)
-        self.monthly = {k: np.zeros(shape, np.float32) for k in MONTHLY}
-        self.short_sector = np.zeros((paths, 2, S))
-        self.short_element = np.zeros((paths, 2, E))
-        self.short_region = np.zeros((paths, len(b.out_regions) + 1))
+        self.bands = {k: np.zeros((len(QUANTILES), months, 2, E)) for k in MONTHLY}
+        self._bands_of: dict[int, dict[str, np.ndarray]] = {}
+        self.peak = np.full((paths, 2, E), np.nan)
+        self.acc = np.zeros((2, G, paths, E))  # zone (in, out), group, path, element
         self.first = np.full((paths, S), np.inf)
         mpo = net.dataset["elements"].set_index("element")["metal_per_oxide"]
         self.metal_per_oxide = mpo.reindex(b.elements).to_numpy(float)
         starts = [s.start for s in (*shocks.controls, *shocks.outages, *shocks.shifts)]
         self.first_shock = np.min(np.stack(starts), 0) if starts else np.full(paths, np.nan)
-        # sector weights within its (form, class) group, outside and inside
-        f, c = b.sector_form, engine.sector_class
-        d_out = b.sector_demand_out.sum(2).T  # [S, E]
-        d_in = b.sector_demand_in.T
-        self.w_out = np.divide(d_out, engine.d0_out[f, c], out=np.zeros_like(d_out),
-                               where=engine.d0_out[f, c] > 0)
-        self.w_in = np.divide(d_in, engine.d0_in[f, c], out=np.zeros_like(d_in),
-                              where=engine.d0_in[f, c] > 0)
-        tot = b.sector_demand_out.sum(2, keepdims=True)  # [E, S, 1]
-        self.region_share = np.divide(b.sector_demand_out, tot,
-                                      out=np.zeros_like(b.sector_demand_out), where=tot > 0)
+        # W[zone, group, element, sector]: a sector's share of its group's base demand
+        g = engine.sector_group
+        self.W = np.zeros((2, G, E, S))
+        for zone, (d_sec, d_grp) in enumerate([(b.sector_demand_in.T, engine.d0_in),
+                                               (b.sector_demand_out.sum(2).T, engine.d0_out)]):
+            w = np.divide(d_sec, d_grp[g], out=np.zeros_like(d_sec), where=d_grp[g] > 0)
+            for s in range(S):
+                self.W[zone, g[s], :, s] = w[s]
+        self.W_flat = self.W.reshape(2 * G * E, S)  # rows: (zone, group, element)
+        tot = b.sector_demand_out.sum(2, keepdims=True)
+        share = np.divide(b.sector_demand_out, tot, out=np.zeros_like(b.sector_demand_out),
+                          where=tot > 0)  # [E, S, R_out]
+        self.W_region = np.einsum("ges,esr->ger", self.W[1], share)
         self.price0 = np.stack([b.price_in, b.price_out])
+        self.inv_price0 = np.divide(1.0, self.price0, out=np.full_like(self.price0, np.nan),
+                                    where=self.price0 > 0)  # no ratio for untraded elements
+
+    def start_chunk(self, sl: slice) -> dict:
+        """Band storage for the part of this chunk that lies in the first BAND_PATHS paths."""
+        E = self.base.n_elements
+        n = max(0, min(sl.stop, self.band_total) - sl.start)
+        self._bands_of[sl.start] = {k: np.zeros((self.months, 2, E, n), np.float32)
+                                    for k in MONTHLY} if n else {}
+        return self._bands_of[sl.start]
+
+    def end_chunk(self, bands: dict) -> None:
+        for k, arr in bands.items():
+            self.bands[k] += np.quantile(arr, QUANTILES, axis=-1) * (
+                arr.shape[-1] / self.band_total)
 
     def record(self, sl: slice, t: int, s: dict) -> None:
-        b, e = self.base, self.engine
-        m = self.monthly
-        m["price_usd_per_kg"][sl, t] = np.stack([s["price_in"], s["price_out"]], 1)
-        m["inventory_t"][sl, t] = np.stack([s["inventory_in"], s["inventory_out"]], 1)
-        m["supply_t"][sl, t] = np.stack([s["supply_in"], s["supply_out"]], 1)
-        m["use_t"][sl, t] = np.stack([s["use_in"], s["use_out"]], 1)
-        f, c = b.sector_form, e.sector_class
-        sec_out = s["short_out"][f, c] * self.w_out[:, None, :]  # [S, P, E]
-        sec_in = s["short_in"][f, c] * self.w_in[:, None, :]
-        m["unmet_t"][sl, t] = np.stack([sec_in.sum(0), sec_out.sum(0)], 1)
-        mpo = self.metal_per_oxide
-        self.short_sector[sl, 0] += (sec_in * mpo).sum(2).T
-        self.short_sector[sl, 1] += (sec_out * mpo).sum(2).T
-        self.short_element[sl, 0] += sec_in.sum(0) * mpo
-        self.short_element[sl, 1] += sec_out.sum(0) * mpo
-        self.short_region[sl, :-1] += np.einsum("spe,esr->pr", sec_out * mpo,
-                                                self.region_share)
-        self.short_region[sl, -1] += (sec_in * mpo).sum((0, 2))
-        need = ((s["need_out"][f, c] * self.w_out[:, None, :]).sum(2)
-                + (s["need_in"][f, c] * self.w_in[:, None, :]).sum(2)).T  # [P, S]
-        short = (sec_out.sum(2) + sec_in.sum(2)).T
-        hit = (short > 1e-9 * np.maximum(need, 1.0)) & np.isinf(self.first[sl])
-        frac = np.clip(1.0 - short / np.maximum(need, 1e-12), 0.0, 1.0)
+        bands = self._bands_of[sl.start]
+        if bands:
+            n = bands["use_t"].shape[-1]
+            self._record_bands(bands, t, {k: v[:n] if v.ndim == 2 else v[:, :n]
+                                          for k, v in s.items() if not k.startswith("need")})
+        self._record_paths(sl, t, s)
+
+    def _record_bands(self, c: dict, t: int, s: dict) -> None:
+        for k, (a, b) in {"price_usd_per_kg": ("price_in", "price_out"),
+                          "inventory_t": ("inventory_in", "inventory_out"),
+                          "supply_t": ("supply_in", "supply_out"),
+                          "use_t": ("use_in", "use_out")}.items():
+            c[k][t, 0] = s[a].T
+            c[k][t, 1] = s[b].T
+        c["unmet_t"][t, 0] = s["short_in"].sum(0).T
+        c["unmet_t"][t, 1] = s["short_out"].sum(0).T
+
+    def _record_paths(self, sl: slice, t: int, s: dict) -> None:
+        self.peak[sl, 0] = np.fmax(self.peak[sl, 0], s["price_in"] * self.inv_price0[0])
+        self.peak[sl, 1] = np.fmax(self.peak[sl, 1], s["price_out"] * self.inv_price0[1])
+        self.acc[0, :, sl] += s["short_in"]
+        self.acc[1, :, sl] += s["short_out"]
+        n = sl.stop - sl.start
+        short = np.concatenate([s["short_in"], s["short_out"]]).transpose(1, 0, 2).reshape(n, -1)
+        need = np.concatenate([np.broadcast_to(s["need_in"], s["short_in"].shape),
+                               s["need_out"]]).transpose(1, 0, 2).reshape(n, -1)
+        short_s, need_s = short @ self.W_flat, need @ self.W_flat
+        hit = (short_s > SHORTFALL_THRESHOLD * need_s) & (need_s > 0) & np.isinf(self.first[sl])
+        frac = np.clip(1.0 - short_s / np.maximum(need_s, 1e-12), 0.0, 1.0)
         self.first[sl] = np.where(hit, t + frac, self.first[sl])
 
     def dataset(self, sc: Scenario, seed: int, sha: str, version: str,
@@ -135,18 +181,18 @@ class _Recorder:
         dates = pd.period_range(sc.start, periods=self.months, freq="M").astype(str)
         coords = {"month": np.arange(self.months), "zone": zones, "element": b.elements,
                   "sector": b.sectors, "quantile": list(QUANTILES)}
-        data = {}
-        for k, arr in self.monthly.items():
-            q = np.quantile(arr, QUANTILES, axis=0).astype(np.float64)
-            data[k] = (("quantile", "month", "zone", "element"), q)
-        price = self.monthly["price_usd_per_kg"]
-        peak = price.max(1) / np.maximum(self.price0[None], 1e-12)
+        data = {k: (("quantile", "month", "zone", "element"), v) for k, v in self.bands.items()}
         weeks = (self.first - self.first_shock[:, None]) * WEEKS_PER_MONTH
+        acc = self.acc * self.metal_per_oxide  # t REO-eq -> t element
+        by_sector = np.einsum("zgpe,zges->pzs", acc, self.W)
+        by_element = acc.sum(1).transpose(1, 0, 2)
+        by_region = np.concatenate([np.einsum("gpe,ger->pr", acc[1], self.W_region),
+                                    acc[0].sum((0, 2))[:, None]], 1)
         data.update({
-            "price_peak_ratio": (("path", "zone", "element"), peak.astype(np.float64)),
-            "shortfall_t": (("path", "zone", "sector"), self.short_sector),
-            "shortfall_element_t": (("path", "zone", "element"), self.short_element),
-            "shortfall_region_t": (("path", "region"), self.short_region),
+            "price_peak_ratio": (("path", "zone", "element"), self.peak),
+            "shortfall_t": (("path", "zone", "sector"), by_sector),
+            "shortfall_element_t": (("path", "zone", "element"), by_element),
+            "shortfall_region_t": (("path", "region"), by_region),
             "first_shortfall_week": (("path", "sector"), np.maximum(weeks, 0.0)),
             "base_price_usd_per_kg": (("zone", "element"), self.price0),
         })
