@@ -190,6 +190,114 @@ def _print_risk(table: pd.DataFrame, cols: list[str], perspective: str, top: int
                 Format.table, digits=digits, title=f"Top {top} chokepoints (HHI x reliance)")
 
 
+scenario_app = typer.Typer(no_args_is_help=True, help="Scenario files: list, show, validate.")
+app.add_typer(scenario_app, name="scenario")
+
+
+@scenario_app.command("list")
+def scenario_list() -> None:
+    """The built-in scenarios."""
+    from oreflow.scenario import builtin_names, load_scenario
+
+    rows = []
+    for name in builtin_names():
+        sc, _ = load_scenario(name)
+        rows.append((name, sc.start, sc.months, len(sc.shocks),
+                     " ".join(sc.description.split())[:90]))
+    print_frame(pd.DataFrame(rows, columns=["scenario", "start", "months", "shocks",
+                                            "description"]), Format.table,
+                title="Built-in scenarios")
+
+
+@scenario_app.command("show")
+def scenario_show(name: str = typer.Argument(..., help="built-in name or YAML file")) -> None:
+    """Print a scenario's YAML."""
+    from oreflow.scenario import ScenarioError, scenario_text
+
+    try:
+        _, text = scenario_text(name)
+    except ScenarioError as e:
+        fail(str(e))
+    print(text, end="")
+
+
+@scenario_app.command("validate")
+def scenario_validate(path: str = typer.Argument(..., help="built-in name or YAML file")
+                      ) -> None:
+    """Check a scenario against the schema and the dataset's names."""
+    from oreflow.network import Network
+    from oreflow.scenario import ScenarioError, load_scenario
+
+    try:
+        sc, sha = load_scenario(path, Network.from_dataset(_dataset(None)))
+    except ScenarioError as e:
+        fail(str(e), code=1)
+    out.print(f"[green]ok[/green]: {sc.name}, {len(sc.shocks)} shock(s), {sc.months} months "
+              f"from {sc.start}; sha256 {sha[:12]}")
+
+
+@app.command()
+def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML file"),
+           paths: int = typer.Option(1000, "--paths", min=1, max=10_000_000),
+           seed: int = typer.Option(0, "--seed"),
+           months: int = typer.Option(None, "--months", min=1, max=600),
+           out_file: Path = typer.Option(None, "--out", help="write the full result (NetCDF)"),
+           fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """Monte Carlo stress test of a scenario: prices, shortfalls, first weeks short."""
+    from oreflow.network import Network
+    from oreflow.scenario import ScenarioError
+    from oreflow.simulate import run_stress, save_result, summary
+
+    net = Network.from_dataset(_dataset(None))
+    try:
+        ds = _run_with_progress(run_stress, scenario, paths, seed, months, net,
+                                quiet=fmt is not Format.table)
+    except (ScenarioError, ValueError) as e:
+        fail(str(e))
+    if out_file is not None:
+        save_result(ds, out_file)
+    result = summary(ds)
+    if fmt is Format.json:
+        print(json.dumps(result, indent=1))
+    else:
+        _print_stress(result, ds)
+    if out_file is not None and fmt is Format.table:
+        out.print(f"Full result: {out_file.resolve()}")
+
+
+def _run_with_progress(run_stress, scenario, paths, seed, months, net, quiet: bool):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if quiet or paths * (months or 36) < 200_000:
+        return run_stress(scenario, paths=paths, seed=seed, months=months, network=net)
+    with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("run", total=1.0)
+        return run_stress(scenario, paths=paths, seed=seed, months=months, network=net,
+                          progress=lambda d, t: bar.update(task, completed=d / t))
+
+
+def _print_stress(result: dict, ds) -> None:
+    head = (f"{result['scenario']}: {result['paths']} paths, {result['months']} months from "
+            f"{ds.attrs['start']}, seed {result['seed']}, dataset {result['dataset_version']}")
+    out.print(head)
+    peaks = pd.DataFrame([(e, v["CHN"], v["ROW"]) for e, v in result["price_peak_ratio"].items()],
+                         columns=["element", "peak_price_x_CHN", "peak_price_x_ROW"])
+    peaks = peaks[(peaks["peak_price_x_ROW"] > 1.01) | (peaks["peak_price_x_CHN"] > 1.01)]
+    if len(peaks):
+        print_frame(peaks, Format.table, title="Peak price / base price (median over paths)",
+                    digits={"peak_price_x_CHN": ".2f", "peak_price_x_ROW": ".2f"})
+    sec = pd.DataFrame([(s, result["shortfall_t"][s], result["first_shortfall_week"][s])
+                        for s in result["shortfall_t"]],
+                       columns=["sector", "shortfall_t_p50", "first_short_week_p50"])
+    sec["shortfall_t_p95"] = ds["shortfall_t"].sum("zone").quantile(0.95, "path").values
+    sec = sec.sort_values("shortfall_t_p50", ascending=False)
+    print_frame(sec[["sector", "shortfall_t_p50", "shortfall_t_p95", "first_short_week_p50"]],
+                Format.table, title="Unmet demand over the horizon, t of element",
+                digits={"shortfall_t_p50": ",.0f", "shortfall_t_p95": ",.0f",
+                        "first_short_week_p50": ".1f"})
+
+
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the CSV")) -> None:
     """The first screen: concentration and reliance by stage for the USA, saved as CSV."""
@@ -206,7 +314,13 @@ def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the
     path = out_dir / "risk_USA.csv"
     atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
     out.print(f"Full table ({len(table)} rows, all elements): {path.resolve()}")
-    out.print(f"Dataset {ds.version}; base year {net.year}")
+    out.print(f"Dataset {ds.version}; base year {net.year}\n")
+    from oreflow.simulate import run_stress, save_result, summary
+
+    result = run_stress("licensing-2025-04", paths=2000, seed=0, network=net)
+    save_result(result, out_dir / "licensing-2025-04.nc")
+    _print_stress(summary(result), result)
+    out.print(f"Full result: {(out_dir / 'licensing-2025-04.nc').resolve()}")
 
 
 def main() -> None:

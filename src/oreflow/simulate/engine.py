@@ -168,9 +168,11 @@ class Engine:
         n = sl.stop - sl.start
         E = b.n_elements
         ys, ym, yg = self.ys, self.ym, self.yg
-        P0o, P0i = b.price_out[None, :], b.price_in[None, :]
-        lp_out = np.repeat(np.log(np.maximum(P0o, 1e-9)), n, 0)
-        lp_in = np.repeat(np.log(np.maximum(P0i, 1e-9)), n, 0)
+        # untraded elements (no base price) get a notional price of 1 for the ratios
+        P0o = np.where(b.price_out > 0, b.price_out, 1.0)[None, :]
+        P0i = np.where(b.price_in > 0, b.price_in, 1.0)[None, :]
+        lp_out = np.repeat(np.log(P0o), n, 0)
+        lp_in = np.repeat(np.log(P0i), n, 0)
         inv = [np.repeat(self.tgt_out[f][None], n, 0) for f in range(3)]
         inv_in = np.repeat(self.tgt_in[None], n, 0)
         sub_out, sub_in, resp = (np.zeros((n, E)) for _ in range(3))
@@ -329,7 +331,7 @@ class Engine:
             short_in = _shortfall(need_in, want_in, served_in, D_in, self.form_groups)
             inv, inv_in = inv_new, inv_in_new
             record(t, {
-                "price_out": p_out, "price_in": p_in,
+                "price_out": p_out * (b.price_out > 0), "price_in": p_in * (b.price_in > 0),
                 "inventory_out": inv[OX] + inv[MET] + inv[MAG], "inventory_in": inv_in,
                 "supply_out": sep_out + resp + imports_out + releases, "supply_in": sep_in,
                 "use_out": served_out.sum(0), "use_in": served_in.sum(0),
@@ -343,11 +345,10 @@ class Engine:
                                    beh.price_floor_cover)
             cover_in = np.maximum(_safe_div(inv_in, self.tgt_in, 1.0), beh.price_floor_cover)
             a, k = beh.price_smoothing, beh.price_cover_exponent
-            lp_out = a * lp_out + (1 - a) * (np.log(np.maximum(P0o, 1e-9)) - k * np.log(cover_out))
-            lp_in = a * lp_in + (1 - a) * (np.log(np.maximum(P0i, 1e-9)) - k * np.log(cover_in))
+            lp_out = a * lp_out + (1 - a) * (np.log(P0o) - k * np.log(cover_out))
+            lp_in = a * lp_in + (1 - a) * (np.log(P0i) - k * np.log(cover_in))
             # 7. substitution and new supply outside build up while prices are high
-            r_out, r_in = np.exp(lp_out) / np.maximum(P0o, 1e-9), np.exp(lp_in) / np.maximum(
-                P0i, 1e-9)
+            r_out, r_in = np.exp(lp_out) / P0o, np.exp(lp_in) / P0i
             sub_out = np.minimum(beh.substitution_max, sub_out + sub_rate * _ramp(r_out, full))
             sub_in = np.minimum(beh.substitution_max, sub_in + sub_rate * _ramp(r_in, full))
             ratio_hist[t % (lead + 1)] = r_out  # ring buffer: slot t+1 holds month t-lead
