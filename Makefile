@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/oreflow demo
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q
 
 data: $(STAMP)

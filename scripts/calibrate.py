@@ -31,7 +31,8 @@ TABLE = ROOT / "docs" / "calibration-2010.csv"
 PATHS, SEED = 200, 2010
 
 OBSERVED = {
-    "Dy peak price / 2008": (2300 / 118.49, "Dy oxide FOB China: 118.49 (2008) -> ~2,300 (Sept 2011)"),
+    "Dy peak price / 2008": (2300 / 118.49,
+                             "Dy oxide FOB China: 118.49 (2008) -> ~2,300 (Sept 2011)"),
     "Ce peak price / 2008": (138 / 4.56, "Ce oxide: 4.56 (2008) -> 138 (Q2-2011)"),
     "La peak price / 2008": (135 / 8.71, "La oxide: 8.71 (2008) -> ~135 (Q2-2011)"),
     "Nd peak price / 2010": (260 / 40, "Nd oxide: ~40 (2010) -> ~260 (Sept 2011)"),

@@ -134,7 +134,7 @@ class Engine:
         self.tgt_out = cover * self.req0  # [3, E]
         home = base.demand_in[OX] + base.demand_in[MET] / ym + base.demand_in[MAG] / (ym * yg)
         self.tgt_in = cover * home
-        self.tgt_out_total = np.maximum(self.tgt_out.sum(0), 1e-12)
+        self.tgt_out_total = self.tgt_out.sum(0)
         # demand shifts: base demand of the shifted sectors and regions by (form, class)
         self.shift_out, self.shift_in = [], []
         for sh in shocks.shifts:
@@ -341,8 +341,8 @@ class Engine:
             })
 
             # 6. prices move towards base x (cover / target)^-exponent, smoothed
-            cover_out = np.maximum((inv[OX] + inv[MET] + inv[MAG]) / self.tgt_out_total,
-                                   beh.price_floor_cover)
+            cover_out = np.maximum(_safe_div(inv[OX] + inv[MET] + inv[MAG], self.tgt_out_total,
+                                             1.0), beh.price_floor_cover)
             cover_in = np.maximum(_safe_div(inv_in, self.tgt_in, 1.0), beh.price_floor_cover)
             a, k = beh.price_smoothing, beh.price_cover_exponent
             lp_out = a * lp_out + (1 - a) * (np.log(P0o) - k * np.log(cover_out))
