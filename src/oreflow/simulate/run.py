@@ -30,7 +30,8 @@ BAND_PATHS = 10_000
 """Monthly bands are quantiles over the first BAND_PATHS paths (per-path summaries use all)."""
 WEEKS_PER_MONTH = 52.0 / 12.0
 SHORTFALL_THRESHOLD = 0.005
-"""A sector counts as short from the first month its unmet need exceeds 0.5% of its need."""
+"""A sector counts as short from the first month its unmet need of any element exceeds 0.5%
+of its need of that element."""
 MONTHLY = ("price_usd_per_kg", "inventory_t", "supply_t", "use_t", "unmet_t")
 
 
@@ -120,7 +121,8 @@ class _Recorder:
             w = np.divide(d_sec, d_grp[g], out=np.zeros_like(d_sec), where=d_grp[g] > 0)
             for s in range(S):
                 self.W[zone, g[s], :, s] = w[s]
-        self.W_flat = self.W.reshape(2 * G * E, S)  # rows: (zone, group, element)
+        # [zone, sector, 1, element]: each sector's weight in its own group
+        self.w_sector = self.W[:, g, :, np.arange(S)].transpose(1, 0, 2)[:, :, None, :]
         tot = b.sector_demand_out.sum(2, keepdims=True)
         share = np.divide(b.sector_demand_out, tot, out=np.zeros_like(b.sector_demand_out),
                           where=tot > 0)  # [E, S, R_out]
@@ -165,14 +167,15 @@ class _Recorder:
         self.peak[sl, 1] = np.fmax(self.peak[sl, 1], s["price_out"] * self.inv_price0[1])
         self.acc[0, :, sl] += s["short_in"]
         self.acc[1, :, sl] += s["short_out"]
-        n = sl.stop - sl.start
-        short = np.concatenate([s["short_in"], s["short_out"]]).transpose(1, 0, 2).reshape(n, -1)
-        need = np.concatenate([np.broadcast_to(s["need_in"], s["short_in"].shape),
-                               s["need_out"]]).transpose(1, 0, 2).reshape(n, -1)
-        short_s, need_s = short @ self.W_flat, need @ self.W_flat
-        hit = (short_s > SHORTFALL_THRESHOLD * need_s) & (need_s > 0) & np.isinf(self.first[sl])
-        frac = np.clip(1.0 - short_s / np.maximum(need_s, 1e-12), 0.0, 1.0)
-        self.first[sl] = np.where(hit, t + frac, self.first[sl])
+        # a sector is short once any element it uses is short by more than the threshold
+        # (a motor line stops for want of Dy even when its Nd arrives)
+        g = self.engine.sector_group
+        short = s["short_in"][g] * self.w_sector[0] + s["short_out"][g] * self.w_sector[1]
+        need = (np.broadcast_to(s["need_in"], s["short_in"].shape)[g] * self.w_sector[0]
+                + s["need_out"][g] * self.w_sector[1])  # [S, P, E]
+        worst = np.divide(short, need, out=np.zeros_like(short), where=need > 1e-12).max(2).T
+        hit = (worst > SHORTFALL_THRESHOLD) & np.isinf(self.first[sl])
+        self.first[sl] = np.where(hit, t + 1.0 - np.minimum(worst, 1.0), self.first[sl])
 
     def dataset(self, sc: Scenario, seed: int, sha: str, version: str,
                 max_resid: float) -> xr.Dataset:
