@@ -56,14 +56,18 @@ def zone_base(network: Network, controller: str = "CHN") -> ZoneBase:
     m = 1.0 / 12.0
     regions = network.regions
     out_regions = [r for r in regions if r != controller]
-    prod = network.production_t * m
-    trade = network.trade_t * m
+    # elements with no base-year flow (promethium; scandium, absent from REO statistics)
+    # are left out of the simulation
+    flow = network.mine_t.sum("region") + network.demand_t.sum(("sector", "region"))
+    keep = [e for e in network.elements if float(flow.sel(element=e)) > 0]
+    prod = network.production_t.sel(element=keep) * m
+    trade = network.trade_t.sel(element=keep) * m
     util = network.dataset["stage_parameters"].set_index("stage")["utilization"]
 
     def out_sum(da, dim="region"):
         return da.sel({dim: out_regions}).sum(dim).transpose("element").to_numpy()
 
-    mine = network.mine_t.transpose("region", "element").to_numpy() * m
+    mine = network.mine_t.sel(element=keep).transpose("region", "element").to_numpy() * m
     to_in = network.routing.sel(dest=controller).to_numpy()
 
     sep_cap_out_region = (prod.sel(stage="separation").transpose("region", "element")
@@ -94,7 +98,7 @@ def zone_base(network: Network, controller: str = "CHN") -> ZoneBase:
                                            where=prod_out[form][None, :] > 0)
         cap_out[form] = prod_out[form] / float(util[stage])
 
-    demand = network.demand_t * m  # element, sector, region
+    demand = network.demand_t.sel(element=keep) * m  # element, sector, region
     forms_of = network.dataset["sectors"].set_index("sector")["form"].reindex(network.sectors)
     sector_form = np.array([FORMS.index(f) for f in forms_of])
     d_out = demand.sel(region=out_regions).transpose("element", "sector", "region").to_numpy()
@@ -103,11 +107,11 @@ def zone_base(network: Network, controller: str = "CHN") -> ZoneBase:
     demand_in = np.stack([d_in[:, sector_form == i].sum(1) for i in range(3)])
 
     bp = network.dataset["base_prices"].pivot(index="element", columns="zone", values="usd_per_kg")
-    bp = bp.reindex(network.elements)
+    bp = bp.reindex(keep)
     priority = (network.dataset["sectors"].set_index("sector")["priority"]
                 .reindex(network.sectors).to_numpy(int))
     return ZoneBase(
-        elements=list(network.elements),
+        elements=keep,
         sectors=list(network.sectors),
         out_regions=out_regions,
         mine_regions=list(regions),
@@ -131,7 +135,7 @@ def zone_base(network: Network, controller: str = "CHN") -> ZoneBase:
         sector_demand_in=d_in,
         sector_form=sector_form,
         priority=priority,
-        world_demand=(network.demand_t * m).sum(("sector", "region")).to_numpy(),
+        world_demand=demand.sum(("sector", "region")).to_numpy(),
         price_out=bp["ROW"].to_numpy(float),
         price_in=bp["CHN"].to_numpy(float),
     )
