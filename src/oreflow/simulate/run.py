@@ -169,13 +169,16 @@ class _Recorder:
         self.acc[1, :, sl] += s["short_out"]
         # a sector is short once any element it uses is short by more than the threshold
         # (a motor line stops for want of Dy even when its Nd arrives)
-        g = self.engine.sector_group
-        short = s["short_in"][g] * self.w_sector[0] + s["short_out"][g] * self.w_sector[1]
-        need = (np.broadcast_to(s["need_in"], s["short_in"].shape)[g] * self.w_sector[0]
-                + s["need_out"][g] * self.w_sector[1])  # [S, P, E]
+        first = self.first[sl]
+        todo = np.flatnonzero(np.isinf(first).any(0))  # sectors not yet short on every path
+        if len(todo) == 0:
+            return
+        g, w = self.engine.sector_group[todo], self.w_sector[:, todo]
+        short = s["short_in"][g] * w[0] + s["short_out"][g] * w[1]
+        need = s["need_in"][g] * w[0] + s["need_out"][g] * w[1]  # [S_todo, P, E]
         worst = np.divide(short, need, out=np.zeros_like(short), where=need > 1e-12).max(2).T
-        hit = (worst > SHORTFALL_THRESHOLD) & np.isinf(self.first[sl])
-        self.first[sl] = np.where(hit, t + 1.0 - np.minimum(worst, 1.0), self.first[sl])
+        hit = (worst > SHORTFALL_THRESHOLD) & np.isinf(first[:, todo])
+        first[:, todo] = np.where(hit, t + 1.0 - np.minimum(worst, 1.0), first[:, todo])
 
     def dataset(self, sc: Scenario, seed: int, sha: str, version: str,
                 max_resid: float) -> xr.Dataset:
