@@ -88,7 +88,8 @@ def _bounds(q: Quantity | None) -> tuple[float, float] | None:
 def _check_range(q: Quantity | None, lo: float, hi: float, what: str) -> None:
     b = _bounds(q)
     if b is not None and (b[0] < lo or b[1] > hi):
-        raise ValueError(f"{what} must lie in [{lo:g}, {hi:g}], got {b[0]:g}..{b[1]:g}")
+        got = f"{b[0]:g}" if b[0] == b[1] else f"a range {b[0]:g}..{b[1]:g}"
+        raise ValueError(f"{what} must lie in [{lo:g}, {hi:g}], got {got}")
 
 
 class _Shock(_Strict):
