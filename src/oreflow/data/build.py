@@ -183,7 +183,7 @@ def build_tables(raw_dir: Path | None = None,
         "sources", "blocs", "deposits", "mine_source_split", "concentrate_routing",
         "stage_shares", "stage_parameters", "sectors", "enduse_shares",
         "china_domestic_prices", "market_parameters", "risk_parameters", "export_controls",
-        "market_behaviour",
+        "market_behaviour", "sector_value", "stockpile_forms", "stockpile_parameters",
     )}
     t.update(cur)
     market = cur["market_parameters"]

@@ -267,6 +267,38 @@ TABLES: dict[str, Table] = {
             key=("parameter",),
         ),
         Table(
+            "sector_value",
+            "What a missing kilogram of rare earth costs a sector: the value added of the "
+            "product not made, per kg of rare earth it contains (stockpile planner).",
+            (
+                Column("sector", "str", ref="sectors.sector"),
+                Column("product", "str"),
+                Column("unit_value_usd", "float", "USD per unit", min=0.0),
+                Column("value_added_share", "float", "fraction", min=0.0, max=1.0),
+                Column("re_kg_per_unit", "float", "kg REO-eq per unit", min=0.0),
+            ),
+            key=("sector",),
+        ),
+        Table(
+            "stockpile_forms",
+            "Holding a rare earth as oxide, metal or magnet: processing cost from the form "
+            "before, storage, shelf life and the months it takes to convert into this form.",
+            (
+                Column("form", "str", allowed=FORMS),
+                Column("processing_usd_per_kg", "float", "USD per kg REO-eq", min=0.0),
+                Column("storage_usd_per_t_year", "float", "USD per t REO-eq per year", min=0.0),
+                Column("shelf_life_years", "float", "years", min=0.1),
+                Column("conversion_lead_months", "float", "months", min=0.0),
+            ),
+            key=("form",),
+        ),
+        Table(
+            "stockpile_parameters",
+            "Financing and purchase terms of a stockpile (Project Vault style).",
+            (Column("parameter", "str"), Column("value", "float", min=0.0), Column("unit", "str")),
+            key=("parameter",),
+        ),
+        Table(
             "risk_parameters",
             "Scalars of the EU supply-risk formula.",
             (Column("parameter", "str"), Column("value", "float", min=0.0)),
