@@ -39,11 +39,16 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
                months: int | None = None, network: Network | None = None,
                behaviour: Behaviour | None = None, chunk: int = 2_000,
                progress: Callable[[int, int], None] | None = None,
-               scenario_sha256: str = "", threads: int | None = None) -> xr.Dataset:
+               scenario_sha256: str = "", threads: int | None = None,
+               on_month: Callable[[Engine, slice, int, dict], None] | None = None
+               ) -> xr.Dataset:
     """Simulate `paths` Monte Carlo paths of a scenario (built-in name, YAML path or object).
 
     Same seed, scenario and dataset give the same result. `progress(done, total)` is called
-    after every simulated month of every chunk.
+    after every simulated month of every chunk; `on_month(engine, paths_slice, month, state)`
+    sees the engine's monthly [group, path, element] arrays (the stockpile planner keeps
+    unmet demand per path this way); chunks run in two threads, so it must only write into
+    its own slice.
     """
     if paths < 1:
         raise ValueError(f"paths must be at least 1, got {paths}")
@@ -72,6 +77,8 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
         def record(t: int, state: dict) -> None:
             nonlocal done
             rec.record(sl, t, state)
+            if on_month is not None:
+                on_month(engine, sl, t, state)
             with lock:
                 done += sl.stop - sl.start
                 if progress is not None:

@@ -1,0 +1,687 @@
+"""The stockpile planner: which rare earths to hold, in which form, and what it buys.
+
+A two-stage stochastic program (equations in docs/stockpile.md), solved with linopy + HiGHS:
+
+- first stage: tonnes bought per (element, form) in blocks whose price rises with the volume
+  bought (a cap per month of the outside-China market over a purchase window); purchase plus
+  carrying cost (loan interest and storage over the tenor) within the budget;
+- second stage, per simulated path: releases that cover the perspective's unmet demand,
+  limited by what is held; oxide can serve metal and magnet users and metal can serve magnet
+  users after conversion (stage yields, lead times after the disruption starts, a tolling
+  capacity outside China);
+- objective: expected value of unserved demand, or (1 - w) x expected + w x CVaR_alpha.
+
+Paths come from the stress engine. With perfect foresight within a path, no discounting and
+values constant over time, the monthly release problem aggregates exactly into a few time
+segments per path (the months between conversion lead times), which is what makes 2,000 paths
+fast; `segments="monthly"` builds the generic monthly LP the tests check it against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from oreflow.network import Network
+from oreflow.simulate.base import FORMS
+
+DEFAULT_SCENARIOS = {
+    "licensing-2025-04": 1.0,
+    "expansion-2025-10": 1.0,
+    "heavy-embargo-usa-12m": 1.0,
+    "quota-2010": 1.0,
+    "myanmar-halt-6m": 1.0,
+    "malaysia-separation-outage": 1.0,
+}
+"""Disruption scenarios the planner draws paths from by default, equally weighted."""
+DAYS_PER_YEAR = 365.0
+
+
+class PlanError(ValueError):
+    """An invalid or infeasible planning request; the message says what to change."""
+
+
+# ---- economics --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Terms:
+    """Financing, purchase and holding terms (tables stockpile_parameters, stockpile_forms)."""
+
+    loan_rate_per_year: float
+    tenor_years: float
+    insurance_rate_per_year: float
+    rotation_cost_share: float
+    purchase_window_months: float
+    max_buy_share_per_month: float
+    purchase_price_slope: float
+    price_blocks: int
+    conversion_capacity_share: float
+    rule_days: float
+    processing_usd_per_t: np.ndarray  # [form] cost to make this form from the previous one
+    storage_usd_per_t_year: np.ndarray  # [form]
+    shelf_life_years: np.ndarray  # [form]
+    lead_months: np.ndarray  # [form] months to convert into this form from the previous one
+
+    @classmethod
+    def from_dataset(cls, dataset, **override) -> Terms:
+        p = dataset["stockpile_parameters"].set_index("parameter")["value"].astype(float)
+        f = dataset["stockpile_forms"].set_index("form").reindex(list(FORMS))
+        if f.isna().any().any():
+            raise PlanError("stockpile_forms.csv must have one row for each of "
+                            f"{', '.join(FORMS)}")
+        scalar = {k: float(p[k]) for k in (
+            "loan_rate_per_year", "tenor_years", "insurance_rate_per_year",
+            "rotation_cost_share", "purchase_window_months", "max_buy_share_per_month",
+            "purchase_price_slope", "conversion_capacity_share", "rule_days")}
+        scalar["price_blocks"] = max(1, int(p["price_blocks"]))
+        scalar.update(override)
+        return cls(**scalar,
+                   processing_usd_per_t=f["processing_usd_per_kg"].to_numpy(float) * 1e3,
+                   storage_usd_per_t_year=f["storage_usd_per_t_year"].to_numpy(float),
+                   shelf_life_years=f["shelf_life_years"].to_numpy(float),
+                   lead_months=f["conversion_lead_months"].to_numpy(float))
+
+
+@dataclass(frozen=True)
+class Economy:
+    """What the perspective uses, imports and values, and what each holding costs.
+
+    Quantities are t REO-eq (the engine's unit); a tonne held as metal or magnet is counted
+    by the rare earth it contains."""
+
+    perspective: str
+    elements: list[str]
+    group_form: np.ndarray  # [G] form index of each demand group of the engine
+    value_usd_per_t: np.ndarray  # [G, E] value lost per t of the group's unmet demand
+    share_of_out: np.ndarray  # [G, E] the perspective's share of the outside group's demand
+    use_t_per_year: np.ndarray  # [E] the perspective's end use
+    net_imports_t_per_year: np.ndarray  # [E, F] the perspective's net imports by form
+    price_usd_per_t: np.ndarray  # [E, F] base price of a tonne held in each form
+    market_t_per_month: np.ndarray  # [E, F] outside-China use of that form and downstream
+    conversion_cap_t_per_month: np.ndarray  # [F] tolling capacity per month (oxide: 0)
+    yields: np.ndarray  # [F, F] t delivered in form g per t held in form f (0 if g < f)
+    conversion_lead_months: np.ndarray  # [F, F] months from disruption until f can serve g
+    carry_usd_per_t_year: np.ndarray  # [E, F] storage, insurance and rotation
+    allowed: np.ndarray  # [E, F] forms worth holding (the perspective uses them downstream)
+
+
+def sector_value_usd_per_t(network: Network, elements: list[str]) -> np.ndarray:
+    """[S, E] value added lost per t REO-eq of element missing in each sector.
+
+    A sector's value added per unit of product over the rare-earth material cost of that unit
+    gives a multiplier; a missing tonne of an element costs the multiplier times its price.
+    So a sector's value is lost in full when all its rare earths are missing in proportion,
+    and each element is worth its cost share (docs/stockpile.md)."""
+    ds = network.dataset
+    sv = ds["sector_value"].set_index("sector").reindex(network.sectors)
+    missing = sv.index[sv["unit_value_usd"].isna()].tolist()
+    if missing:
+        raise PlanError(f"sector_value.csv has no row for sector(s) {', '.join(missing)}")
+    price = (ds["base_prices"].query("zone == 'ROW'").set_index("element")["usd_per_kg"]
+             .reindex(elements).fillna(0.0).to_numpy(float))
+    d = network.demand_t.sel(element=elements).sum("region").transpose("sector", "element")
+    d = d.to_numpy()
+    mix_price = np.divide((d * price).sum(1), d.sum(1), out=np.zeros(len(d)),
+                          where=d.sum(1) > 0)  # USD/kg REO of the sector's mix
+    va_per_kg = (sv["unit_value_usd"] * sv["value_added_share"]
+                 / sv["re_kg_per_unit"]).to_numpy(float)
+    multiplier = np.divide(va_per_kg, mix_price, out=np.zeros_like(va_per_kg),
+                           where=mix_price > 0)
+    return multiplier[:, None] * price[None, :] * 1e3
+
+
+def economy(network: Network, perspective: str, terms: Terms, engine) -> Economy:
+    """Everything the planner needs about the perspective, from the base year and the
+    engine's demand groups (so that unmet demand per group can be valued)."""
+    b = engine.b
+    if perspective == b.controller:
+        raise PlanError(f"perspective {perspective!r} is the controlling country of the "
+                        "scenarios; plan for a region outside it")
+    if perspective not in b.out_regions:
+        raise PlanError(f"unknown perspective {perspective!r}: choose one of "
+                        f"{', '.join(sorted(b.out_regions))}")
+    r = b.out_regions.index(perspective)
+    E, G = b.n_elements, len(engine.groups)
+    group_form = np.array([f for f, _ in engine.groups])
+    d = b.sector_demand_out  # [E, S, R] t per month
+    member = engine.sector_group[:, None] == np.arange(G)[None, :]  # [S, G]
+    d_group = np.einsum("esr,sg->ger", d, member)
+    mine = d_group[:, :, r]
+    share = np.divide(mine, d_group.sum(2), out=np.zeros_like(mine), where=d_group.sum(2) > 0)
+    v_sector = sector_value_usd_per_t(network, b.elements)  # [S, E]
+    weighted = np.einsum("es,sg,se->ge", d[:, :, r], member, v_sector)
+    value = np.divide(weighted, mine, out=np.zeros_like(mine), where=mine > 0)
+    # groups with no demand in the perspective still get the sector-average value
+    fallback = np.einsum("es,sg,se->ge", d.sum(2), member, v_sector)
+    value = np.where(mine > 0, value, np.divide(fallback, d_group.sum(2),
+                                                out=np.zeros_like(mine),
+                                                where=d_group.sum(2) > 0))
+
+    y = np.array([1.0, b.yields["metal"], b.yields["magnet"]])
+    yields = np.zeros((3, 3))
+    lead = np.full((3, 3), np.inf)
+    for f in range(3):
+        for g in range(f, 3):
+            yields[f, g] = np.prod(y[f + 1:g + 1])
+            lead[f, g] = terms.lead_months[f + 1:g + 1].sum()
+    price = np.zeros((E, 3))
+    price[:, 0] = b.price_out * 1e3
+    for f in (1, 2):
+        price[:, f] = price[:, f - 1] / y[f] + terms.processing_usd_per_t[f]
+    market = np.stack([b.demand_out[f:].sum(0) for f in range(3)], 1)  # [E, F]
+    use_by_form = np.stack([d[:, b.sector_form == f, r].sum(1) for f in range(3)], 1)
+    downstream = np.cumsum(use_by_form[:, ::-1], 1)[:, ::-1]  # use of form f or later
+    allowed = (downstream > 0) & (market > 0) & (price > 0)
+    carry = (terms.storage_usd_per_t_year[None, :]
+             + (terms.insurance_rate_per_year
+                + terms.rotation_cost_share / terms.shelf_life_years[None, :]) * price)
+    cap = np.array([0.0, *(terms.conversion_capacity_share * b.prod_out[f].sum()
+                           for f in ("metal", "magnet"))])
+    return Economy(
+        perspective=perspective, elements=list(b.elements), group_form=group_form,
+        value_usd_per_t=value, share_of_out=share, use_t_per_year=d[:, :, r].sum(1) * 12,
+        net_imports_t_per_year=_net_imports(network, perspective, b.elements),
+        price_usd_per_t=price, market_t_per_month=market, conversion_cap_t_per_month=cap,
+        yields=yields, conversion_lead_months=lead, carry_usd_per_t_year=carry,
+        allowed=allowed)
+
+
+def _net_imports(network: Network, region: str, elements: list[str]) -> np.ndarray:
+    """[E, F] the region's base-year net imports of oxide, metal and magnets (t REO-eq/yr)."""
+    trade = network.trade_t.sel(element=elements)
+    out = np.zeros((len(elements), 3))
+    for f, stage in enumerate(("separation", "metal", "magnet")):
+        t = trade.sel(stage=stage)
+        inflow = t.sel(dest=region).drop_sel(origin=region, errors="ignore").sum("origin")
+        outflow = t.sel(origin=region).drop_sel(dest=region, errors="ignore").sum("dest")
+        out[:, f] = np.maximum((inflow - outflow).transpose("element").to_numpy(), 0.0)
+    return out
+
+
+# ---- scenario paths ---------------------------------------------------------------------
+@dataclass
+class UnmetPaths:
+    """The perspective's unmet demand on each simulated path, with the path's probability."""
+
+    unmet_t: np.ndarray  # [P, T, G, E] t REO-eq per month
+    weight: np.ndarray  # [P] probabilities summing to 1
+    scenario: np.ndarray  # [P] scenario name of each path
+    engine: object = field(repr=False)
+
+    @property
+    def start_month(self) -> np.ndarray:
+        """[P] first month with any unmet demand (the months if none)."""
+        any_short = self.unmet_t.reshape(*self.unmet_t.shape[:2], -1).max(2) > 0
+        return np.where(any_short.any(1), any_short.argmax(1), self.unmet_t.shape[1])
+
+
+def parse_scenario_weights(text: str | None) -> dict[str, float]:
+    """'a,b:2,c' -> {a: 1, b: 2, c: 1}; None -> the default mix."""
+    if not text:
+        return dict(DEFAULT_SCENARIOS)
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        name, _, w = item.strip().partition(":")
+        if not name:
+            raise PlanError(f"empty scenario name in {text!r}")
+        try:
+            weight = float(w) if w else 1.0
+        except ValueError:
+            raise PlanError(f"scenario weight {w!r} of {name!r} is not a number") from None
+        if not np.isfinite(weight) or weight < 0:
+            raise PlanError(f"scenario weight of {name!r} must be a number >= 0, got {w!r}")
+        out[name] = weight
+    if sum(out.values()) <= 0:
+        raise PlanError("scenario weights must not all be zero")
+    return out
+
+
+def simulate_unmet(scenarios: dict[str, float], paths: int, seed: int, months: int,
+                   perspective: str, network: Network | None = None) -> UnmetPaths:
+    """Run each scenario through the stress engine for its share of `paths` and keep the
+    perspective's unmet demand per path, month, demand group and element."""
+    from oreflow.scenario import ScenarioError, load_scenario
+    from oreflow.simulate.run import run_stress
+
+    net = network if network is not None else Network.from_dataset()
+    total = sum(scenarios.values())
+    names = [n for n, w in scenarios.items() if w > 0]
+    counts = np.maximum(1, np.round(paths * np.array([scenarios[n] for n in names]) / total))
+    seeds = np.random.SeedSequence(seed).spawn(len(names))
+    blocks, weights, labels, engine = [], [], [], None
+    for name, n, ss in zip(names, counts.astype(int), seeds, strict=True):
+        try:
+            sc, sha = load_scenario(name, net)
+        except ScenarioError as e:
+            raise PlanError(str(e)) from None
+        keep = _Keep(n, months, perspective)
+        run_stress(sc.model_copy(update={"months": months}), paths=n,
+                   seed=int(ss.generate_state(1)[0]), network=net, on_month=keep,
+                   scenario_sha256=sha)
+        if engine is not None and keep.engine.groups != engine.groups:
+            raise PlanError(f"scenario {name!r} has other demand groups than the first")
+        engine = keep.engine
+        blocks.append(keep.unmet)
+        weights.append(np.full(n, scenarios[name] / total / n))
+        labels.append(np.full(n, name, dtype=object))
+    return UnmetPaths(np.concatenate(blocks), np.concatenate(weights),
+                      np.concatenate(labels), engine)
+
+
+class _Keep:
+    """`on_month` hook of run_stress: keeps outside-China unmet demand per group, scaled to
+    the perspective's share (the engine rations the outside market pro rata by region)."""
+
+    def __init__(self, paths: int, months: int, perspective: str):
+        self.paths, self.months, self.perspective = paths, months, perspective
+        self.unmet = None
+        self.engine = None
+        self._lock = threading.Lock()
+
+    def __call__(self, engine, sl: slice, t: int, state: dict) -> None:
+        with self._lock:
+            if self.unmet is None:
+                b = engine.b
+                if self.perspective not in b.out_regions:
+                    raise PlanError(f"unknown perspective {self.perspective!r}: choose one of "
+                                    f"{', '.join(sorted(b.out_regions))}")
+                self.engine = engine
+                G = len(engine.groups)
+                r = b.out_regions.index(self.perspective)
+                d = b.sector_demand_out
+                member = engine.sector_group[:, None] == np.arange(G)[None, :]
+                dg = np.einsum("esr,sg->ger", d, member)
+                self.share = np.divide(dg[:, :, r], dg.sum(2), out=np.zeros(dg.shape[:2]),
+                                       where=dg.sum(2) > 0)
+                self.unmet = np.zeros((self.paths, self.months, G, b.n_elements))
+        self.unmet[sl, t] = state["short_out"].transpose(1, 0, 2) * self.share
+
+
+# ---- the optimisation -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Segments:
+    """Unmet demand aggregated over the months in which the same holdings can serve it."""
+
+    unmet_t: np.ndarray  # [P, E, G, K]
+    serves: np.ndarray  # [P, F, G, K] holding form f can serve group g in segment k
+    months: np.ndarray  # [P, F] months after the conversion lead time (for capacity)
+
+
+def segment(paths: UnmetPaths, econ: Economy, monthly: bool = False) -> Segments:
+    """Aggregate months into segments between conversion lead times after each path's
+    disruption start (exact for the release problem), or keep every month (`monthly`)."""
+    U = paths.unmet_t  # [P, T, G, E]
+    P, T, G, E = U.shape
+    start = paths.start_month
+    lead = econ.conversion_lead_months[:, econ.group_form]  # [F, G]
+    month = np.arange(T)
+    if monthly:
+        seg_unmet = U.transpose(0, 3, 2, 1)  # [P, E, G, T]
+        since = month[None, :] - start[:, None]  # [P, T]
+        serves = since[:, None, None, :] >= lead[None, :, :, None]
+    else:
+        edges = np.unique(lead[np.isfinite(lead)])  # e.g. 0, 3, 6, 9
+        # segment of each month: 0 before start + edges[1], then one per edge
+        since = month[None, :] - start[:, None]
+        seg_of = np.clip(np.searchsorted(edges, since, side="right") - 1, 0, len(edges) - 1)
+        onehot = seg_of[:, :, None] == np.arange(len(edges))[None, None, :]  # [P, T, K]
+        seg_unmet = np.einsum("ptge,ptk->pegk", U, onehot)
+        serves = np.broadcast_to(edges[None, None, None, :] >= lead[None, :, :, None],
+                                 (P, 3, G, len(edges)))
+    # tolling months: after the lead time into the metal and the magnet stage
+    lead_into = np.array([0.0, econ.conversion_lead_months[0, 1],
+                          econ.conversion_lead_months[1, 2]])
+    conv_months = np.maximum(0.0, T - start[:, None] - lead_into[None, :])
+    return Segments(seg_unmet, np.asarray(serves), conv_months)
+
+
+MUSD = 1e6
+"""The LP counts money in millions of USD: keeps HiGHS's coefficients near 1."""
+TIE_BREAK = 1e-9
+"""Cost per USD spent added to the objective so that, among equally good plans, the
+cheapest is chosen (nothing is bought that never covers anything)."""
+
+
+@dataclass
+class Solution:
+    """What an LP solve returns: holdings, spending and per-path unserved value."""
+
+    holdings_t: np.ndarray  # [E, F]
+    purchase_usd: np.ndarray  # [E, F] what was paid for each holding
+    carry_usd_per_year: float
+    unserved_usd: np.ndarray  # [P]
+    objective: float  # in USD, without the tie-break
+
+
+def solve(seg: Segments, econ: Economy, terms: Terms, weight: np.ndarray, *,
+          budget_usd: float | None = None, holdings_t: np.ndarray | None = None,
+          cvar_weight: float = 0.0, cvar_alpha: float = 0.95,
+          min_days: np.ndarray | None = None) -> Solution:
+    """Optimise holdings within `budget_usd` (first and second stage), or, given fixed
+    `holdings_t`, only the releases (which then decompose by path)."""
+    from linopy.config import LinopySemanticsWarning
+
+    with warnings.catch_warnings():
+        # masked variables contribute nothing to sums, which is what is meant here
+        warnings.simplefilter("ignore", category=LinopySemanticsWarning)
+        return _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight,
+                      cvar_alpha, min_days)
+
+
+def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_alpha,
+           min_days) -> Solution:
+    import linopy
+
+    P, E, G, K = seg.unmet_t.shape
+    F = 3
+    gf = econ.group_form
+    dims5 = ("path", "element", "hold", "group", "seg")
+    coords = {"path": np.arange(P), "element": econ.elements, "hold": list(FORMS),
+              "group": np.arange(G), "seg": np.arange(K)}
+    serve_form = econ.yields[:, gf] > 0  # [F, G] holding f is upstream of group g's form
+    mask = ((seg.unmet_t[:, :, None] > 0)
+            & seg.serves[:, None]
+            & serve_form[None, None, :, :, None]
+            & econ.allowed[None, :, :, None, None])
+    upper = np.broadcast_to(seg.unmet_t[:, :, None], mask.shape)
+    m = linopy.Model()
+    x = m.add_variables(lower=0.0, upper=xr.DataArray(upper, coords, dims5),
+                        mask=xr.DataArray(mask, coords, dims5), name="release")
+
+    inv_yield = np.divide(1.0, econ.yields[:, gf], out=np.zeros((F, G)),
+                          where=econ.yields[:, gf] > 0)
+    drawn = (x * xr.DataArray(inv_yield, {"hold": list(FORMS), "group": np.arange(G)},
+                              ("hold", "group"))).sum(["group", "seg"])
+    has_x = mask.any((3, 4))  # [P, E, F]
+    ef = {"element": econ.elements, "hold": list(FORMS)}
+    if holdings_t is None:
+        B = terms.price_blocks
+        cap_t = (terms.max_buy_share_per_month * econ.market_t_per_month
+                 * terms.purchase_window_months)
+        block = np.broadcast_to((cap_t / B)[:, :, None], (E, F, B))
+        price = econ.price_usd_per_t[:, :, None] * (
+            1 + terms.purchase_price_slope * (np.arange(B) + 0.5) / B)
+        bcoords = {**ef, "block": np.arange(B)}
+        buy = m.add_variables(lower=0.0,
+                              upper=xr.DataArray(block, bcoords, ("element", "hold", "block")),
+                              mask=xr.DataArray(np.broadcast_to(econ.allowed[:, :, None],
+                                                                (E, F, B)),
+                                                bcoords, ("element", "hold", "block")),
+                              name="buy")
+        held = buy.sum("block")
+        purchase = (buy * xr.DataArray(price / MUSD, bcoords,
+                                       ("element", "hold", "block"))).sum()
+        carry_year = (held * xr.DataArray(econ.carry_usd_per_t_year / MUSD, ef,
+                                          ("element", "hold"))).sum()
+        total_cost = (purchase * (1 + terms.loan_rate_per_year * terms.tenor_years)
+                      + carry_year * terms.tenor_years)
+        m.add_constraints(total_cost <= (budget_usd or 0.0) / MUSD, name="budget")
+        m.add_constraints(drawn - held <= 0,
+                          mask=xr.DataArray(has_x, {"path": np.arange(P), **ef},
+                                            ("path", "element", "hold")), name="held")
+        if min_days is not None and np.any(min_days > 0):
+            need = np.asarray(min_days, float) / DAYS_PER_YEAR * econ.use_t_per_year
+            has_use = (need > 0) & econ.allowed.any(1)
+            m.add_constraints(held.sum("hold") >= xr.DataArray(need, {"element": econ.elements},
+                                                               ("element",)),
+                              mask=xr.DataArray(has_use, {"element": econ.elements},
+                                                ("element",)), name="min_days")
+    else:
+        h = xr.DataArray(np.asarray(holdings_t, float), ef, ("element", "hold"))
+        m.add_constraints(drawn <= h, mask=xr.DataArray(
+            has_x, {"path": np.arange(P), **ef}, ("path", "element", "hold")), name="held")
+
+    several = (mask.sum(2) > 1)  # [P, E, G, K] buckets more than one form can serve
+    if several.any():
+        c4 = {k: coords[k] for k in ("path", "element", "group", "seg")}
+        d4 = ("path", "element", "group", "seg")
+        m.add_constraints(x.sum("hold") <= xr.DataArray(seg.unmet_t, c4, d4),
+                          mask=xr.DataArray(several, c4, d4), name="cover")
+    # tolling capacity of the metal and magnet stages for converted releases
+    for stage in (1, 2):
+        through = np.array([[f < stage <= gf[g] for g in range(G)] for f in range(F)])
+        if not (mask & through[None, None, :, :, None]).any():
+            continue
+        conv = (x * xr.DataArray(through.astype(float),
+                                 {"hold": list(FORMS), "group": np.arange(G)},
+                                 ("hold", "group"))).sum(["element", "hold", "group", "seg"])
+        cap = econ.conversion_cap_t_per_month[stage] * seg.months[:, stage]
+        m.add_constraints(conv <= xr.DataArray(cap, {"path": np.arange(P)}, ("path",)),
+                          name=f"tolling_{FORMS[stage]}")
+
+    value = xr.DataArray(econ.value_usd_per_t.T / MUSD, {"element": econ.elements,
+                                                         "group": np.arange(G)},
+                         ("element", "group"))
+    covered = (x * value).sum(["element", "hold", "group", "seg"])  # [path], MUSD
+    total_unmet = np.einsum("pegk,ge->p", seg.unmet_t, econ.value_usd_per_t) / MUSD
+    w = xr.DataArray(weight, {"path": np.arange(P)}, ("path",))
+    objective = -(1 - cvar_weight) * (covered * w).sum()
+    if cvar_weight > 0:
+        eta = m.add_variables(name="var")  # value at risk at level alpha
+        z = m.add_variables(lower=0.0, coords=[np.arange(P)], dims=["path"], name="excess")
+        m.add_constraints(z + covered + eta >= xr.DataArray(total_unmet, {"path": np.arange(P)},
+                                                            ("path",)), name="cvar")
+        objective = objective + cvar_weight * (eta + (z * w).sum() / (1 - cvar_alpha))
+    if holdings_t is None:
+        objective = objective + TIE_BREAK * MUSD * purchase
+    m.add_objective(objective)
+    with _quiet_stdout():
+        _, condition = m.solve(solver_name="highs", io_api="direct", output_flag=False)
+    if condition != "optimal":
+        hint = (" (the minimum days of cover cost more than the budget or exceed what can be "
+                "bought within the purchase caps)" if min_days is not None else "")
+        raise PlanError(f"the stockpile problem is {condition}{hint}")
+    cov = covered.solution.to_numpy() if P else np.zeros(0)
+    unserved = np.maximum(total_unmet - cov, 0.0) * MUSD
+    if holdings_t is None:
+        bought = np.nan_to_num(m.variables["buy"].solution.to_numpy())
+        held_t, spend = bought.sum(2), (bought * price).sum(2)
+        carry = carry_usd_per_year(held_t, spend, econ, terms)
+    else:
+        held_t, spend, carry = np.asarray(holdings_t, float), np.zeros((E, F)), 0.0
+    obj = (1 - cvar_weight) * float(weight @ unserved)
+    if cvar_weight > 0:
+        obj += cvar_weight * cvar(unserved, weight, cvar_alpha)
+    return Solution(held_t, spend, carry, unserved, obj)
+
+
+_STDOUT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """HiGHS prints its banner to file descriptor 1 before options apply; keep it out of
+    `--format json` output."""
+    with _STDOUT_LOCK:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+
+
+def cvar(loss: np.ndarray, weight: np.ndarray, alpha: float) -> float:
+    """Conditional value at risk: expected loss in the worst (1 - alpha) of probability
+    (Rockafellar and Uryasev 2000), for weighted samples."""
+    order = np.argsort(loss)
+    sorted_loss, w = loss[order], weight[order] / weight.sum()
+    i = min(np.searchsorted(np.cumsum(w), alpha, side="left"), len(loss) - 1)
+    var = sorted_loss[i]
+    return float(var + (w * np.maximum(sorted_loss - var, 0.0)).sum() / (1 - alpha))
+
+
+def carry_usd_per_year(held_t: np.ndarray, purchase_usd: np.ndarray, econ: Economy,
+                       terms: Terms) -> float:
+    """Loan interest on what was paid plus storage, insurance and rotation of what is held."""
+    return float(terms.loan_rate_per_year * purchase_usd.sum()
+                 + (held_t * econ.carry_usd_per_t_year).sum())
+
+
+def rule_holdings(econ: Economy, terms: Terms, budget_usd: float, days: float) -> np.ndarray:
+    """The flat rule: `days` of the perspective's net imports of each element in each form,
+    bought at base prices, scaled down pro rata if it costs more than the budget."""
+    held = days / DAYS_PER_YEAR * econ.net_imports_t_per_year
+    cost = total_cost_usd(held, held * econ.price_usd_per_t, econ, terms)
+    return held * min(1.0, budget_usd / cost) if cost > 0 else held
+
+
+def total_cost_usd(held_t: np.ndarray, purchase_usd: np.ndarray, econ: Economy,
+                   terms: Terms) -> float:
+    """Purchase plus carrying cost over the loan's tenor: what the budget must cover."""
+    return float(purchase_usd.sum()
+                 + terms.tenor_years * carry_usd_per_year(held_t, purchase_usd, econ, terms))
+
+
+# ---- the planner ------------------------------------------------------------------------
+@dataclass
+class StockpilePlan:
+    """A plan, the flat rule and holding nothing, scored on fresh paths."""
+
+    budget_usd: float
+    perspective: str
+    elements: list[str]
+    holdings_t: np.ndarray  # [E, F] t REO-eq contained
+    purchase_usd: np.ndarray  # [E, F]
+    carry_usd_per_year: float
+    days_of_cover: np.ndarray  # [E] (nan where the perspective uses none)
+    rule_holdings_t: np.ndarray  # [E, F]
+    in_sample_expected_unserved_usd: float
+    evaluation: dict
+    settings: dict
+
+    @property
+    def spent_usd(self) -> float:
+        return float(self.purchase_usd.sum())
+
+    def holdings(self, min_t: float = 1e-6) -> pd.DataFrame:
+        """One row per (element, form) held: tonnes of rare earth contained and cost."""
+        rows = [{"element": e, "form": f, "t": float(self.holdings_t[i, j]),
+                 "usd": float(self.purchase_usd[i, j])}
+                for i, e in enumerate(self.elements) for j, f in enumerate(FORMS)
+                if self.holdings_t[i, j] > min_t]
+        return pd.DataFrame(rows, columns=["element", "form", "t", "usd"])
+
+    def to_dict(self) -> dict:
+        """The JSON object of `oreflow stockpile plan --format json`."""
+        return {
+            "budget_usd": self.budget_usd,
+            "spent_usd": round(self.spent_usd, 2),
+            "carry_usd_per_year": round(self.carry_usd_per_year, 2),
+            "perspective": self.perspective,
+            "holdings": [{**r, "t": round(r["t"], 3), "usd": round(r["usd"], 2)}
+                         for r in self.holdings().to_dict(orient="records")],
+            "days_of_cover": {e: round(float(d), 2) for e, d in
+                              zip(self.elements, self.days_of_cover, strict=True)
+                              if np.isfinite(d)},
+            "evaluation": self.evaluation,
+            "settings": self.settings,
+        }
+
+
+def _parse_days(min_days, elements: list[str]) -> np.ndarray:
+    """None, a number of days for every element, or {element: days}."""
+    out = np.zeros(len(elements))
+    if min_days is None:
+        return out
+    if isinstance(min_days, int | float):
+        items = dict.fromkeys(elements, float(min_days))
+    else:
+        items = dict(min_days)
+    for e, d in items.items():
+        if e not in elements:
+            raise PlanError(f"unknown element {e!r} in the minimum days of cover: choose from "
+                            f"{', '.join(elements)}")
+        if not np.isfinite(d) or d < 0:
+            raise PlanError(f"minimum days of cover for {e} must be >= 0, got {d}")
+        out[elements.index(e)] = d
+    return out
+
+
+def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
+                   scenarios: dict[str, float] | str | None = None, paths: int = 2000,
+                   eval_paths: int = 2000, seed: int = 0, months: int = 60,
+                   cvar_weight: float = 0.0, cvar_alpha: float = 0.95,
+                   min_days=None, elements: list[str] | None = None,
+                   network: Network | None = None, monthly: bool = False,
+                   terms: Terms | None = None) -> StockpilePlan:
+    """Plan a stockpile for `perspective` with `budget_usd` over paths of the given scenario
+    mix (name -> weight), and score it, the flat rule and no stockpile on fresh paths."""
+    _check(budget_usd, "budget_usd", lo=0.0)
+    _check(cvar_weight, "cvar_weight", lo=0.0, hi=1.0)
+    if not (0.0 < cvar_alpha < 1.0):
+        raise PlanError(f"cvar_alpha must lie strictly between 0 and 1, got {cvar_alpha}")
+    for name, n in (("paths", paths), ("eval_paths", eval_paths), ("months", months)):
+        if int(n) != n or n < 1:
+            raise PlanError(f"{name} must be a whole number >= 1, got {n}")
+    mix = parse_scenario_weights(scenarios) if not isinstance(scenarios, dict) else scenarios
+    net = network if network is not None else Network.from_dataset()
+    terms = terms or Terms.from_dataset(net.dataset)
+    seed_fit, seed_eval = (int(s.generate_state(1)[0])
+                           for s in np.random.SeedSequence(seed).spawn(2))
+    fit = simulate_unmet(mix, paths, seed_fit, months, perspective, net)
+    econ = economy(net, perspective, terms, fit.engine)
+    if elements is not None:
+        unknown = [e for e in elements if e not in econ.elements]
+        if unknown:
+            raise PlanError(f"unknown element(s) {', '.join(unknown)}: choose from "
+                            f"{', '.join(econ.elements)}")
+        keep = np.isin(econ.elements, elements)
+        econ = _replace(econ, allowed=econ.allowed & keep[:, None])
+    days = _parse_days(min_days, econ.elements)
+    sol = solve(segment(fit, econ, monthly), econ, terms, fit.weight, budget_usd=budget_usd,
+                cvar_weight=cvar_weight, cvar_alpha=cvar_alpha, min_days=days)
+    rule = rule_holdings(econ, terms, budget_usd, terms.rule_days)
+
+    test = simulate_unmet(mix, eval_paths, seed_eval, months, perspective, net)
+    seg = segment(test, econ)
+    none = np.einsum("pegk,ge->p", seg.unmet_t, econ.value_usd_per_t)
+    scores = {"plan": solve(seg, econ, terms, test.weight, holdings_t=sol.holdings_t),
+              "rule_60_days": solve(seg, econ, terms, test.weight, holdings_t=rule)}
+    losses = {"plan": scores["plan"].unserved_usd,
+              "rule_60_days": scores["rule_60_days"].unserved_usd, "none": none}
+    use = econ.use_t_per_year / DAYS_PER_YEAR
+    cover = np.divide(sol.holdings_t.sum(1), use, out=np.full(len(use), np.nan),
+                      where=use > 0)
+    return StockpilePlan(
+        budget_usd=float(budget_usd), perspective=perspective, elements=econ.elements,
+        holdings_t=sol.holdings_t, purchase_usd=sol.purchase_usd,
+        carry_usd_per_year=sol.carry_usd_per_year, days_of_cover=cover,
+        rule_holdings_t=rule,
+        in_sample_expected_unserved_usd=float(fit.weight @ sol.unserved_usd),
+        evaluation={
+            "paths": int(len(test.weight)),
+            "expected_unserved_usd": {k: round(float(test.weight @ v), 2)
+                                      for k, v in losses.items()},
+            "cvar95_unserved_usd": {k: round(cvar(v, test.weight, 0.95), 2)
+                                    for k, v in losses.items()},
+        },
+        settings={"scenarios": mix, "paths": int(len(fit.weight)), "seed": int(seed),
+                  "months": int(months), "cvar_weight": cvar_weight, "cvar_alpha": cvar_alpha,
+                  "min_days": {e: float(d) for e, d in zip(econ.elements, days, strict=True)
+                               if d > 0},
+                  "dataset_version": net.dataset.version})
+
+
+def _check(x: float, name: str, lo: float | None = None, hi: float | None = None) -> None:
+    if not isinstance(x, int | float) or not np.isfinite(x):
+        raise PlanError(f"{name} must be a finite number, got {x!r}")
+    if (lo is not None and x < lo) or (hi is not None and x > hi):
+        rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        raise PlanError(f"{name} must be {rng}, got {x}")
+
+
+def _replace(econ: Economy, **changes) -> Economy:
+    from dataclasses import replace
+
+    return replace(econ, **changes)
