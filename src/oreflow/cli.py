@@ -323,5 +323,84 @@ def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the
     out.print(f"Full result: {(out_dir / 'licensing-2025-04.nc').resolve()}")
 
 
+stockpile_app = typer.Typer(
+    no_args_is_help=True, help="Stockpile planning: what to hold, in which form, what it buys.")
+app.add_typer(stockpile_app, name="stockpile")
+
+
+class PlanFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@stockpile_app.command("plan")
+def stockpile_plan(
+        budget_usd: float = typer.Option(12e9, "--budget-usd", help="purchase plus carrying cost"),
+        perspective: str = typer.Option("USA", "--perspective", "-p"),
+        scenarios: str = typer.Option(None, "--scenarios",
+                                      help="built-in names or YAML files with optional weights, "
+                                           "e.g. licensing-2025-04:2,quota-2010 (default: six "
+                                           "disruption scenarios, equal weights)"),
+        paths: int = typer.Option(2000, "--paths", help="paths to optimise over"),
+        eval_paths: int = typer.Option(2000, "--eval-paths", help="fresh paths to score on"),
+        seed: int = typer.Option(0, "--seed"),
+        months: int = typer.Option(60, "--months", help="horizon of every scenario"),
+        cvar_weight: float = typer.Option(0.0, "--cvar-weight",
+                                          help="0 = expected value only, 1 = CVaR only"),
+        cvar_alpha: float = typer.Option(0.95, "--cvar-alpha"),
+        min_days: str = typer.Option(None, "--min-days",
+                                     help="minimum days of cover: 30 (every element) or "
+                                          "Dy:60,Tb:60"),
+        elements: str = typer.Option(None, "--elements", help="only hold these, e.g. Nd,Pr,Dy,Tb"),
+        fmt: PlanFormat = typer.Option(PlanFormat.table, "--format")) -> None:
+    """Plan a stockpile with a budget and score it against a flat 60-day rule on fresh paths."""
+    from oreflow.stockpile import PlanError, plan_stockpile
+
+    try:
+        plan = plan_stockpile(
+            budget_usd=budget_usd, perspective=perspective, scenarios=scenarios, paths=paths,
+            eval_paths=eval_paths, seed=seed, months=months, cvar_weight=cvar_weight,
+            cvar_alpha=cvar_alpha, min_days=_parse_min_days(min_days),
+            elements=[e.strip() for e in elements.split(",")] if elements else None)
+    except PlanError as e:
+        fail(str(e))
+    if fmt is PlanFormat.json:
+        print(json.dumps(plan.to_dict(), indent=1))
+        return
+    _print_plan(plan)
+
+
+def _parse_min_days(text: str | None):
+    if not text:
+        return None
+    try:
+        if ":" not in text:
+            return float(text)
+        return {k.strip(): float(v) for k, v in (i.split(":", 1) for i in text.split(","))}
+    except ValueError:
+        fail(f"--min-days {text!r}: give a number of days (30) or element:days pairs "
+             "(Dy:60,Tb:60)")
+
+
+def _print_plan(plan) -> None:
+    d = plan.to_dict()
+    out.print(f"Stockpile for {plan.perspective}: budget {plan.budget_usd / 1e9:,.2f} B USD, "
+              f"spent {d['spent_usd'] / 1e9:,.3f} B USD on purchases, carrying cost "
+              f"{d['carry_usd_per_year'] / 1e6:,.1f} M USD/yr "
+              f"({plan.settings['paths']} paths, seed {plan.settings['seed']}, dataset "
+              f"{plan.settings['dataset_version']})")
+    h = plan.holdings()
+    h["days_of_cover"] = h["element"].map(d["days_of_cover"])
+    print_frame(h, Format.table, title="Holdings (t of rare earth contained, REO-eq)",
+                digits={"t": ",.1f", "usd": ",.0f", "days_of_cover": ",.0f"})
+    ev = d["evaluation"]
+    rows = [(k, ev["expected_unserved_usd"][k], ev["cvar95_unserved_usd"][k])
+            for k in ("plan", "rule_60_days", "none")]
+    print_frame(pd.DataFrame(rows, columns=["strategy", "expected_unserved_usd",
+                                            "cvar95_unserved_usd"]),
+                Format.table, title=f"Unserved demand on {ev['paths']} fresh paths (USD)",
+                digits={"expected_unserved_usd": ",.0f", "cvar95_unserved_usd": ",.0f"})
+
+
 def main() -> None:
     app()

@@ -289,6 +289,9 @@ class _Keep:
         with self._lock:
             if self.unmet is None:
                 b = engine.b
+                if self.perspective == b.controller:
+                    raise PlanError(f"perspective {self.perspective!r} is the controlling "
+                                    "country of the scenarios; plan for a region outside it")
                 if self.perspective not in b.out_regions:
                     raise PlanError(f"unknown perspective {self.perspective!r}: choose one of "
                                     f"{', '.join(sorted(b.out_regions))}")
@@ -564,7 +567,12 @@ class StockpilePlan:
     def spent_usd(self) -> float:
         return float(self.purchase_usd.sum())
 
-    def holdings(self, min_t: float = 1e-6) -> pd.DataFrame:
+    @property
+    def cost_over_tenor_usd(self) -> float:
+        """Purchase plus carrying cost over the loan's tenor: what counts against the budget."""
+        return self.spent_usd + self.settings["tenor_years"] * self.carry_usd_per_year
+
+    def holdings(self, min_t: float = 1e-3) -> pd.DataFrame:
         """One row per (element, form) held: tonnes of rare earth contained and cost."""
         rows = [{"element": e, "form": f, "t": float(self.holdings_t[i, j]),
                  "usd": float(self.purchase_usd[i, j])}
@@ -578,6 +586,7 @@ class StockpilePlan:
             "budget_usd": self.budget_usd,
             "spent_usd": round(self.spent_usd, 2),
             "carry_usd_per_year": round(self.carry_usd_per_year, 2),
+            "cost_over_tenor_usd": round(self.cost_over_tenor_usd, 2),
             "perspective": self.perspective,
             "holdings": [{**r, "t": round(r["t"], 3), "usd": round(r["usd"], 2)}
                          for r in self.holdings().to_dict(orient="records")],
@@ -667,7 +676,8 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
                                     for k, v in losses.items()},
         },
         settings={"scenarios": mix, "paths": int(len(fit.weight)), "seed": int(seed),
-                  "months": int(months), "cvar_weight": cvar_weight, "cvar_alpha": cvar_alpha,
+                  "months": int(months), "tenor_years": terms.tenor_years,
+                  "cvar_weight": cvar_weight, "cvar_alpha": cvar_alpha,
                   "min_days": {e: float(d) for e, d in zip(econ.elements, days, strict=True)
                                if d > 0},
                   "dataset_version": net.dataset.version})
@@ -677,7 +687,7 @@ def _check(x: float, name: str, lo: float | None = None, hi: float | None = None
     if not isinstance(x, int | float) or not np.isfinite(x):
         raise PlanError(f"{name} must be a finite number, got {x!r}")
     if (lo is not None and x < lo) or (hi is not None and x > hi):
-        rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        rng = f">= {lo:g}" if hi is None else f"between {lo:g} and {hi:g}"
         raise PlanError(f"{name} must be {rng}, got {x}")
 
 
