@@ -191,12 +191,30 @@ class Stockpile(_Strict):
 
 
 class Recycling(_Strict):
-    """Magnet recycling settings (see oreflow.mfa): collection rate and capacity by region."""
+    """End-of-life magnet recycling policy in a region outside the controlling country: from
+    `start` its collection rate, pre-processing yield and capacity move linearly from their
+    base-year values (recycling.csv) to the targets given here over `ramp_months`. Capacity is
+    in tonnes of magnets processed a year, or a multiple of the base-year capacity."""
 
     type: Literal["recycling"]
     region: str
-    collection_rate: float = Field(ge=0, le=1)
-    capacity_t_per_year: float | None = Field(None, ge=0)
+    start: Quantity = 0.0
+    ramp_months: float = Field(0.0, ge=0, le=600)
+    collection_rate: float | None = Field(None, ge=0, le=1)
+    preprocessing_yield: float | None = Field(None, ge=0, le=1)
+    capacity_t_magnet_per_year: float | None = Field(None, ge=0)
+    capacity_factor: float | None = Field(None, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _targets(self):
+        _check_range(self.start, 0, 1200, "start (months after the scenario start)")
+        if self.capacity_t_magnet_per_year is not None and self.capacity_factor is not None:
+            raise ValueError("give capacity_t_magnet_per_year or capacity_factor, not both")
+        if all(v is None for v in (self.collection_rate, self.preprocessing_yield,
+                                   self.capacity_t_magnet_per_year, self.capacity_factor)):
+            raise ValueError("recycling needs at least one target: collection_rate, "
+                             "preprocessing_yield, capacity_t_magnet_per_year or capacity_factor")
+        return self
 
 
 Shock = Annotated[

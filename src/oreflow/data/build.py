@@ -242,6 +242,8 @@ def build_tables(raw_dir: Path | None = None,
         np.where(us["partial_year"], "partial year (January-April)", ""),
     )
 
+    t.update(build_stock_tables(curated_dir, cur["sectors"], sr, base_year))
+
     referenced: set[str] = set()
     for name, table in TABLES.items():
         if name not in t or name == "regions":
@@ -281,3 +283,79 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
         atomic_write_text(target, text)
         written.append(target)
     return written
+
+
+# ---- magnets in use and recycling (oreflow.stocks) ------------------------------------------
+STATUS_RANK = {"reported": 0, "estimate": 1, "assumption": 2}
+
+
+def _interpolate_years(anchors: pd.DataFrame, value: str, log: bool) -> pd.DataFrame:
+    """Annual rows between sourced anchor years: anchors keep their source; a year between
+    two anchors is linear (or log-linear) between them, sourced as derived, with the weaker
+    status of the two (an estimate between reported and estimate rows, and so on)."""
+    a = anchors.assign(year=anchors["year"].astype(int)).sort_values("year")
+    a = a.reset_index(drop=True)
+    years = np.arange(a["year"].iloc[0], a["year"].iloc[-1] + 1)
+    v = a[value].astype(float).to_numpy()
+    y = np.exp(np.interp(years, a["year"], np.log(v))) if log else np.interp(years, a["year"], v)
+    hi = np.searchsorted(a["year"].to_numpy(), years)
+    lo = np.maximum(hi - 1, 0)
+    rank = np.maximum(a["status"].map(STATUS_RANK).to_numpy()[lo],
+                      a["status"].map(STATUS_RANK).to_numpy()[hi])
+    status = np.array(list(STATUS_RANK))[rank]
+    out = pd.DataFrame({"year": years, value: y, "source_id": "oreflow_derived",
+                        "vintage": str(years[-1]), "status": status})
+    out["note"] = [f"{'log-' if log else ''}linear between {a['year'].iloc[i]} and "
+                   f"{a['year'].iloc[j]}" for i, j in zip(lo, hi, strict=True)]
+    exact = np.isin(years, a["year"])
+    keep = a.set_index("year").loc[years[exact]]
+    for col in ("source_id", "vintage", "status", "note"):
+        out.loc[exact, col] = keep[col].to_numpy()
+    out.loc[exact, value] = keep[value].astype(float).to_numpy()
+    return out
+
+
+def build_stock_tables(curated_dir: Path, sectors: pd.DataFrame, sector_regions: pd.DataFrame,
+                       base_year: int) -> dict[str, pd.DataFrame]:
+    """magnet_history and magnet_sector_history made annual up to the base year, lifetimes
+    as curated, and recycling parameters with '*' rows expanded to every magnet-use region."""
+    out: dict[str, pd.DataFrame] = {}
+    hist = _curated("magnet_history", curated_dir)
+    parts = []
+    for q, rows in hist.groupby("quantity", sort=True):
+        if int(rows["year"].astype(int).max()) != base_year:
+            raise raw.RawDataError(f"magnet_history.csv: {q} needs a row for the base year "
+                                   f"{base_year}")
+        part = _interpolate_years(rows, "value", log=q == "world_output_t_magnet")
+        parts.append(part.assign(quantity=q, unit=rows["unit"].iloc[0]))
+    out["magnet_history"] = pd.concat(parts, ignore_index=True)
+
+    wide = _curated("magnet_sector_history", curated_dir)
+    meta = ["year", "source_id", "vintage", "status", "note"]
+    mag = sectors[sectors["magnet_mass_share"].astype(float) > 0]
+    base = mag.set_index("sector")["magnet_mass_share"]
+    last = pd.DataFrame([{"year": str(base_year), **base.to_dict(), "source_id":
+                          mag["source_id"].iloc[0], "vintage": str(base_year), "status":
+                          "assumption", "note": "sectors.csv magnet_mass_share (base year)"}])
+    wide = pd.concat([wide, last], ignore_index=True)
+    if set(wide.columns) - set(meta) != set(base.index):
+        raise raw.RawDataError("magnet_sector_history.csv: columns must be the magnet sectors "
+                               f"of sectors.csv ({', '.join(base.index)})")
+    parts = []
+    for s in base.index:
+        rows = wide[meta[:1] + [s] + meta[1:]].rename(columns={s: "share"})
+        parts.append(_interpolate_years(rows, "share", log=False).assign(sector=s))
+    share = pd.concat(parts, ignore_index=True)
+    share["share"] = (share["share"] / share.groupby("year")["share"].transform("sum")).round(8)
+    out["magnet_sector_history"] = share
+
+    out["magnet_lifetimes"] = _curated("magnet_lifetimes", curated_dir)
+    rec = _curated("recycling", curated_dir)
+    meta_cols = {"sector", "source_id", "vintage", "status", "note"}
+    regions = [c for c in sector_regions.columns if c not in meta_cols]
+    explicit = rec[rec["region"] != "*"]
+    wild = rec[rec["region"] == "*"]
+    expanded = [wild.assign(region=r) for r in regions]
+    rec = pd.concat([explicit, *expanded], ignore_index=True)
+    out["recycling"] = rec.drop_duplicates(["region", "parameter"], keep="first")
+    return out

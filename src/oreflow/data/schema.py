@@ -510,3 +510,56 @@ def check_values(table: Table, df: pd.DataFrame, tables: dict[str, pd.DataFrame]
                                             f"shares for {label} sum to {total:.4f}, "
                                             f"not 1 (tolerance {SHARE_TOLERANCE})"))
     return problems
+
+
+# ---- magnets in use and recycling (oreflow.stocks) ------------------------------------------
+MAGNET_HISTORY_QUANTITIES = ("world_output_t_magnet", "heavy_ree_index")
+RECYCLING_PARAMETERS = ("collection_rate", "preprocessing_yield", "recovery_yield",
+                        "capacity_t_magnet_per_year", "expansion_t_magnet_per_year",
+                        "lead_time_months")
+
+TABLES.update({t.name: t for t in [
+    Table(
+        "magnet_history",
+        "World magnet output and the Dy+Tb content of magnets by year (index to the base "
+        "year), annual: anchors as sourced, years between interpolated (estimates).",
+        (
+            _YEAR,
+            Column("quantity", "str", allowed=MAGNET_HISTORY_QUANTITIES),
+            Column("value", "float", min=0.0),
+            Column("unit", "str"),
+        ),
+        key=("quantity", "year"),
+    ),
+    Table(
+        "magnet_sector_history",
+        "Share of world magnet mass by magnet sector and year (base year from sectors.csv).",
+        (_YEAR, Column("sector", "str", ref="sectors.sector"), _SHARE),
+        key=("year", "sector"),
+        shares=(("year",), "share"),
+    ),
+    Table(
+        "magnet_lifetimes",
+        "Lifetime in use of the products each magnet sector's magnets go into (log-normal: "
+        "mean and standard deviation of the lifetime, years).",
+        (
+            Column("sector", "str", ref="sectors.sector"),
+            Column("parameter", "str", allowed=("mean", "std")),
+            Column("years", "float", "years", min=0.1, max=100.0),
+        ),
+        key=("sector", "parameter"),
+    ),
+    Table(
+        "recycling",
+        "End-of-life magnet recycling by region: collection rate, pre-processing and "
+        "recovery yields, capacity (t of magnets processed a year), how fast capacity can "
+        "grow at a full price signal, and the lead time before it does.",
+        (
+            _REGION,
+            Column("parameter", "str", allowed=RECYCLING_PARAMETERS),
+            Column("value", "float", min=0.0),
+            Column("unit", "str"),
+        ),
+        key=("region", "parameter"),
+    ),
+]})

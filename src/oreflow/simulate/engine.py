@@ -17,9 +17,13 @@ Each month, per element, in two market zones (IN = the controlling country, OUT 
    new supply, stockpile releases and inventory; then metal, then magnets; within each form
    sectors are served in priority order (defense first by default);
 6. prices move towards base x (inventory cover / target)^-exponent, smoothed;
-7. substitution and new supply build up while prices are high.
-Mass balance per zone and month: production + imports + releases = use + exports + stock
-change + losses; the largest relative residual is recorded with the result.
+7. substitution and new supply build up while prices are high; recycling capacity outside
+   grows after its lead time while the value of recycled output is high.
+Secondary supply (recycled end-of-life magnets, as oxide outside) = recovery x min(capacity,
+collection x preprocessing x end-of-life magnets), per region outside; the base-year level is
+already in the base-year flows, so the engine adds only what lies above it.
+Mass balance per zone and month: production + secondary + imports + releases = use + exports
++ stock change + losses; the largest relative residual is recorded with the result.
 """
 
 from __future__ import annotations
@@ -146,6 +150,17 @@ class Engine:
                     i[g] += base.sector_demand_in[:, s]
             self.shift_out.append(o)
             self.shift_in.append(i)
+        # recycling outside: base-year secondary supply (already in the base-year flows) and
+        # the value weights of recycled output, for the recyclers' price signal
+        rb = base.recycling
+        if rb is not None and len(rb.regions):
+            self.sec0 = rb.secondary_t(rb.collection_rate, rb.preprocessing_yield,
+                                       rb.capacity_t_magnet)
+            value = rb.eol_t.sum(0) * base.price_out
+            self.sec_weight = value / value.sum() if value.sum() > 0 else value
+        else:
+            self.sec0 = np.zeros(E)
+            self.sec_weight = np.zeros(E)
 
     def _demand(self, d0, shifts_base, shifts, sub, price_ratio, mid):
         """need [G, P, E] (after substitution), want (after the price cut), want by form."""
@@ -189,6 +204,13 @@ class Engine:
         resp_cap = beh.supply_response_max * b.world_demand
         full, tau = beh.substitution_full_price_ratio, beh.restock_months
         max_resid = 0.0
+        rb = b.recycling if b.recycling is not None and len(b.recycling.regions) else None
+        if rb is not None:
+            R = len(rb.regions)
+            recs = [(r.start[sl], r) for r in sh.recycling]
+            cap_resp = np.zeros((n, R))  # capacity added in response to prices, t magnet/month
+            rec_lead = rb.lead_months
+            rev_hist = np.ones((int(rec_lead.max()) + 1, n))  # value ratio of recycled output
 
         for t in range(self.months):
             mid = t + 0.5
@@ -243,6 +265,23 @@ class Engine:
             feed_out, conc_to_in = feed_out + divert, conc_to_in - divert
             feed_in = mined_in + conc_to_in
             sep_out = np.minimum(feed_out * ys, sep_cap_out + new_sep)
+            # secondary supply outside: recycling policies ramp collection, pre-processing
+            # yield and capacity from today's values; capacity also grows with prices
+            sec = np.zeros((n, E))
+            if rb is not None:
+                coll = np.repeat(rb.collection_rate[None], n, 0)
+                pre = np.repeat(rb.preprocessing_yield[None], n, 0)
+                cap_pol = np.repeat(rb.capacity_t_magnet[None], n, 0)
+                for st, r in recs:
+                    frac = (np.clip((mid - st) / r.ramp, 0, 1) if r.ramp > 0
+                            else (mid >= st).astype(float))
+                    for arr, target in ((coll, r.collection_rate), (pre, r.preprocessing_yield),
+                                        (cap_pol, r.capacity_t_magnet)):
+                        if not np.isnan(target):
+                            arr[:, r.region] += frac * (target - arr[:, r.region])
+                rec_feed = coll * pre * rb.eol_t_magnet
+                rec_cap = cap_pol + cap_resp
+                sec = np.maximum(rb.secondary_t(coll, pre, rec_cap) - self.sec0, 0.0)
 
             # 3. OUT's purchases (use + restocking) and its requests to IN under controls
             allowed = np.ones((3, n, E))
@@ -287,7 +326,7 @@ class Engine:
             ratio_out = p_out / P0o
             rel = [np.zeros((n, E)) for _ in range(3)]
             reqs = [req_ox, req_met, D_out[MAG]]
-            made = [sep_out + resp, None, None]
+            made = [sep_out + resp + sec, None, None]
             fill, inv_new = [None] * 3, [None] * 3
             for f in range(3):
                 if f == MET:
@@ -317,12 +356,13 @@ class Engine:
             imports_out = imp[OX] + imp[MET] + imp[MAG]
             releases = rel[OX] + rel[MET] + rel[MAG]
             d_stock_out = sum(inv_new[f] - inv[f] for f in range(3)) + (feed_out - sep_out / ys)
-            res_out = (mined_out + resp / ys + imports_out + releases - served_out.sum(0)
-                       - conc_to_in - d_stock_out - loss_out)
+            res_out = (mined_out + resp / ys + sec + imports_out + releases
+                       - served_out.sum(0) - conc_to_in - d_stock_out - loss_out)
             d_stock_in = (inv_in_new - inv_in) + (feed_in - sep_in / ys)
             res_in = (mined_in + conc_to_in - served_in.sum(0) - imports_out - d_stock_in
                       - loss_in)
-            scale_ = np.maximum(mined_in + mined_out + imports_out + releases + resp, 1e-9)
+            scale_ = np.maximum(mined_in + mined_out + imports_out + releases + resp + sec,
+                                1e-9)
             max_resid = max(max_resid, float((np.abs(res_out) / scale_).max()),
                             float((np.abs(res_in) / scale_).max()))
 
@@ -333,7 +373,8 @@ class Engine:
             record(t, {
                 "price_out": p_out * (b.price_out > 0), "price_in": p_in * (b.price_in > 0),
                 "inventory_out": inv[OX] + inv[MET] + inv[MAG], "inventory_in": inv_in,
-                "supply_out": sep_out + resp + imports_out + releases, "supply_in": sep_in,
+                "supply_out": sep_out + resp + sec + imports_out + releases,
+                "supply_in": sep_in, "secondary_out": sec,
                 "use_out": served_out.sum(0), "use_in": served_in.sum(0),
                 "exports_in": imports_out, "releases": releases, "new_supply": resp,
                 "short_out": short_out, "short_in": short_in,
@@ -354,4 +395,13 @@ class Engine:
             ratio_hist[t % (lead + 1)] = r_out  # ring buffer: slot t+1 holds month t-lead
             resp = np.minimum(resp_cap, resp + resp_step * _ramp(ratio_hist[(t + 1) % (lead + 1)],
                                                                  full))
+            if rb is not None:
+                # recycling capacity grows, lead_months after the value of recycled output
+                # rose, while it is short of the collected feed
+                size = rev_hist.shape[0]
+                rev_hist[t % size] = r_out @ self.sec_weight
+                lag = t - rec_lead  # the month whose signal reaches month t + 1
+                signal = np.where(lag[:, None] >= 0, rev_hist[lag % size], 1.0).T  # [P, R]
+                grow = (rec_cap < rec_feed) * _ramp(signal, full) * rb.expansion_t_magnet
+                cap_resp = cap_resp + grow
         return max_resid

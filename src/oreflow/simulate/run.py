@@ -116,6 +116,7 @@ class _Recorder:
         self.peak = np.full((paths, 2, E), np.nan)
         self.acc = np.zeros((2, G, paths, E))  # zone (in, out), group, path, element
         self.first = np.full((paths, S), np.inf)
+        self.secondary = np.zeros((paths, E))  # recycled supply above the base-year level
         mpo = net.dataset["elements"].set_index("element")["metal_per_oxide"]
         self.metal_per_oxide = mpo.reindex(b.elements).to_numpy(float)
         starts = [s.start for s in (*shocks.controls, *shocks.outages, *shocks.shifts)]
@@ -174,6 +175,7 @@ class _Recorder:
         self.peak[sl, 1] = np.fmax(self.peak[sl, 1], s["price_out"] * self.inv_price0[1])
         self.acc[0, :, sl] += s["short_in"]
         self.acc[1, :, sl] += s["short_out"]
+        self.secondary[sl] += s["secondary_out"]
         # a sector is short once any element it uses is short by more than the threshold
         # (a motor line stops for want of Dy even when its Nd arrives)
         first = self.first[sl]
@@ -208,6 +210,7 @@ class _Recorder:
             "shortfall_region_t": (("path", "region"), by_region),
             "first_shortfall_week": (("path", "sector"), np.maximum(weeks, 0.0)),
             "base_price_usd_per_kg": (("zone", "element"), self.price0),
+            "secondary_added_t": (("path", "element"), self.secondary * self.metal_per_oxide),
         })
         ds = xr.Dataset(data, coords={**coords, "date": ("month", list(dates)),
                                       "region": [*b.out_regions, b.controller],
@@ -218,7 +221,9 @@ class _Recorder:
                  "shortfall_element_t": "t element over the horizon",
                  "shortfall_region_t": "t element over the horizon",
                  "first_shortfall_week": "weeks after the first shock (inf: none)",
-                 "price_peak_ratio": "peak monthly price / base price"}
+                 "price_peak_ratio": "peak monthly price / base price",
+                 "secondary_added_t": "t element over the horizon: recycled supply outside "
+                                      "the controller above its base-year level"}
         for k, u in units.items():
             ds[k].attrs["units"] = u
         ds.attrs.update({

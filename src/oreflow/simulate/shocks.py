@@ -71,13 +71,57 @@ class SampledCapacity:
 
 
 @dataclass
+class SampledRecycling:
+    """A recycling policy: targets (NaN = keep the value) reached linearly from `start`."""
+
+    start: np.ndarray  # [P]
+    ramp: float  # months
+    region: int  # index into ZoneBase.recycling.regions
+    collection_rate: float
+    preprocessing_yield: float
+    capacity_t_magnet: float  # t magnet a month
+
+
+@dataclass
 class SampledShocks:
     controls: list[SampledControl]
     outages: list[SampledOutage]
     shifts: list[SampledShift]
     capacities: list[SampledCapacity]
     stockpiles: list[Stockpile]
-    recycling: list[Recycling]
+    recycling: list[SampledRecycling]
+
+
+def _sample_recycling(shock: Recycling, base: ZoneBase, rng: np.random.Generator,
+                      n: int) -> SampledRecycling:
+    rb = base.recycling
+    if rb is None or shock.region not in rb.regions:
+        allowed = ", ".join(rb.regions) if rb is not None else "none"
+        raise ValueError(f"recycling.region {shock.region!r}: recycling is modelled in the "
+                         f"regions of recycling.csv outside the controller ({base.controller}); "
+                         f"allowed: {allowed}")
+    r = rb.regions.index(shock.region)
+    cap = np.nan
+    if shock.capacity_t_magnet_per_year is not None:
+        cap = shock.capacity_t_magnet_per_year / 12.0
+    elif shock.capacity_factor is not None:
+        cap = shock.capacity_factor * rb.capacity_t_magnet[r]
+    base_values = {"collection_rate": (shock.collection_rate, rb.collection_rate[r]),
+                   "preprocessing_yield": (shock.preprocessing_yield,
+                                           rb.preprocessing_yield[r]),
+                   "capacity": (None if np.isnan(cap) else cap, rb.capacity_t_magnet[r])}
+    for name, (target, today) in base_values.items():
+        if target is not None and target < today - 1e-12:
+            raise ValueError(f"recycling ({shock.region}).{name}: {target:g} is below the "
+                             f"base-year value {today:g} (recycling.csv); the engine models "
+                             "recycling at or above today's level")
+    nan = float("nan")
+    return SampledRecycling(
+        start=sample(shock.start, rng, n), ramp=float(shock.ramp_months), region=r,
+        collection_rate=nan if shock.collection_rate is None else float(shock.collection_rate),
+        preprocessing_yield=(nan if shock.preprocessing_yield is None
+                             else float(shock.preprocessing_yield)),
+        capacity_t_magnet=float(cap))
 
 
 def sample_shocks(scenario: Scenario, base: ZoneBase, regions_all: list[str],
@@ -89,7 +133,7 @@ def sample_shocks(scenario: Scenario, base: ZoneBase, regions_all: list[str],
             out.stockpiles.append(shock)
             continue
         if isinstance(shock, Recycling):
-            out.recycling.append(shock)
+            out.recycling.append(_sample_recycling(shock, base, rng, n))
             continue
         if isinstance(shock, NewCapacity):
             start = sample(shock.start, rng, n)
