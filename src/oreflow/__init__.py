@@ -3,6 +3,7 @@
 from oreflow.data import Dataset, DatasetError, check_dataset, load_dataset
 from oreflow.network import Network
 from oreflow.risk import chokepoints, indicator_table, perspective_regions
+from oreflow.stocks import magnet_inflows, magnet_stocks, secondary_supply
 
 __version__ = "0.1.0"
 
@@ -15,4 +16,7 @@ __all__ = [
     "indicator_table",
     "load_dataset",
     "perspective_regions",
+    "magnet_inflows",
+    "magnet_stocks",
+    "secondary_supply",
 ]

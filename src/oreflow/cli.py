@@ -402,5 +402,80 @@ def _print_plan(plan) -> None:
                 digits={"expected_unserved_usd": ",.0f", "cvar95_unserved_usd": ",.0f"})
 
 
+@app.command()
+def stocks(element: list[str] = typer.Option(None, "--element", "-e",
+                                             help="element in magnets (Nd, Pr, Dy, Tb, Gd, Ho, "
+                                             "Sm); repeat for several; default Nd Pr Dy Tb"),
+           region: str = typer.Option("all", "--region", "-r",
+                                      help="region of use (CHN, USA, XEU or EU, JPN, KOR, IND, "
+                                      "XOT) or all"),
+           year: int = typer.Option(None, "--year", help="year of the by-sector table "
+                                    "(default: the base year)"),
+           until: int = typer.Option(None, "--until", help="project inflows to this year"),
+           growth: float = typer.Option(0.0, "--growth", help="yearly inflow growth after the "
+                                        "base year, e.g. 0.05"),
+           collection_rate: float = typer.Option(None, "--collection-rate", min=0.0, max=1.0,
+                                                 help="override the collection rate of the "
+                                                 "selected region(s)"),
+           capacity: float = typer.Option(None, "--capacity-t-magnet", min=0.0,
+                                          help="override the recycling capacity (t of magnets a "
+                                          "year) of the selected region"),
+           by: str = typer.Option("sector", "--by", help="csv: 'sector' or 'year' table"),
+           fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """Magnets in use: stock, end of life and secondary potential by sector (t of element)."""
+    from oreflow.network import Network
+    from oreflow.stocks import (
+        StocksError,
+        magnet_stocks,
+        resolve_elements,
+        resolve_regions,
+        stock_regions,
+        stocks_tables,
+    )
+
+    net = Network.from_dataset(_dataset(None))
+    try:
+        if by not in ("sector", "year"):
+            raise StocksError(f"--by {by!r}: allowed: sector, year")
+        all_regions = stock_regions(net.dataset)
+        regions = resolve_regions(all_regions, region)
+        if capacity is not None and len(regions) != 1:
+            raise StocksError("--capacity-t-magnet needs one --region (capacities are per "
+                              f"region: {', '.join(all_regions)})")
+        ds = magnet_stocks(net, end_year=until, growth_per_year=growth,
+                           collection_rate=_per_region(collection_rate, regions),
+                           capacity_t_magnet_per_year=_per_region(capacity, regions))
+        elements = resolve_elements([str(e) for e in ds["element"].values], element)
+        year = net.year if year is None else year
+        by_sector, by_year = stocks_tables(ds, elements, regions, year)
+    except StocksError as e:
+        fail(str(e))
+    label = "all regions" if len(regions) > 1 else regions[0]
+    if fmt is Format.json:
+        print(json.dumps({"region": label, "year": year, "base_year": net.year,
+                          "dataset_version": net.dataset.version, "units": "t of element; "
+                          "flows a year, stocks at year end",
+                          "by_sector": _records(by_sector), "by_year": _records(by_year)},
+                         indent=1))
+        return
+    if fmt is Format.csv:
+        print_frame(by_sector if by == "sector" else by_year, fmt)
+        return
+    digits = {"inflow_t": ",.1f", "stock_t": ",.1f", "eol_t": ",.1f",
+              "secondary_potential_t": ",.2f"}
+    print_frame(by_sector, fmt, digits=digits,
+                title=f"Magnets in use, {label}, {year} (t of element; flows a year)")
+    ys = by_year["year"]
+    last = int(ys.max())
+    print_frame(by_year[(ys % 5 == 0) | (ys == last)], fmt, digits=digits,
+                title=f"By year, {label}, all sectors (every 5 years; {int(ys.min())}-{last})")
+    out.print(f"Dataset {net.dataset.version}; base year {net.year}; regions are regions of "
+              "manufacture (sector_regions.csv); docs/stocks.md")
+
+
+def _per_region(value: float | None, regions: list[str]) -> dict[str, float] | None:
+    return None if value is None else {r: value for r in regions}
+
+
 def main() -> None:
     app()

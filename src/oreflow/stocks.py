@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from oreflow.data.load import Dataset
@@ -35,12 +36,17 @@ from oreflow.network import Network
 
 __all__ = [
     "HEAVY_REE",
+    "REGION_ALIASES",
     "StocksError",
     "magnet_inflows",
     "magnet_lifetimes",
     "magnet_stocks",
     "recycling_parameters",
+    "resolve_elements",
+    "resolve_regions",
     "secondary_supply",
+    "stock_regions",
+    "stocks_tables",
 ]
 
 HEAVY_REE = ("Dy", "Tb")
@@ -311,3 +317,65 @@ def magnet_stocks(network: Network | Dataset | None = None, *, start_year: int =
         out[k].attrs["units"] = u
     out.attrs.update(flows.attrs)
     return out
+
+
+REGION_ALIASES = {"EU": "XEU"}
+"""Names a user may type for a stock region (the EU's demand is region XEU)."""
+
+_REPORT = {"inflow_t_element": "inflow_t", "stock_t_element": "stock_t",
+           "eol_t_element": "eol_t", "secondary_potential_t": "secondary_potential_t"}
+
+
+def resolve_regions(regions: list[str], region: str | None) -> list[str]:
+    """The stock regions a name selects: a region code, an alias (EU), or None/'all'."""
+    if region is None or region.lower() in ("all", "world"):
+        return regions
+    code = REGION_ALIASES.get(region.upper(), region.upper())
+    if code not in regions:
+        aliases = ", ".join(f"{a} (= {c})" for a, c in REGION_ALIASES.items())
+        raise StocksError(f"unknown region {region!r}; allowed: {', '.join(regions)}, {aliases} "
+                          "or all")
+    return [code]
+
+
+def resolve_elements(known: list[str], elements: list[str] | None) -> list[str]:
+    """Magnet elements by symbol (case-insensitive) among `known`; None gives Nd, Pr, Dy,
+    Tb."""
+    if not elements:
+        return [e for e in ("Nd", "Pr", "Dy", "Tb") if e in known]
+    by_lower = {e.lower(): e for e in known}
+    out = []
+    for e in elements:
+        if e.lower() not in by_lower:
+            raise StocksError(f"unknown element {e!r}; allowed (elements in magnets): "
+                              f"{', '.join(known)}")
+        out.append(by_lower[e.lower()])
+    return list(dict.fromkeys(out))
+
+
+def stocks_tables(ds: xr.Dataset, elements: list[str], regions: list[str],
+                  year: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two tidy tables from `magnet_stocks` summed over the given regions: by sector and
+    element in `year` (with an 'all sectors' row per element), and by year and element."""
+    years = ds["year"].values
+    if year not in years:
+        raise StocksError(f"year {year}: allowed {int(years[0])}..{int(years[-1])} (project "
+                          "further with end_year / --until)")
+    sel = ds[list(_REPORT)].sel(region=regions, element=elements).sum("region")
+    sel = sel.rename(_REPORT)
+    one = sel.sel(year=year)
+    total = one.sum("sector").expand_dims(sector=["all sectors"])
+    by_sector = (xr.concat([one, total], dim="sector").to_dataframe()
+                 .reset_index().drop(columns="year"))
+    by_sector = by_sector[["element", "sector", *_REPORT.values()]]
+    by_sector = by_sector.sort_values(["element", "sector"], key=_sector_order,
+                                      kind="stable").reset_index(drop=True)
+    by_year = sel.sum("sector").to_dataframe().reset_index()
+    by_year = by_year[["year", "element", *_REPORT.values()]]
+    return by_sector, by_year.sort_values(["element", "year"], kind="stable").reset_index(
+        drop=True)
+
+
+def _sector_order(col: pd.Series) -> pd.Series:
+    return col.map(lambda v: (1, v) if v == "all sectors" else (0, v)) if col.name == "sector" \
+        else col

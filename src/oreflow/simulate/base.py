@@ -66,14 +66,18 @@ class RecyclingBase:
     expansion_t_magnet: np.ndarray  # [region] capacity added a month, t magnet a month
     lead_months: np.ndarray  # [region] int, price signal -> new capacity
 
-    def secondary_t(self, collection, preprocessing, capacity_t_magnet) -> np.ndarray:
-        """Secondary oxide a month, t REO-eq [..., element], from [..., region] settings:
-        recovery x min(capacity, feed) / feed x collection x preprocessing x eol."""
-        collected = np.asarray(collection) * preprocessing
+    def recovered_share(self, collection, preprocessing, capacity_t_magnet) -> np.ndarray:
+        """Share of each region's end-of-life flow that comes back, [..., region]:
+        recovery x collection x preprocessing x min(capacity, feed) / feed."""
+        collected = np.asarray(collection, dtype=float) * preprocessing
         feed = collected * self.eol_t_magnet
         used = np.divide(np.minimum(capacity_t_magnet, feed), feed, out=np.ones_like(feed),
                          where=feed > 0)
-        return (self.recovery_yield * collected * used) @ self.eol_t
+        return self.recovery_yield * collected * used
+
+    def secondary_t(self, collection, preprocessing, capacity_t_magnet) -> np.ndarray:
+        """Secondary oxide a month, t REO-eq [..., element], from [..., region] settings."""
+        return self.recovered_share(collection, preprocessing, capacity_t_magnet) @ self.eol_t
 
 
 @dataclass(frozen=True)

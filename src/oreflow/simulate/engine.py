@@ -154,13 +154,10 @@ class Engine:
         # the value weights of recycled output, for the recyclers' price signal
         rb = base.recycling
         if rb is not None and len(rb.regions):
-            self.sec0 = rb.secondary_t(rb.collection_rate, rb.preprocessing_yield,
-                                       rb.capacity_t_magnet)
+            self.rec_share0 = rb.recovered_share(rb.collection_rate, rb.preprocessing_yield,
+                                                 rb.capacity_t_magnet)
             value = rb.eol_t.sum(0) * base.price_out
             self.sec_weight = value / value.sum() if value.sum() > 0 else value
-        else:
-            self.sec0 = np.zeros(E)
-            self.sec_weight = np.zeros(E)
 
     def _demand(self, d0, shifts_base, shifts, sub, price_ratio, mid):
         """need [G, P, E] (after substitution), want (after the price cut), want by form."""
@@ -281,7 +278,10 @@ class Engine:
                             arr[:, r.region] += frac * (target - arr[:, r.region])
                 rec_feed = coll * pre * rb.eol_t_magnet
                 rec_cap = cap_pol + cap_resp
-                sec = np.maximum(rb.secondary_t(coll, pre, rec_cap) - self.sec0, 0.0)
+                # only what lies above each region's base-year recovery is added (exactly 0
+                # where nothing changed)
+                extra = rb.recovered_share(coll, pre, rec_cap) - self.rec_share0
+                sec = np.maximum(extra, 0.0) @ rb.eol_t
 
             # 3. OUT's purchases (use + restocking) and its requests to IN under controls
             allowed = np.ones((3, n, E))
