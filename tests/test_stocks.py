@@ -161,6 +161,8 @@ def test_cli_json_matches_the_api(stocks):
         float(eu["secondary_potential_t"].sum()))
     assert {r["sector"] for r in out["by_sector"]} >= {"ev_motors", "wind", "all sectors"}
     assert [r["year"] for r in out["by_year"]][:2] == [1990, 1991]
+    status = {r["year"]: r["output_status"] for r in out["by_year"]}
+    assert (status[1990], status[2010], status[2015]) == ("assumption", "reported", "estimate")
 
 
 def test_cli_collection_rate_raises_secondary():

@@ -215,7 +215,15 @@ def magnet_inflows(network: Network | Dataset | None = None, *, start_year: int 
     inflow_el = (base * idx_mass * idx_heavy).transpose("year", "region", "sector", "element")
     inflow_mag = (base_magnet * idx_mass).transpose("year", "region", "sector")
     out = xr.Dataset({"inflow_t_element": inflow_el, "inflow_t_magnet": inflow_mag})
-    out.attrs.update(base_year=base_year, dataset_version=ds.version)
+    # how each year's level is known: the status of its world-output row; sector shares
+    # before the base year are assumptions throughout (magnet_sector_history.csv)
+    h = ds["magnet_history"].query("quantity == 'world_output_t_magnet'").set_index("year")
+    status = [str(h["status"].get(int(y), "")) if y <= base_year else "projection"
+              for y in years]
+    out = out.assign_coords(output_status=("year", status))
+    out.attrs.update(base_year=base_year, dataset_version=ds.version,
+                     output_status="status of magnet_history.world_output_t_magnet in each "
+                     "year (reported, estimate, assumption) or projection")
     return out
 
 
@@ -365,13 +373,13 @@ def stocks_tables(ds: xr.Dataset, elements: list[str], regions: list[str],
     sel = sel.rename(_REPORT)
     one = sel.sel(year=year)
     total = one.sum("sector").expand_dims(sector=["all sectors"])
-    by_sector = (xr.concat([one, total], dim="sector").to_dataframe()
-                 .reset_index().drop(columns="year"))
+    by_sector = (xr.concat([one, total], dim="sector").drop_vars("output_status")
+                 .to_dataframe().reset_index().drop(columns="year"))
     by_sector = by_sector[["element", "sector", *_REPORT.values()]]
     by_sector = by_sector.sort_values(["element", "sector"], key=_sector_order,
                                       kind="stable").reset_index(drop=True)
     by_year = sel.sum("sector").to_dataframe().reset_index()
-    by_year = by_year[["year", "element", *_REPORT.values()]]
+    by_year = by_year[["year", "element", *_REPORT.values(), "output_status"]]
     return by_sector, by_year.sort_values(["element", "year"], kind="stable").reset_index(
         drop=True)
 
