@@ -477,5 +477,61 @@ def _per_region(value: float | None, regions: list[str]) -> dict[str, float] | N
     return None if value is None else {r: value for r in regions}
 
 
+# ---- reports and the web dashboard ------------------------------------------------------
+class TableFormat(str, Enum):
+    csv = "csv"
+    xlsx = "xlsx"
+    parquet = "parquet"
+
+
+@app.command()
+def report(result: Path = typer.Argument(..., help="a result written by `oreflow stress --out`"),
+           out_file: Path = typer.Option(..., "--out", "-o", help="the HTML file to write"),
+           tables_dir: Path = typer.Option(None, "--tables-dir",
+                                           help="also write the headline tables here"),
+           table_format: TableFormat = typer.Option(TableFormat.csv, "--table-format")) -> None:
+    """One self-contained HTML report of a stress result (opens offline), and its tables."""
+    from oreflow.report import (
+        ReportError,
+        export_tables,
+        headline_tables,
+        load_result,
+        write_report,
+    )
+
+    try:
+        ds = load_result(result)
+        write_report(ds, out_file)
+        written = (export_tables(headline_tables(ds), table_format.value, tables_dir,
+                                 stem=result.stem) if tables_dir is not None else [])
+    except (ReportError, OSError) as e:
+        fail(str(e))
+    out.print(f"Report: {out_file.resolve()}")
+    for p in written:
+        out.print(f"Table: {p.resolve()}")
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", "--host"),
+          port: int = typer.Option(8000, "--port", min=1, max=65535),
+          data_dir: Path = typer.Option(Path("oreflow-data"), "--data-dir",
+                                        help="where runs and their database live"),
+          max_path_months: int = typer.Option(100_000 * 120, "--max-path-months", min=1,
+                                              help="largest paths x months one run may ask"),
+          max_concurrent_runs: int = typer.Option(2, "--max-concurrent-runs", min=1)) -> None:
+    """The web dashboard: run scenarios, watch progress, compare runs, plan stockpiles."""
+    import uvicorn
+
+    from oreflow.web import create_app
+
+    try:
+        web = create_app(data_dir, max_path_months=max_path_months,
+                         max_concurrent_runs=max_concurrent_runs)
+    except OSError as e:
+        fail(f"{data_dir}: cannot use as the data directory ({e})")
+    out.print(f"oreflow dashboard on http://{host}:{port}/ (data in {data_dir.resolve()})")
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     app()

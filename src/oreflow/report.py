@@ -1,0 +1,456 @@
+"""Reports of a stress result: one self-contained HTML file and the headline tables.
+
+The HTML inlines Plotly.js from the `plotly` Python package, so it opens offline and needs
+nothing but a browser. It shows the base-year chain as a Sankey (mining, separation, metal,
+magnets, sectors; by country), fan charts (p5/p50/p95 over paths) of prices inside and
+outside the controlling country and of unmet demand, the spread of each sector's unmet
+demand over the horizon, the headline tables and the run's seed, scenario and dataset
+version. The same tables export to CSV, Excel and Parquet. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import xarray as xr
+
+from oreflow.io import atomic_write, atomic_write_text
+from oreflow.network import Network
+
+STAGE_NAMES = {"mining": "Mining", "separation": "Separation", "metal": "Metal",
+               "magnet": "Magnets"}
+STAGE_COLOURS = {"mining": "#8c6d31", "separation": "#3182bd", "metal": "#756bb1",
+                 "magnet": "#e6550d", "sector": "#31a354", "loss": "#969696"}
+LOSSES = "Process losses"
+ZONE_COLOURS = ("#d62728", "#1f77b4")  # controller, rest of world
+TABLE_FORMATS = ("csv", "xlsx", "parquet")
+REQUIRED_VARS = ("price_usd_per_kg", "unmet_t", "shortfall_t", "price_peak_ratio",
+                 "first_shortfall_week", "base_price_usd_per_kg")
+REQUIRED_ATTRS = ("scenario", "seed", "paths", "months", "controller", "dataset_version")
+
+
+class ReportError(ValueError):
+    """A result file that cannot be reported on, or a bad export request; says which and why."""
+
+
+# ---- reading a result ------------------------------------------------------------------
+def check_result(ds: xr.Dataset, label: str = "result") -> xr.Dataset:
+    """Raise ReportError unless `ds` looks like an `oreflow stress` result."""
+    missing = [v for v in REQUIRED_VARS if v not in ds.data_vars]
+    missing += [f"attribute {a}" for a in REQUIRED_ATTRS if a not in ds.attrs]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ReportError(f"{label}: not an oreflow stress result (missing "
+                          f"{', '.join(missing[:3])}{more}); write one with "
+                          "`oreflow stress ... --out`")
+    return ds
+
+
+def load_result(path: Path | str) -> xr.Dataset:
+    """Open a result written by `save_result`, fully in memory (the file is closed again)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ReportError(f"{p}: no such file")
+    try:
+        with xr.open_dataset(p, engine="h5netcdf") as ds:
+            ds = ds.load()
+    except Exception as e:  # h5py/h5netcdf raise many types for a file that is not NetCDF
+        raise ReportError(f"{p}: not a readable NetCDF file ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+    return check_result(ds, str(p))
+
+
+# ---- the base-year chain -----------------------------------------------------------------
+def sankey_links(network: Network, min_share: float = 0.01) -> pd.DataFrame:
+    """Flows of the base-year chain in t REO-eq per year, summed over elements.
+
+    Nodes are (stage, country) for mining, separation, metal and magnets, one node per end-use
+    sector and one for process losses. A country with less than `min_share` of a stage's
+    world throughput joins that stage's "other" node. Product traded into a country is split
+    between its next stage and its end uses in proportion to what it uses of each (the
+    network pools trade, so every supplier's tonne is used alike). Columns: source, target,
+    t, kind ('flow' or 'loss'); every stage node's inflow equals its outflow plus losses.
+    """
+    n = network
+    y = n.yields
+    trade, use, demand = n.trade_t, n.use_t, n.demand_t
+    form = n.dataset["sectors"].set_index("sector")["form"].reindex(n.sectors)
+    loss = n.losses_t
+    labels = _stage_labels(n, min_share)
+    parts: list[pd.DataFrame] = []
+
+    def add(da: xr.DataArray, src: str, dst: str, s_stage: str, d_stage: str | None,
+            kind: str = "flow") -> None:
+        df = da.to_series().reset_index(name="t")
+        df = df[df["t"] > 0]
+        if df.empty:
+            return
+        df["source"] = df[src].map(labels[s_stage])
+        df["target"] = df[dst].map(labels[d_stage]) if d_stage else df[dst]
+        df["kind"] = kind
+        parts.append(df[["source", "target", "t", "kind"]])
+
+    def split(stage: str, nxt: xr.DataArray | None, next_stage: str | None,
+              sector_form: str) -> None:
+        """Send stage `stage`'s traded output to the next stage and to its end-use sectors."""
+        u = use.sel(stage=stage).rename(region="dest")
+        t = trade.sel(stage=stage)
+
+        def share(x: xr.DataArray) -> xr.DataArray:
+            return (x / u.where(u > 0)).fillna(0.0)
+
+        if nxt is not None:
+            add((t * share(nxt.rename(region="dest"))).sum("element"), "origin", "dest", stage,
+                next_stage)
+        secs = [s for s in n.sectors if form[s] == sector_form]
+        if secs:
+            d = demand.sel(sector=secs).rename(region="dest")
+            add((t * share(d)).sum(("element", "dest")), "origin", "sector", stage, None)
+
+    add(trade.sel(stage="mining").sum("element"), "origin", "dest", "mining", "separation")
+    for stage in ("separation", "metal", "magnet"):
+        add(loss.sel(stage=stage).sum("element").expand_dims(_to=[LOSSES]), "region", "_to",
+            stage, None, kind="loss")
+    split("separation", n.metal_t / y["metal"], "metal", "oxide")
+    split("metal", n.magnet_t / y["magnet"], "magnet", "metal")
+    split("magnet", None, None, "magnet")
+    links = pd.concat(parts, ignore_index=True)
+    return (links.groupby(["source", "target", "kind"], as_index=False, sort=False)["t"].sum()
+            [["source", "target", "t", "kind"]])
+
+
+def _stage_labels(n: Network, min_share: float) -> dict[str, dict[str, str]]:
+    """Node label of each country at each stage; small countries share an 'other' node."""
+    through = {"mining": n.mine_t.sum("element"),
+               "separation": n.separation_feed_t.sum("element"),
+               "metal": (n.metal_t / n.yields["metal"]).sum("element"),
+               "magnet": (n.magnet_t / n.yields["magnet"]).sum("element")}
+    out = {}
+    for stage, da in through.items():
+        s = da.to_series()
+        big = s >= min_share * s.sum()
+        name = STAGE_NAMES[stage]
+        out[stage] = {r: f"{name} · {r}" if big[r] else f"{name} · other" for r in s.index}
+    return out
+
+
+def node_balance(links: pd.DataFrame) -> pd.DataFrame:
+    """Per node: inflow, outflow and losses (t/yr); for a stage node inflow = out + losses."""
+    inflow = links.groupby("target")["t"].sum()
+    outflow = links[links["kind"] == "flow"].groupby("source")["t"].sum()
+    losses = links[links["kind"] == "loss"].groupby("source")["t"].sum()
+    nodes = sorted(set(links["source"]) | set(links["target"]))
+    df = pd.DataFrame({"inflow_t": inflow, "outflow_t": outflow, "loss_t": losses},
+                      index=nodes).fillna(0.0)
+    df.index.name = "node"
+    return df
+
+
+def sankey_figure(network: Network, min_share: float = 0.01) -> go.Figure:
+    links = sankey_links(network, min_share)
+    nodes = list(dict.fromkeys([*links["source"], *links["target"]]))
+    index = {k: i for i, k in enumerate(nodes)}
+
+    def colour(node: str) -> str:
+        for stage, name in STAGE_NAMES.items():
+            if node.startswith(name + " · "):
+                return STAGE_COLOURS[stage]
+        return STAGE_COLOURS["loss"] if node == LOSSES else STAGE_COLOURS["sector"]
+
+    link_colour = [("rgba(150,150,150,0.35)" if k == "loss" else _fade(colour(s)))
+                   for s, k in zip(links["source"], links["kind"], strict=True)]
+    fig = go.Figure(go.Sankey(
+        valueformat=",.0f", valuesuffix=" t",
+        node={"label": nodes, "color": [colour(x) for x in nodes], "pad": 8,
+              "thickness": 14, "align": "justify"},
+        link={"source": links["source"].map(index).tolist(),
+              "target": links["target"].map(index).tolist(),
+              "value": links["t"].round(3).tolist(), "color": link_colour}))
+    fig.update_layout(title=f"Base-year chain {network.year}, t REO-eq per year (all rare "
+                            "earths; countries under 1% of a stage grouped as 'other')",
+                      height=720, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                      font={"size": 11})
+    return fig
+
+
+def _fade(hex_colour: str, alpha: float = 0.35) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+# ---- fan charts ----------------------------------------------------------------------------
+def _active_elements(ds: xr.Dataset) -> list[str]:
+    """Elements that trade and flow in this run (others have flat, empty bands)."""
+    base = ds["base_price_usd_per_kg"].max("zone")
+    flows = ds["use_t"].sel(quantile=0.5).sum(("month", "zone")) if "use_t" in ds else base
+    return [str(e) for e in ds["element"].values
+            if float(base.sel(element=e)) > 0 and float(flows.sel(element=e)) > 0]
+
+
+def _default_element(ds: xr.Dataset, elements: list[str]) -> str:
+    """The element whose price rise outside the controller costs most: (median peak ratio - 1)
+    x base price x what the rest of the world uses (falls back to the largest use by value)."""
+    peak = ds["price_peak_ratio"].sel(zone="ROW").median("path").fillna(1.0)
+    price = ds["base_price_usd_per_kg"].sel(zone="ROW")
+    use = (ds["use_t"].sel(quantile=0.5, zone="ROW").sum("month") if "use_t" in ds
+           else xr.ones_like(price))
+    value = price * use
+
+    def score(e: str) -> tuple[float, float]:
+        v = float(value.sel(element=e))
+        return float(peak.sel(element=e) - 1.0) * v, v
+
+    return max(elements, key=score)
+
+
+def fan_figure(ds: xr.Dataset, var: str, title: str, unit: str) -> go.Figure:
+    """p5-p95 band and median per zone over the months, one element at a time (a menu)."""
+    elements = _active_elements(ds) or [str(e) for e in ds["element"].values]
+    first = _default_element(ds, elements)
+    dates = [str(d) for d in ds["date"].values] if "date" in ds.coords else \
+        list(map(int, ds["month"].values))
+    zones = [str(z) for z in ds["zone"].values]
+    fig = go.Figure()
+    for e in elements:
+        for z, colour in zip(zones, ZONE_COLOURS, strict=False):
+            band = ds[var].sel(element=e, zone=z)
+            lo, mid, hi = (band.sel(quantile=q).values for q in (0.05, 0.5, 0.95))
+            name = "inside " + z if z != "ROW" else "outside (ROW)"
+            show = e == first
+            fig.add_trace(go.Scatter(x=dates, y=hi, mode="lines", line={"width": 0},
+                                     hoverinfo="skip", showlegend=False, visible=show,
+                                     legendgroup=z, meta={"element": e, "zone": z, "q": 0.95}))
+            fig.add_trace(go.Scatter(x=dates, y=lo, mode="lines", line={"width": 0},
+                                     fill="tonexty", fillcolor=_fade(colour, 0.2),
+                                     name=f"{name} p5-p95", legendgroup=z, visible=show,
+                                     meta={"element": e, "zone": z, "q": 0.05}))
+            fig.add_trace(go.Scatter(x=dates, y=mid, mode="lines", line={"color": colour},
+                                     name=f"{name} median", legendgroup=z, visible=show,
+                                     meta={"element": e, "zone": z, "q": 0.5}))
+    per = 3 * len(zones)
+    buttons = [{"label": e, "method": "update",
+                "args": [{"visible": [j // per == i for j in range(per * len(elements))]},
+                         {"title.text": f"{title}: {e}"}]}
+               for i, e in enumerate(elements)]
+    fig.update_layout(
+        title=f"{title}: {first}", yaxis_title=unit, hovermode="x unified", height=420,
+        margin={"l": 60, "r": 10, "t": 60, "b": 40},
+        legend={"orientation": "h", "y": -0.15},
+        updatemenus=[{"buttons": buttons, "active": elements.index(first), "x": 1.0,
+                      "xanchor": "right", "y": 1.15, "yanchor": "top"}])
+    return fig
+
+
+def sector_figure(ds: xr.Dataset) -> go.Figure:
+    """Unmet demand by sector over the horizon: median bar, p5-p95 whisker over paths."""
+    t = sector_table(ds).sort_values("shortfall_t_p50")
+    fig = go.Figure(go.Bar(
+        y=t["sector"], x=t["shortfall_t_p50"], orientation="h", marker_color="#e6550d",
+        name="median", error_x={"type": "data", "symmetric": False,
+                                "array": (t["shortfall_t_p95"] - t["shortfall_t_p50"]).tolist(),
+                                "arrayminus": (t["shortfall_t_p50"] - t["shortfall_t_p5"]
+                                               ).tolist()},
+        hovertemplate="%{y}: median %{x:,.0f} t<extra></extra>"))
+    fig.update_layout(title="Unmet demand by sector over the horizon, t of element "
+                            "(bar: median; whisker: p5-p95 over paths)",
+                      height=420, margin={"l": 140, "r": 10, "t": 50, "b": 40})
+    return fig
+
+
+def figures(ds: xr.Dataset, network: Network | None = None) -> dict[str, go.Figure]:
+    """Every chart of the report, by name (the web pages show the same ones)."""
+    ctrl = ds.attrs["controller"]
+    figs = {
+        "prices": fan_figure(ds, "price_usd_per_kg",
+                             f"Price inside {ctrl} and outside, p5/p50/p95", "USD/kg oxide"),
+        "unmet": fan_figure(ds, "unmet_t", "Unmet demand per month, p5/p50/p95",
+                            "t REO-eq per month"),
+        "sectors": sector_figure(ds),
+    }
+    if network is not None:
+        figs = {"sankey": sankey_figure(network), **figs}
+    return figs
+
+
+# ---- headline tables -------------------------------------------------------------------
+def sector_table(ds: xr.Dataset) -> pd.DataFrame:
+    """Per sector: horizon shortfall p5/p50/p95, share of paths short, median first week."""
+    short = ds["shortfall_t"].sum("zone")
+    q = short.quantile([0.05, 0.5, 0.95], "path")
+    weeks = ds["first_shortfall_week"].median("path").values
+    df = pd.DataFrame({
+        "sector": [str(s) for s in ds["sector"].values],
+        "shortfall_t_p5": q.sel(quantile=0.05).values,
+        "shortfall_t_p50": q.sel(quantile=0.5).values,
+        "shortfall_t_p95": q.sel(quantile=0.95).values,
+        "paths_short_share": (short > 0).mean("path").values,
+        "first_short_week_p50": np.where(np.isfinite(weeks), weeks, np.nan),
+    })
+    return df.sort_values("shortfall_t_p50", ascending=False, kind="stable",
+                          ignore_index=True)
+
+
+def price_table(ds: xr.Dataset) -> pd.DataFrame:
+    """Per element and zone: base price and the peak price ratio p5/p50/p95 over paths."""
+    q = ds["price_peak_ratio"].quantile([0.05, 0.5, 0.95], "path")
+    rows = []
+    for e in _active_elements(ds):
+        for z in ds["zone"].values:
+            rows.append({"element": e, "zone": str(z),
+                         "base_price_usd_per_kg": float(ds["base_price_usd_per_kg"]
+                                                        .sel(zone=z, element=e)),
+                         **{f"peak_ratio_p{int(p * 100)}": float(q.sel(quantile=p, zone=z,
+                                                                       element=e))
+                            for p in (0.05, 0.5, 0.95)}})
+    return pd.DataFrame(rows, columns=["element", "zone", "base_price_usd_per_kg",
+                                       "peak_ratio_p5", "peak_ratio_p50", "peak_ratio_p95"])
+
+
+def monthly_table(ds: xr.Dataset) -> pd.DataFrame:
+    """Monthly p5/p50/p95 of every banded variable, long form."""
+    frames = []
+    for var in ("price_usd_per_kg", "inventory_t", "supply_t", "use_t", "unmet_t"):
+        if var not in ds:
+            continue
+        wide = ds[var].to_series().unstack("quantile")
+        wide.columns = [f"p{round(q * 100)}" for q in wide.columns]
+        wide = wide.reset_index()
+        wide.insert(0, "variable", var)
+        frames.append(wide)
+    df = pd.concat(frames, ignore_index=True)
+    if "date" in ds.coords:
+        df.insert(2, "date", df["month"].map(dict(zip(ds["month"].values.tolist(),
+                                                       map(str, ds["date"].values),
+                                                       strict=True))))
+    return df
+
+
+def run_table(ds: xr.Dataset) -> pd.DataFrame:
+    """The run's settings and provenance as key/value rows."""
+    keys = ("scenario", "seed", "paths", "months", "start", "controller", "dataset_version",
+            "scenario_sha256", "oreflow_version", "max_rel_balance_residual")
+    return pd.DataFrame([(k, str(ds.attrs[k])) for k in keys if k in ds.attrs],
+                        columns=["key", "value"])
+
+
+def headline_tables(ds: xr.Dataset) -> dict[str, pd.DataFrame]:
+    """The tables every report shows and exports: sectors, prices, monthly bands, run."""
+    check_result(ds)
+    return {"sectors": sector_table(ds), "prices": price_table(ds),
+            "monthly": monthly_table(ds), "run": run_table(ds)}
+
+
+# ---- exports ---------------------------------------------------------------------------
+def _check_format(fmt: str) -> str:
+    if fmt not in TABLE_FORMATS:
+        raise ReportError(f"unknown table format {fmt!r}; choose one of "
+                          f"{', '.join(TABLE_FORMATS)}")
+    return fmt
+
+
+def _write_table(df: pd.DataFrame, fmt: str, target) -> None:
+    if fmt == "csv":
+        df.to_csv(target, index=False)
+    else:
+        df.to_parquet(target, engine="pyarrow", index=False)
+
+
+def _xlsx(tables: dict[str, pd.DataFrame], target) -> None:
+    with pd.ExcelWriter(target, engine="openpyxl") as xw:
+        for name, df in tables.items():
+            df.to_excel(xw, sheet_name=name[:31], index=False)
+
+
+def export_tables(tables: dict[str, pd.DataFrame], fmt: str, out_dir: Path | str,
+                  stem: str = "tables") -> list[Path]:
+    """Write the tables to `out_dir`: one file per table (csv, parquet) or one workbook with
+    a sheet per table (`<stem>.xlsx`). Returns the paths written."""
+    _check_format(fmt)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReportError(f"{out_dir}: exists and is not a folder")
+    if fmt == "xlsx":
+        return [atomic_write(out_dir / f"{stem}.xlsx", lambda p: _xlsx(tables, p))]
+    return [atomic_write(out_dir / f"{name}.{fmt}", lambda p, df=df: _write_table(df, fmt, p))
+            for name, df in tables.items()]
+
+
+def export_bytes(tables: dict[str, pd.DataFrame], fmt: str, table: str | None = None,
+                 stem: str = "tables") -> tuple[bytes, str, str]:
+    """(content, media type, file name) of an export, for downloads: one table, or all of
+    them (csv and parquet in a zip; xlsx as one sheet per table)."""
+    _check_format(fmt)
+    if table is not None:
+        if table not in tables:
+            raise ReportError(f"unknown table {table!r}; tables: {', '.join(tables)}")
+        tables = {table: tables[table]}
+        stem = f"{stem}-{table}"
+    buf = io.BytesIO()
+    if fmt == "xlsx":
+        _xlsx(tables, buf)
+        return buf.getvalue(), ("application/vnd.openxmlformats-officedocument."
+                                "spreadsheetml.sheet"), f"{stem}.xlsx"
+    if len(tables) == 1:
+        (df,) = tables.values()
+        _write_table(df, fmt, buf)
+        media = "text/csv" if fmt == "csv" else "application/vnd.apache.parquet"
+        return buf.getvalue(), media, f"{stem}.{fmt}"
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, df in tables.items():
+            part = io.BytesIO()
+            _write_table(df, fmt, part)
+            zf.writestr(f"{name}.{fmt}", part.getvalue())
+    return buf.getvalue(), "application/zip", f"{stem}-{fmt}.zip"
+
+
+# ---- the HTML report -------------------------------------------------------------------
+def _jinja():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("oreflow", "web/templates"),
+                              autoescape=jinja2.select_autoescape(["html"]))
+
+
+def figure_html(fig: go.Figure, div_id: str) -> str:
+    """A chart as a <div> and the script that draws it (Plotly.js must already be loaded)."""
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def fmt_number(v, digits: str = ",.0f") -> str:
+    """Numbers for tables: n/a for missing or infinite values."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return format(v, digits)
+
+
+def render_report(ds: xr.Dataset, network: Network | None = None) -> str:
+    """The whole report as one HTML string with Plotly.js inlined (no network needed)."""
+    from plotly.offline import get_plotlyjs
+
+    check_result(ds)
+    net = network if network is not None else Network.from_dataset()
+    figs = figures(ds, net)
+    tables = headline_tables(ds)
+    prices = tables["prices"]
+    prices = prices[(prices["peak_ratio_p50"] > 1.01) | (prices["peak_ratio_p95"] > 1.01)]
+    env = _jinja()
+    env.filters["num"] = fmt_number
+    mismatch = ds.attrs["dataset_version"] != net.dataset.version
+    return env.get_template("report.html").render(
+        attrs=ds.attrs, charts={k: figure_html(f, f"chart-{k}") for k, f in figs.items()},
+        sectors=tables["sectors"].to_dict("records"), prices=prices.to_dict("records"),
+        network_version=net.dataset.version, mismatch=mismatch, plotlyjs=get_plotlyjs(),
+        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def write_report(ds: xr.Dataset, path: Path | str, network: Network | None = None) -> Path:
+    """Render the report and write it atomically."""
+    return atomic_write_text(path, render_report(ds, network))

@@ -1,0 +1,339 @@
+"""The web app: a JSON API (FastAPI, OpenAPI schema at /docs) and server-rendered pages.
+
+Runs execute on the run manager's threads, never on the request thread. Requests name
+scenarios by built-in name or send YAML, which is parsed in memory; nothing a request sends
+becomes a path, except a run id, which must be 32 hex digits. Plotly.js is served from the
+installed `plotly` package, so the pages work with no internet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import jinja2
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from oreflow import __version__
+from oreflow.network import Network
+from oreflow.web.runs import RunLimitError, RunManager, valid_id
+
+MAX_YAML_CHARS = 100_000
+MAX_STOCKPILE_PATHS = 5_000
+"""Paths the stockpile planner may optimise over per request (its LP grows with them)."""
+
+
+# ---- request bodies ------------------------------------------------------------------------
+class RunRequest(BaseModel):
+    """Start a stress run: a built-in scenario by name, or a scenario's YAML text."""
+
+    model_config = ConfigDict(extra="forbid")
+    scenario: str | None = Field(None, description="built-in scenario name",
+                                 examples=["licensing-2025-04"])
+    scenario_yaml: str | None = Field(None, max_length=MAX_YAML_CHARS,
+                                      description="a whole scenario as YAML (instead of a name)")
+    paths: int = Field(1000, ge=1, description="Monte Carlo paths")
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    months: int | None = Field(None, ge=1, le=600,
+                               description="horizon; default: the scenario's own")
+
+    @model_validator(mode="after")
+    def _one_scenario(self):
+        if (self.scenario is None) == (self.scenario_yaml is None):
+            raise ValueError("give exactly one of 'scenario' (a built-in name) or "
+                             "'scenario_yaml' (the scenario's YAML text)")
+        return self
+
+
+class StockpileRequest(BaseModel):
+    """Plan a stockpile (see `oreflow stockpile plan`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    budget_usd: float = Field(12e9, ge=0, le=1e13)
+    perspective: str = Field("USA", max_length=16)
+    scenarios: dict[str, float] | None = Field(
+        None, description="built-in scenario name -> weight; default: the planner's mix")
+    paths: int = Field(300, ge=1, le=MAX_STOCKPILE_PATHS)
+    eval_paths: int = Field(300, ge=1, le=MAX_STOCKPILE_PATHS)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    months: int = Field(36, ge=1, le=600)
+    cvar_weight: float = Field(0.0, ge=0, le=1)
+    cvar_alpha: float = Field(0.95, gt=0, lt=1)
+
+
+# ---- helpers -------------------------------------------------------------------------------
+def _templates() -> jinja2.Environment:
+    from oreflow.report import fmt_number
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("oreflow", "web/templates"),
+                             autoescape=jinja2.select_autoescape(["html"]))
+    env.filters["num"] = fmt_number
+    return env
+
+
+@lru_cache(maxsize=1)
+def _plotly_js() -> bytes:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs().encode("utf-8")
+
+
+def _format_errors(errors) -> str:
+    parts = []
+    for e in errors:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def _builtin_scenarios() -> list[dict]:
+    from oreflow.scenario import builtin_names, parse_scenario, scenario_text
+
+    out = []
+    for name in builtin_names():
+        _, text = scenario_text(name)
+        sc = parse_scenario(text, name)
+        out.append({"name": name, "description": " ".join(sc.description.split()),
+                    "start": sc.start, "months": sc.months, "shocks": len(sc.shocks),
+                    "yaml": text})
+    return out
+
+
+# ---- the app -------------------------------------------------------------------------------
+def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
+               max_concurrent_runs: int = 2, network: Network | None = None) -> FastAPI:
+    """The web app over DATA_DIR (made if missing): runs, reports, exports, stockpile plans."""
+    manager = RunManager(data_dir, max_path_months=max_path_months,
+                         max_concurrent_runs=max_concurrent_runs, network=network)
+    env = _templates()
+    scenarios = _builtin_scenarios()
+    scenario_names = [s["name"] for s in scenarios]
+    report_lock = threading.Lock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        threading.Thread(target=lambda: manager.network, daemon=True).start()  # warm up
+        yield
+        manager.close()
+
+    app = FastAPI(title="oreflow", version=__version__, lifespan=lifespan,
+                  description="Stress-test rare-earth supply chains: runs, reports, exports.")
+    app.state.manager = manager
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        return JSONResponse({"detail": _format_errors(exc.errors())}, status_code=422)
+
+    @app.exception_handler(RunLimitError)
+    async def _limit(request: Request, exc: RunLimitError):
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    def run_or_404(run_id: str) -> dict:
+        rec = manager.get(run_id)
+        if rec is None:
+            why = "" if valid_id(run_id) else " (run ids are 32 hex digits)"
+            raise HTTPException(404, f"no run with id {run_id[:64]!r}{why}")
+        return rec
+
+    def finished(run_id: str) -> dict:
+        rec = run_or_404(run_id)
+        if rec["status"] == "failed":
+            raise HTTPException(409, f"run {run_id} failed: {rec['message']}")
+        if rec["status"] != "done":
+            raise HTTPException(409, f"run {run_id} is {rec['status']} "
+                                     f"({rec['progress']:.0%}); try again when it is done")
+        return rec
+
+    def page(name: str, **ctx) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(version=__version__, **ctx))
+
+    # ---- API ----------------------------------------------------------------------------
+    @app.get("/api/health", tags=["api"])
+    def health() -> dict:
+        """Liveness, version and the server's limits."""
+        return {"status": "ok", "version": __version__, "active_runs": manager.active,
+                "limits": {"max_path_months": manager.max_path_months,
+                           "max_concurrent_runs": manager.max_concurrent_runs,
+                           "max_stockpile_paths": MAX_STOCKPILE_PATHS}}
+
+    @app.get("/api/scenarios", tags=["api"])
+    def list_scenarios() -> list[dict]:
+        """The built-in scenarios with their YAML (a starting point for editing)."""
+        return scenarios
+
+    @app.get("/api/runs", tags=["api"])
+    def list_runs(limit: int = Query(200, ge=1, le=1000)) -> list[dict]:
+        """Past and current runs, newest first (without their YAML and summary)."""
+        return [{k: v for k, v in r.items() if k not in ("scenario_yaml", "summary")}
+                for r in manager.list(limit)]
+
+    @app.post("/api/runs", status_code=202, tags=["api"])
+    def start_run(req: RunRequest) -> dict:
+        """Queue a run; poll GET /api/runs/{id} for its status and progress."""
+        from oreflow.scenario import ScenarioError, parse_scenario, scenario_text
+
+        if req.scenario is not None:
+            if req.scenario not in scenario_names:
+                raise HTTPException(400, f"unknown scenario {req.scenario[:80]!r}; built-in: "
+                                         f"{', '.join(scenario_names)} (or send scenario_yaml)")
+            label, text = scenario_text(req.scenario)
+        else:
+            label, text = "scenario_yaml", req.scenario_yaml
+        try:
+            sc = parse_scenario(text, label, manager.network)
+        except ScenarioError as e:
+            raise HTTPException(400, str(e)) from None
+        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        rec = manager.submit(sc, text, sha, req.paths, req.seed, req.months)
+        return {"id": rec["id"], "status": rec["status"], "url": f"/api/runs/{rec['id']}",
+                "page": f"/runs/{rec['id']}"}
+
+    @app.get("/api/runs/{run_id}", tags=["api"])
+    def get_run(run_id: str) -> dict:
+        """Status (queued, running, done, failed), progress 0-1, settings, any error."""
+        rec = run_or_404(run_id)
+        return {k: v for k, v in rec.items() if k != "summary"}
+
+    @app.get("/api/runs/{run_id}/summary", tags=["api"])
+    def run_summary(run_id: str) -> dict:
+        """The same JSON as `oreflow stress --format json`."""
+        return finished(run_id)["summary"]
+
+    @app.get("/api/runs/{run_id}/report", response_class=HTMLResponse, tags=["api"])
+    def run_report(run_id: str, download: bool = False):
+        """The self-contained HTML report (as `oreflow report`)."""
+        from oreflow.report import write_report
+
+        finished(run_id)
+        path = manager.report_path(run_id)
+        with report_lock:
+            if not path.is_file():
+                write_report(manager.load(run_id), path, manager.network)
+        headers = ({"Content-Disposition": f'attachment; filename="oreflow-{run_id}.html"'}
+                   if download else None)
+        return FileResponse(path, media_type="text/html; charset=utf-8", headers=headers)
+
+    @app.get("/api/runs/{run_id}/export", tags=["api"])
+    def run_export(run_id: str, format: Literal["csv", "xlsx", "parquet"] = "csv",
+                   table: Literal["sectors", "prices", "monthly", "run"] | None = None):
+        """Headline tables: one `table`, or all of them (a zip for csv and parquet, one
+        sheet per table for xlsx)."""
+        from oreflow.report import export_bytes, headline_tables
+
+        finished(run_id)
+        data, media, name = export_bytes(headline_tables(manager.load(run_id)), format, table,
+                                         stem=f"oreflow-{run_id[:8]}")
+        return Response(data, media_type=media,
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @app.get("/api/runs/{run_id}/result.nc", tags=["api"])
+    def run_netcdf(run_id: str):
+        """The full result as NetCDF (as `oreflow stress --out`)."""
+        finished(run_id)
+        return FileResponse(manager.result_path(run_id), media_type="application/x-netcdf",
+                            filename=f"oreflow-{run_id}.nc")
+
+    @app.post("/api/stockpile", tags=["api"])
+    def stockpile(req: StockpileRequest) -> dict:
+        """Plan a stockpile and score it against the 60-day rule and no stockpile. Runs while
+        the request waits (on a worker thread), counted against the concurrent-run limit."""
+        from oreflow.stockpile import PlanError, plan_stockpile
+
+        if req.scenarios is not None:
+            bad = [n for n in req.scenarios if n not in scenario_names]
+            if bad:
+                raise HTTPException(400, f"unknown scenario(s) {', '.join(map(repr, bad))}; "
+                                         f"built-in: {', '.join(scenario_names)}")
+            if not req.scenarios or sum(req.scenarios.values()) <= 0 or \
+                    min(req.scenarios.values()) < 0:
+                raise HTTPException(400, "scenario weights must be >= 0 and not all zero")
+        n_sc = len(req.scenarios) if req.scenarios else 6
+        manager.check_size(req.paths + req.eval_paths, req.months * n_sc,
+                           "(paths + eval_paths) x (months x scenarios)")
+        key = f"stockpile-{id(req)}"
+        manager.reserve(key)
+        try:
+            plan = plan_stockpile(budget_usd=req.budget_usd, perspective=req.perspective,
+                                  scenarios=req.scenarios, paths=req.paths,
+                                  eval_paths=req.eval_paths, seed=req.seed, months=req.months,
+                                  cvar_weight=req.cvar_weight, cvar_alpha=req.cvar_alpha,
+                                  network=manager.network)
+        except (PlanError, ValueError) as e:
+            raise HTTPException(400, str(e)) from None
+        finally:
+            manager.release(key)
+        return plan.to_dict()
+
+    # ---- pages --------------------------------------------------------------------------
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    def plotly_js():
+        return Response(_plotly_js(), media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    static = resources.files("oreflow.web").joinpath("static")
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index():
+        return page("index.html", scenarios=scenarios, runs=manager.list(),
+                    max_path_months=manager.max_path_months)
+
+    sankey_html: list[str] = []
+
+    def charts(run_id: str, with_sankey: bool = True, prefix: str = "") -> dict:
+        from oreflow.report import figure_html, figures, headline_tables, sankey_figure
+
+        ds = manager.load(run_id)
+        out = {k: figure_html(f, f"{prefix}chart-{k}") for k, f in figures(ds).items()}
+        if with_sankey:
+            if not sankey_html:
+                sankey_html.append(figure_html(sankey_figure(manager.network), "chart-sankey"))
+            out["sankey"] = sankey_html[0]
+        return {"charts": out, "tables": headline_tables(ds), "attrs": ds.attrs}
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+    def run_page(run_id: str):
+        rec = run_or_404(run_id)
+        ctx = charts(run_id) if rec["status"] == "done" else {}
+        return page("run.html", run=rec, **ctx)
+
+    @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
+    def compare_page(a: str | None = None, b: str | None = None):
+        done = [r for r in manager.list() if r["status"] == "done"]
+        sides = []
+        if a and b:
+            for side, rid in (("a", a), ("b", b)):
+                rec = finished(rid)
+                sides.append({"run": rec, **charts(rid, with_sankey=False, prefix=f"{side}-")})
+        diff = _compare_table(sides) if sides else []
+        return page("compare.html", runs=done, a=a, b=b, sides=sides, diff=diff)
+
+    @app.get("/stockpile", response_class=HTMLResponse, include_in_schema=False)
+    def stockpile_page():
+        from oreflow.stockpile import DEFAULT_SCENARIOS
+
+        return page("stockpile.html", scenarios=scenario_names,
+                    default_mix=dict(DEFAULT_SCENARIOS), max_paths=MAX_STOCKPILE_PATHS)
+
+    return app
+
+
+def _compare_table(sides: list[dict]) -> list[dict]:
+    """Sector by sector: median unmet demand of run A and B and the difference."""
+    a, b = (s["tables"]["sectors"].set_index("sector") for s in sides)
+    rows = []
+    for sector in a.index.union(b.index):
+        va = float(a["shortfall_t_p50"].get(sector, float("nan")))
+        vb = float(b["shortfall_t_p50"].get(sector, float("nan")))
+        rows.append({"sector": sector, "a": va, "b": vb, "diff": vb - va})
+    return sorted(rows, key=lambda r: -max(abs(r["a"]), abs(r["b"])))
