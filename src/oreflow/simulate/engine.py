@@ -202,6 +202,10 @@ class Engine:
         full, tau = beh.substitution_full_price_ratio, beh.restock_months
         max_resid = 0.0
         rb = b.recycling if b.recycling is not None and len(b.recycling.regions) else None
+        if rb is not None and not sh.recycling and not np.any(
+                rb.capacity_t_magnet < rb.collection_rate * rb.preprocessing_yield
+                * rb.eol_t_magnet):
+            rb = None  # no policy and capacity never binds: recycling stays at today's level
         if rb is not None:
             R = len(rb.regions)
             recs = [(r.start[sl], r) for r in sh.recycling]
