@@ -93,22 +93,22 @@ def test_sankey_is_by_country_with_small_ones_grouped(network):
 def test_fan_bands_are_ordered_and_match_the_result(result, var):
     fig = fan_figure(result, var, "t", "u")
     bands: dict[tuple, dict[float, np.ndarray]] = {}
-    for tr in fig.data:
-        m = tr.meta
-        bands.setdefault((m["element"], m["zone"]), {})[m["q"]] = np.asarray(tr.y, float)
+    for tr in fig["data"]:
+        m = tr["meta"]
+        bands.setdefault((m["element"], m["zone"]), {})[m["q"]] = np.asarray(tr["y"], float)
     assert len(bands) >= 10
     for (element, zone), b in bands.items():
         assert set(b) == {0.05, 0.5, 0.95}
         assert np.all(b[0.05] <= b[0.5] + 1e-9) and np.all(b[0.5] <= b[0.95] + 1e-9)
         np.testing.assert_allclose(b[0.5], result[var].sel(quantile=0.5, element=element,
                                                             zone=zone).values)
-    visible = [tr for tr in fig.data if tr.visible]
+    visible = [tr for tr in fig["data"] if tr["visible"]]
     assert len(visible) == 6  # one element at a time: 3 traces x 2 zones
 
 
 def test_default_element_is_one_that_moves(result):
     fig = fan_figure(result, "price_usd_per_kg", "t", "u")
-    shown = {tr.meta["element"] for tr in fig.data if tr.visible}
+    shown = {tr["meta"]["element"] for tr in fig["data"] if tr["visible"]}
     assert shown & {"Dy", "Tb", "Sm", "Gd", "Y", "Lu"}  # the licensed elements
 
 

@@ -210,42 +210,48 @@ def _default_element(ds: xr.Dataset, elements: list[str]) -> str:
     return max(elements, key=score)
 
 
-def fan_figure(ds: xr.Dataset, var: str, title: str, unit: str) -> go.Figure:
-    """p5-p95 band and median per zone over the months, one element at a time (a menu)."""
+def fan_figure(ds: xr.Dataset, var: str, title: str, unit: str) -> dict:
+    """p5-p95 band and median per zone over the months, one element at a time (a menu).
+
+    Returned as a plain figure dict: its ~90 traces are built directly, which is ten times
+    faster than validating them one by one as plotly objects."""
     elements = _active_elements(ds) or [str(e) for e in ds["element"].values]
     first = _default_element(ds, elements)
     dates = [str(d) for d in ds["date"].values] if "date" in ds.coords else \
         list(map(int, ds["month"].values))
     zones = [str(z) for z in ds["zone"].values]
-    fig = go.Figure()
+    arr = ds[var].transpose("quantile", "month", "zone", "element")
+    qs = [float(q) for q in arr["quantile"].values]
+    data = []
     for e in elements:
-        for z, colour in zip(zones, ZONE_COLOURS, strict=False):
-            band = ds[var].sel(element=e, zone=z)
-            lo, mid, hi = (band.sel(quantile=q).values for q in (0.05, 0.5, 0.95))
+        ei = list(map(str, arr["element"].values)).index(e)
+        for zi, (z, colour) in enumerate(zip(zones, ZONE_COLOURS, strict=False)):
+            lo, mid, hi = (arr.values[qs.index(q), :, zi, ei].tolist() for q in (0.05, 0.5,
+                                                                                  0.95))
             name = "inside " + z if z != "ROW" else "outside (ROW)"
-            show = e == first
-            fig.add_trace(go.Scatter(x=dates, y=hi, mode="lines", line={"width": 0},
-                                     hoverinfo="skip", showlegend=False, visible=show,
-                                     legendgroup=z, meta={"element": e, "zone": z, "q": 0.95}))
-            fig.add_trace(go.Scatter(x=dates, y=lo, mode="lines", line={"width": 0},
-                                     fill="tonexty", fillcolor=_fade(colour, 0.2),
-                                     name=f"{name} p5-p95", legendgroup=z, visible=show,
-                                     meta={"element": e, "zone": z, "q": 0.05}))
-            fig.add_trace(go.Scatter(x=dates, y=mid, mode="lines", line={"color": colour},
-                                     name=f"{name} median", legendgroup=z, visible=show,
-                                     meta={"element": e, "zone": z, "q": 0.5}))
+            common = {"type": "scatter", "x": dates, "mode": "lines", "legendgroup": z,
+                      "visible": e == first}
+            data += [
+                {**common, "y": hi, "line": {"width": 0}, "hoverinfo": "skip",
+                 "showlegend": False, "meta": {"element": e, "zone": z, "q": 0.95}},
+                {**common, "y": lo, "line": {"width": 0}, "fill": "tonexty",
+                 "fillcolor": _fade(colour, 0.2), "name": f"{name} p5-p95",
+                 "meta": {"element": e, "zone": z, "q": 0.05}},
+                {**common, "y": mid, "line": {"color": colour}, "name": f"{name} median",
+                 "meta": {"element": e, "zone": z, "q": 0.5}},
+            ]
     per = 3 * len(zones)
     buttons = [{"label": e, "method": "update",
                 "args": [{"visible": [j // per == i for j in range(per * len(elements))]},
                          {"title.text": f"{title}: {e}"}]}
                for i, e in enumerate(elements)]
-    fig.update_layout(
-        title=f"{title}: {first}", yaxis_title=unit, hovermode="x unified", height=420,
-        margin={"l": 60, "r": 10, "t": 60, "b": 40},
-        legend={"orientation": "h", "y": -0.15},
-        updatemenus=[{"buttons": buttons, "active": elements.index(first), "x": 1.0,
-                      "xanchor": "right", "y": 1.15, "yanchor": "top"}])
-    return fig
+    layout = {
+        "title": {"text": f"{title}: {first}"}, "yaxis": {"title": {"text": unit}},
+        "hovermode": "x unified", "height": 420, "margin": {"l": 60, "r": 10, "t": 60, "b": 40},
+        "legend": {"orientation": "h", "y": -0.15},
+        "updatemenus": [{"buttons": buttons, "active": elements.index(first), "x": 1.0,
+                         "xanchor": "right", "y": 1.15, "yanchor": "top"}]}
+    return {"data": data, "layout": layout}
 
 
 def sector_figure(ds: xr.Dataset) -> go.Figure:
@@ -264,7 +270,7 @@ def sector_figure(ds: xr.Dataset) -> go.Figure:
     return fig
 
 
-def figures(ds: xr.Dataset, network: Network | None = None) -> dict[str, go.Figure]:
+def figures(ds: xr.Dataset, network: Network | None = None) -> dict[str, go.Figure | dict]:
     """Every chart of the report, by name (the web pages show the same ones)."""
     ctrl = ds.attrs["controller"]
     figs = {
@@ -418,10 +424,12 @@ def _jinja():
                               autoescape=jinja2.select_autoescape(["html"]))
 
 
-def figure_html(fig: go.Figure, div_id: str) -> str:
+def figure_html(fig: go.Figure | dict, div_id: str) -> str:
     """A chart as a <div> and the script that draws it (Plotly.js must already be loaded)."""
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                       config={"displaylogo": False, "responsive": True})
+    import plotly.io as pio
+
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id,
+                       validate=False, config={"displaylogo": False, "responsive": True})
 
 
 def fmt_number(v, digits: str = ",.0f") -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from importlib import resources
@@ -228,10 +229,10 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
                    table: Literal["sectors", "prices", "monthly", "run"] | None = None):
         """Headline tables: one `table`, or all of them (a zip for csv and parquet, one
         sheet per table for xlsx)."""
-        from oreflow.report import export_bytes, headline_tables
+        from oreflow.report import export_bytes
 
         finished(run_id)
-        data, media, name = export_bytes(headline_tables(manager.load(run_id)), format, table,
+        data, media, name = export_bytes(tables(run_id), format, table,
                                          stem=f"oreflow-{run_id[:8]}")
         return Response(data, media_type=media,
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -289,17 +290,40 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
                     max_path_months=manager.max_path_months)
 
     sankey_html: list[str] = []
+    cache: OrderedDict[tuple, dict] = OrderedDict()  # finished runs never change
+
+    def cached(key: tuple, make):
+        with report_lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+        value = make()
+        with report_lock:
+            cache[key] = value
+            while len(cache) > 64:
+                cache.popitem(last=False)
+        return value
+
+    def tables(run_id: str) -> dict:
+        from oreflow.report import headline_tables
+
+        return cached(("tables", run_id), lambda: headline_tables(manager.load(run_id)))
 
     def charts(run_id: str, with_sankey: bool = True, prefix: str = "") -> dict:
-        from oreflow.report import figure_html, figures, headline_tables, sankey_figure
+        from oreflow.report import figure_html, figures, sankey_figure
 
-        ds = manager.load(run_id)
-        out = {k: figure_html(f, f"{prefix}chart-{k}") for k, f in figures(ds).items()}
+        def make() -> dict:
+            ds = manager.load(run_id)
+            return {"charts": {k: figure_html(f, f"{prefix}chart-{k}")
+                               for k, f in figures(ds).items()}, "attrs": dict(ds.attrs)}
+
+        out = dict(cached(("charts", run_id, prefix), make))
+        out["charts"] = dict(out["charts"])
         if with_sankey:
             if not sankey_html:
                 sankey_html.append(figure_html(sankey_figure(manager.network), "chart-sankey"))
-            out["sankey"] = sankey_html[0]
-        return {"charts": out, "tables": headline_tables(ds), "attrs": ds.attrs}
+            out["charts"]["sankey"] = sankey_html[0]
+        return {**out, "tables": tables(run_id)}
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(run_id: str):
