@@ -1,0 +1,77 @@
+"""End to end in a real headless Chromium: open the dashboard, start a run, watch it finish
+and find a chart with data; a bad scenario shows its message. Skips without Chromium unless
+OREFLOW_REQUIRE_E2E=1 (set by .ci/run), in which case a missing browser fails."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from oreflow.web import create_app
+from oreflow.web.browser import browser, chromium_missing, serve_in_thread
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory, network):
+    why = chromium_missing()
+    if why:
+        if os.environ.get("OREFLOW_REQUIRE_E2E") == "1":
+            pytest.fail(f"OREFLOW_REQUIRE_E2E=1 but {why}")
+        pytest.skip(why)
+    app = create_app(tmp_path_factory.mktemp("e2e"), network=network)
+    with serve_in_thread(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(base_url):
+    with browser() as b:
+        ctx = b.new_context(viewport={"width": 1280, "height": 900})
+        pg = ctx.new_page()
+        pg.set_default_timeout(60_000)
+        pg.requests = []
+        pg.on("request", lambda r: pg.requests.append(r.url))
+        yield pg
+        ctx.close()
+
+
+def test_run_from_the_page_and_see_a_chart(base_url, page):
+    page.goto(base_url + "/")
+    page.select_option("#scenario", "licensing-2025-04")
+    page.fill("#paths", "200")
+    page.fill("#months", "12")
+    page.fill("#seed", "3")
+    page.click("#run-button")
+    page.wait_for_url("**/runs/*")
+    page.wait_for_selector("#run-status.done", timeout=60_000)
+    page.wait_for_selector("#chart-prices .scatterlayer .trace")
+    stats = page.evaluate("""() => {
+        const gd = document.getElementById('chart-prices');
+        const shown = gd.data.filter(t => t.visible === true);
+        const ys = shown.flatMap(t => Array.from(t.y));
+        return {traces: shown.length, points: ys.length,
+                finite: ys.every(Number.isFinite), max: Math.max(...ys),
+                drawn: gd.querySelectorAll('.scatterlayer .trace path').length};
+    }""")
+    assert stats["traces"] == 6 and stats["points"] == 6 * 12
+    assert stats["finite"] and stats["max"] > 0 and stats["drawn"] > 0
+    sankey = page.evaluate("() => document.getElementById('chart-sankey').data[0].link"
+                           ".value.length")
+    assert sankey > 20
+    assert page.locator("#downloads a").count() >= 5
+    # everything came from this server: the page works offline
+    assert all(u.startswith(base_url) or u.startswith("data:") for u in page.requests), \
+        [u for u in page.requests if not u.startswith(base_url)]
+
+
+def test_bad_yaml_shows_the_message(base_url, page):
+    page.goto(base_url + "/")
+    page.check("#edit-yaml")
+    page.fill("#yaml", "name: broken\nstart: '2025-13'\n")
+    page.click("#run-button")
+    page.wait_for_selector("#run-error:not([hidden])")
+    assert "start" in page.inner_text("#run-error")
+    assert page.url.rstrip("/") == base_url
