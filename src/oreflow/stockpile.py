@@ -23,6 +23,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -347,6 +348,8 @@ def segment(paths: UnmetPaths, econ: Economy, monthly: bool = False) -> Segments
 
 MUSD = 1e6
 """The LP counts money in millions of USD: keeps HiGHS's coefficients near 1."""
+HIGHS_OPTIONS: dict = {}
+"""Extra HiGHS options for every solve."""
 TIE_BREAK = 1e-9
 """Cost per USD spent added to the objective so that, among equally good plans, the
 cheapest is chosen (nothing is bought that never covers anything)."""
@@ -361,6 +364,7 @@ class Solution:
     carry_usd_per_year: float
     unserved_usd: np.ndarray  # [P]
     objective: float  # in USD, without the tie-break
+    seconds: dict = field(default_factory=dict)  # model build and HiGHS solve times
 
 
 def solve(seg: Segments, econ: Economy, terms: Terms, weight: np.ndarray, *,
@@ -382,6 +386,7 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
            min_days) -> Solution:
     import linopy
 
+    started = time.perf_counter()
     P, E, G, K = seg.unmet_t.shape
     F = 3
     gf = econ.group_form
@@ -475,12 +480,15 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
     if holdings_t is None:
         objective = objective + TIE_BREAK * MUSD * purchase
     m.add_objective(objective)
+    built = time.perf_counter()
     with _quiet_stdout():
-        _, condition = m.solve(solver_name="highs", io_api="direct", output_flag=False)
+        _, condition = m.solve(solver_name="highs", io_api="direct", output_flag=False,
+                               **HIGHS_OPTIONS)
     if condition != "optimal":
         hint = (" (the minimum days of cover cost more than the budget or exceed what can be "
                 "bought within the purchase caps)" if min_days is not None else "")
         raise PlanError(f"the stockpile problem is {condition}{hint}")
+    solved = time.perf_counter()
     cov = covered.solution.to_numpy() if P else np.zeros(0)
     unserved = np.maximum(total_unmet - cov, 0.0) * MUSD
     if holdings_t is None:
@@ -492,7 +500,8 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
     obj = (1 - cvar_weight) * float(weight @ unserved)
     if cvar_weight > 0:
         obj += cvar_weight * cvar(unserved, weight, cvar_alpha)
-    return Solution(held_t, spend, carry, unserved, obj)
+    return Solution(held_t, spend, carry, unserved, obj,
+                    {"build": built - started, "solve": solved - built})
 
 
 _STDOUT_LOCK = threading.Lock()
