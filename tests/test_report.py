@@ -110,6 +110,9 @@ def test_default_element_is_one_that_moves(result):
     fig = fan_figure(result, "price_usd_per_kg", "t", "u")
     shown = {tr["meta"]["element"] for tr in fig["data"] if tr["visible"]}
     assert shown & {"Dy", "Tb", "Sm", "Gd", "Y", "Lu"}  # the licensed elements
+    nd = fan_figure(result, "price_usd_per_kg", "t", "u", element="Nd")
+    assert {tr["meta"]["element"] for tr in nd["data"] if tr["visible"]} == {"Nd"}
+    assert nd["layout"]["title"]["text"] == "t: Nd"
 
 
 # ---- the report ----------------------------------------------------------------------------

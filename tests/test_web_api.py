@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import threading
 import time
 import zipfile
@@ -253,6 +254,12 @@ def test_pages(client, done_run):
     cmp = client.get("/compare", params={"a": done_run, "b": done_run})
     assert cmp.status_code == 200 and 'id="compare-table"' in cmp.text
     assert 'id="a-chart-prices"' in cmp.text and 'id="b-chart-prices"' in cmp.text
+    other = wait(client, client.post("/api/runs", json={"scenario_yaml": CUSTOM, "paths": 20,
+                                                        "months": 3}).json()["id"])
+    cmp = client.get("/compare", params={"a": done_run, "b": other["id"]}).text
+    titles = re.findall(r"\"title\":{\"text\":\"Price inside CHN and outside, p5\S+p95: (\w+)",
+                        cmp)
+    assert len(titles) == 2 and len(set(titles)) == 1  # both sides open on A's element
     assert client.get("/compare").status_code == 200
     assert client.get("/stockpile").status_code == 200
 

@@ -194,6 +194,11 @@ def _active_elements(ds: xr.Dataset) -> list[str]:
             if float(base.sel(element=e)) > 0 and float(flows.sel(element=e)) > 0]
 
 
+def default_element(ds: xr.Dataset) -> str:
+    """The element the fan charts open on."""
+    return _default_element(ds, _active_elements(ds) or [str(e) for e in ds["element"].values])
+
+
 def _default_element(ds: xr.Dataset, elements: list[str]) -> str:
     """The element whose price rise outside the controller costs most: (median peak ratio - 1)
     x base price x what the rest of the world uses (falls back to the largest use by value)."""
@@ -210,13 +215,14 @@ def _default_element(ds: xr.Dataset, elements: list[str]) -> str:
     return max(elements, key=score)
 
 
-def fan_figure(ds: xr.Dataset, var: str, title: str, unit: str) -> dict:
+def fan_figure(ds: xr.Dataset, var: str, title: str, unit: str,
+               element: str | None = None) -> dict:
     """p5-p95 band and median per zone over the months, one element at a time (a menu).
 
     Returned as a plain figure dict: its ~90 traces are built directly, which is ten times
     faster than validating them one by one as plotly objects."""
     elements = _active_elements(ds) or [str(e) for e in ds["element"].values]
-    first = _default_element(ds, elements)
+    first = element if element in elements else _default_element(ds, elements)
     dates = [str(d) for d in ds["date"].values] if "date" in ds.coords else \
         list(map(int, ds["month"].values))
     zones = [str(z) for z in ds["zone"].values]
@@ -264,20 +270,23 @@ def sector_figure(ds: xr.Dataset) -> go.Figure:
                                 "arrayminus": (t["shortfall_t_p50"] - t["shortfall_t_p5"]
                                                ).tolist()},
         hovertemplate="%{y}: median %{x:,.0f} t<extra></extra>"))
-    fig.update_layout(title="Unmet demand by sector over the horizon, t of element "
-                            "(bar: median; whisker: p5-p95 over paths)",
+    fig.update_layout(title="Unmet demand by sector over the horizon, t of element<br>"
+                            "<sup>bar: median; whisker: p5-p95 over paths</sup>",
                       height=420, margin={"l": 140, "r": 10, "t": 50, "b": 40})
     return fig
 
 
-def figures(ds: xr.Dataset, network: Network | None = None) -> dict[str, go.Figure | dict]:
-    """Every chart of the report, by name (the web pages show the same ones)."""
+def figures(ds: xr.Dataset, network: Network | None = None, element: str | None = None
+            ) -> dict[str, go.Figure | dict]:
+    """Every chart of the report, by name (the web pages show the same ones). The fans open
+    on `element` (default: the element whose price rise costs most)."""
     ctrl = ds.attrs["controller"]
     figs = {
         "prices": fan_figure(ds, "price_usd_per_kg",
-                             f"Price inside {ctrl} and outside, p5/p50/p95", "USD/kg oxide"),
+                             f"Price inside {ctrl} and outside, p5/p50/p95", "USD/kg oxide",
+                             element),
         "unmet": fan_figure(ds, "unmet_t", "Unmet demand per month, p5/p50/p95",
-                            "t REO-eq per month"),
+                            "t REO-eq per month", element),
         "sectors": sector_figure(ds),
     }
     if network is not None:

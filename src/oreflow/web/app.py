@@ -309,15 +309,17 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
 
         return cached(("tables", run_id), lambda: headline_tables(manager.load(run_id)))
 
-    def charts(run_id: str, with_sankey: bool = True, prefix: str = "") -> dict:
-        from oreflow.report import figure_html, figures, sankey_figure
+    def charts(run_id: str, with_sankey: bool = True, prefix: str = "",
+               element: str | None = None) -> dict:
+        from oreflow.report import default_element, figure_html, figures, sankey_figure
 
         def make() -> dict:
             ds = manager.load(run_id)
             return {"charts": {k: figure_html(f, f"{prefix}chart-{k}")
-                               for k, f in figures(ds).items()}, "attrs": dict(ds.attrs)}
+                               for k, f in figures(ds, element=element).items()},
+                    "attrs": dict(ds.attrs), "element": default_element(ds)}
 
-        out = dict(cached(("charts", run_id, prefix), make))
+        out = dict(cached(("charts", run_id, prefix, element), make))
         out["charts"] = dict(out["charts"])
         if with_sankey:
             if not sankey_html:
@@ -336,9 +338,11 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
         done = [r for r in manager.list() if r["status"] == "done"]
         sides = []
         if a and b:
-            for side, rid in (("a", a), ("b", b)):
-                rec = finished(rid)
-                sides.append({"run": rec, **charts(rid, with_sankey=False, prefix=f"{side}-")})
+            finished(a), finished(b)
+            side_a = charts(a, with_sankey=False, prefix="a-")
+            # B opens on the same element as A, so the two sides compare like with like
+            side_b = charts(b, with_sankey=False, prefix="b-", element=side_a["element"])
+            sides = [{"run": manager.get(a), **side_a}, {"run": manager.get(b), **side_b}]
         diff = _compare_table(sides) if sides else []
         return page("compare.html", runs=done, a=a, b=b, sides=sides, diff=diff)
 
