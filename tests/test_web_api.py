@@ -381,3 +381,11 @@ def test_bad_stockpile_requests(client, body, status, words):
     assert r.status_code == status, r.text
     for w in words:
         assert w in r.json()["detail"], (w, r.json()["detail"])
+
+
+def test_serve_with_an_unusable_data_dir(tmp_path):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    r = CliRunner().invoke(cli, ["serve", "--data-dir", str(f), "--port", "1"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "cannot use as the data directory" in " ".join(r.output.split())

@@ -528,7 +528,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"),
         web = create_app(data_dir, max_path_months=max_path_months,
                          max_concurrent_runs=max_concurrent_runs)
     except OSError as e:
-        fail(f"{data_dir}: cannot use as the data directory ({e})")
+        fail(f"{data_dir}: cannot use as the data directory: {e}")
     out.print(f"oreflow dashboard on http://{host}:{port}/ (data in {data_dir.resolve()})")
     uvicorn.run(web, host=host, port=port, log_level="warning")
 

@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+class DataDirError(OSError):
+    """The data directory cannot be used (e.g. another server holds its database)."""
+
+
 class RunLimitError(Exception):
     """A request the server's limits refuse (too large, or too many runs at once)."""
 
@@ -86,7 +90,12 @@ class RunManager:
         self._network: Network | None = network if isinstance(network, Network) else None
         self._net_lock = threading.Lock()
         self._lock = threading.RLock()  # guards the connection, _active and _progress
-        self._db = duckdb.connect(str(self.data_dir / "oreflow.duckdb"))
+        db_path = self.data_dir / "oreflow.duckdb"
+        try:
+            self._db = duckdb.connect(str(db_path))
+        except duckdb.Error as e:
+            raise DataDirError(f"cannot open the run database {db_path} (is another oreflow "
+                               f"serve using this data directory?): {e}") from None
         self._db.execute(SCHEMA)
         self._db.execute("UPDATE runs SET status = 'failed', message = ?, finished_at = ? "
                          "WHERE status IN ('queued', 'running')", [INTERRUPTED, _now()])
