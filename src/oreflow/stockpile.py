@@ -254,7 +254,10 @@ def simulate_unmet(scenarios: dict[str, float], paths: int, seed: int, months: i
     net = network if network is not None else Network.from_dataset()
     total = sum(scenarios.values())
     names = [n for n, w in scenarios.items() if w > 0]
-    counts = np.maximum(1, np.round(paths * np.array([scenarios[n] for n in names]) / total))
+    share = paths * np.array([scenarios[n] for n in names]) / total
+    counts = np.floor(share)  # largest remainders get the paths left over: exactly `paths`
+    counts[np.argsort(counts - share)[:paths - int(counts.sum())]] += 1
+    counts = np.maximum(counts, 1)
     seeds = np.random.SeedSequence(seed).spawn(len(names))
     blocks, weights, labels, engine = [], [], [], None
     for name, n, ss in zip(names, counts.astype(int), seeds, strict=True):
