@@ -389,3 +389,38 @@ def test_serve_with_an_unusable_data_dir(tmp_path):
     r = CliRunner().invoke(cli, ["serve", "--data-dir", str(f), "--port", "1"])
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert "cannot use as the data directory" in " ".join(r.output.split())
+
+
+def test_progress_comes_from_the_engine(tmp_path, network, monkeypatch):
+    """GET /api/runs/{id} reports what run_stress's progress callback last said."""
+    import oreflow.simulate
+
+    real = oreflow.simulate.run_stress
+    halfway, go_on = threading.Event(), threading.Event()
+
+    def stepping(*a, progress=None, **k):
+        progress(30, 120)
+        halfway.set()
+        assert go_on.wait(30)
+        return real(*a, progress=progress, **k)
+
+    monkeypatch.setattr(oreflow.simulate, "run_stress", stepping)
+    with TestClient(create_app(tmp_path, network=network)) as c:
+        rid = c.post("/api/runs", json=SMALL).json()["id"]
+        assert halfway.wait(30)
+        rec = c.get(f"/api/runs/{rid}").json()
+        assert rec["status"] == "running" and rec["progress"] == pytest.approx(0.25)
+        go_on.set()
+        rec = wait(c, rid)
+        assert rec["status"] == "done" and rec["progress"] == 1.0
+
+
+def test_user_text_is_escaped_in_pages(client):
+    evil = CUSTOM.replace("custom-dy-halt", "<script>alert(1)</script>")
+    rid = client.post("/api/runs", json={"scenario_yaml": evil, "paths": 5,
+                                         "months": 2}).json()["id"]
+    assert wait(client, rid)["status"] == "done"
+    for url in ("/", f"/runs/{rid}", f"/api/runs/{rid}/report"):
+        text = client.get(url).text
+        assert "<script>alert(1)</script>" not in text, url
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, url

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import uuid
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -261,7 +262,7 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
         n_sc = len(req.scenarios) if req.scenarios else 6
         manager.check_size(req.paths + req.eval_paths, req.months * n_sc,
                            "(paths + eval_paths) x (months x scenarios)")
-        key = f"stockpile-{id(req)}"
+        key = f"stockpile-{uuid.uuid4().hex}"
         manager.reserve(key)
         try:
             plan = plan_stockpile(budget_usd=req.budget_usd, perspective=req.perspective,
