@@ -17,9 +17,11 @@ from oreflow.cli import app
 from oreflow.report import (
     LOSSES,
     ReportError,
+    SectorUnmet,
     export_bytes,
     export_tables,
     fan_figure,
+    figures,
     headline_tables,
     load_result,
     node_balance,
@@ -110,9 +112,42 @@ def test_default_element_is_one_that_moves(result):
     fig = fan_figure(result, "price_usd_per_kg", "t", "u")
     shown = {tr["meta"]["element"] for tr in fig["data"] if tr["visible"]}
     assert shown & {"Dy", "Tb", "Sm", "Gd", "Y", "Lu"}  # the licensed elements
-    nd = fan_figure(result, "price_usd_per_kg", "t", "u", element="Nd")
+    nd = fan_figure(result, "price_usd_per_kg", "t", "u", pick="Nd")
     assert {tr["meta"]["element"] for tr in nd["data"] if tr["visible"]} == {"Nd"}
     assert nd["layout"]["title"]["text"] == "t: Nd"
+
+
+# ---- monthly unmet demand by sector ------------------------------------------------------
+@pytest.fixture(scope="module")
+def with_sectors(network):
+    hook = SectorUnmet(network, paths=90, keep=64)
+    ds = run_stress("myanmar-halt-6m", paths=90, seed=8, months=10, network=network,
+                    chunk=25, on_month=hook)  # four chunks on two threads
+    return hook, ds, hook.add_to(ds)
+
+
+def test_sector_months_add_up_to_the_horizon_shortfall(with_sectors):
+    """Summing the monthly sector split gives the engine's shortfall_t back, path by path."""
+    hook, ds, _ = with_sectors
+    monthly = hook.per_path()  # month, zone, sector, path
+    assert monthly.shape == (10, 2, ds.sizes["sector"], 64)
+    total = ds["shortfall_t"].isel(path=slice(0, 64)).transpose("zone", "sector", "path")
+    assert float(total.max()) > 1  # the scenario does leave sectors short
+    np.testing.assert_allclose(monthly.sum(0), total.values, rtol=1e-5, atol=1e-3)
+
+
+def test_sector_fan_is_ordered_and_opens_on_the_largest(with_sectors):
+    _, ds, full = with_sectors
+    band = full["unmet_sector_t"]
+    assert band.dims == ("quantile", "month", "zone", "sector")
+    assert (band.sel(quantile=0.05) <= band.sel(quantile=0.5) + 1e-6).all()
+    assert (band.sel(quantile=0.5) <= band.sel(quantile=0.95) + 1e-6).all()
+    figs = figures(full)
+    assert list(figs) == ["prices", "unmet_sector", "unmet", "sectors"]
+    shown = {tr["meta"]["sector"] for tr in figs["unmet_sector"]["data"] if tr["visible"]}
+    big = band.sel(quantile=0.5).sum(("month", "zone"))
+    assert shown == {str(big["sector"].values[int(np.argmax(big.values))])}
+    assert "unmet_sector" not in figures(ds)  # a CLI result: by element only
 
 
 # ---- the report ----------------------------------------------------------------------------

@@ -154,6 +154,11 @@ def test_netcdf_download(client, done_run, tmp_path):
     p.write_bytes(r.content)
     with xr.open_dataset(p, engine="h5netcdf") as ds:
         assert ds.attrs["seed"] == 4 and ds.sizes["path"] == 60
+        # web runs also keep monthly bands of unmet demand by sector
+        assert ds["unmet_sector_t"].dims == ("quantile", "month", "zone", "sector")
+        band = ds["unmet_sector_t"]
+        assert band.sizes["month"] == 12 and float(band.sel(quantile=0.95).max()) > 0
+        assert (band.sel(quantile=0.05) <= band.sel(quantile=0.95) + 1e-6).all()
 
 
 def test_scenario_yaml_run(client):
@@ -248,7 +253,8 @@ def test_pages(client, done_run):
     assert home.status_code == 200 and "licensing-2025-04" in home.text
     assert 'id="run-form"' in home.text and done_run in home.text
     page = client.get(f"/runs/{done_run}").text
-    for chart in ("chart-prices", "chart-unmet", "chart-sectors", "chart-sankey"):
+    for chart in ("chart-prices", "chart-unmet_sector", "chart-unmet", "chart-sectors",
+                  "chart-sankey"):
         assert f'id="{chart}"' in page
     assert "/static/plotly.min.js" in page and "cdn" not in page.lower()
     cmp = client.get("/compare", params={"a": done_run, "b": done_run})

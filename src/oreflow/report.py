@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,74 @@ def load_result(path: Path | str) -> xr.Dataset:
         raise ReportError(f"{p}: not a readable NetCDF file ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
     return check_result(ds, str(p))
+
+
+# ---- monthly unmet demand by sector --------------------------------------------------------
+SECTOR_BAND_PATHS = 5_000
+"""Monthly sector bands are quantiles over the first SECTOR_BAND_PATHS paths (memory: months x
+2 zones x sectors x paths float32, 62 MB at 120 months)."""
+
+
+class SectorUnmet:
+    """`on_month` hook of `run_stress` that keeps unmet demand by zone and sector each month
+    (t of element), for fan charts by sector; `add_to(ds)` adds the bands as `unmet_sector_t`.
+
+    The stress result keeps only horizon totals by sector. This splits each demand group's
+    monthly shortfall among its sectors with the same fixed weights the engine's recorder
+    uses for `shortfall_t` (a sector's share of its group's base demand), so summing the
+    months gives `shortfall_t` back path by path (tested)."""
+
+    def __init__(self, network: Network, paths: int, keep: int = SECTOR_BAND_PATHS) -> None:
+        mpo = network.dataset["elements"].set_index("element")["metal_per_oxide"]
+        self._mpo_all, self.keep = mpo, max(1, min(paths, keep))
+        self._lock = threading.Lock()
+        self.W = None  # [zone, group, element, sector]
+
+    def _init(self, engine) -> None:
+        b, g = engine.b, engine.sector_group
+        G, E, S = len(engine.groups), b.n_elements, len(b.sectors)
+        W = np.zeros((2, G, E, S))
+        for zone, (d_sec, d_grp) in enumerate([(b.sector_demand_in.T, engine.d0_in),
+                                               (b.sector_demand_out.sum(2).T, engine.d0_out)]):
+            w = np.divide(d_sec, d_grp[g], out=np.zeros_like(d_sec), where=d_grp[g] > 0)
+            for s in range(S):
+                W[zone, g[s], :, s] = w[s]
+        mpo = self._mpo_all.reindex(b.elements).to_numpy(float)
+        self.W = W * mpo[None, None, :, None]  # t REO-eq -> t element
+        self.sectors = list(b.sectors)
+        self.unmet = np.zeros((engine.months, 2, S, self.keep), np.float32)
+        self.filled = 0
+
+    def __call__(self, engine, sl: slice, t: int, state: dict) -> None:
+        if self.W is None:
+            with self._lock:
+                if self.W is None:
+                    self._init(engine)
+        n = min(sl.stop, self.keep) - sl.start
+        if n <= 0:
+            return
+        for zone, key in enumerate(("short_in", "short_out")):
+            self.unmet[t, zone, :, sl.start:sl.start + n] = np.einsum(
+                "gpe,ges->sp", state[key][:, :n], self.W[zone])
+        if t == self.unmet.shape[0] - 1:
+            with self._lock:
+                self.filled = max(self.filled, sl.start + n)
+
+    def per_path(self) -> np.ndarray:
+        """[month, zone, sector, path] of the kept paths."""
+        return self.unmet[..., :self.filled]
+
+    def add_to(self, ds: xr.Dataset) -> xr.Dataset:
+        """The result with `unmet_sector_t` (quantile, month, zone, sector) added."""
+        if self.W is None or self.filled == 0:
+            return ds
+        q = np.quantile(self.per_path(), [0.05, 0.5, 0.95], axis=-1)
+        da = xr.DataArray(q, dims=("quantile", "month", "zone", "sector"),
+                          coords={"quantile": ds["quantile"].values, "month": ds["month"],
+                                  "zone": ds["zone"], "sector": self.sectors})
+        da.attrs.update(units="t element per month",
+                        paths=f"quantiles over the first {self.filled} paths")
+        return ds.assign(unmet_sector_t=da)
 
 
 # ---- the base-year chain -----------------------------------------------------------------
@@ -215,47 +284,62 @@ def _default_element(ds: xr.Dataset, elements: list[str]) -> str:
     return max(elements, key=score)
 
 
+def default_sector(ds: xr.Dataset) -> str | None:
+    """The sector the monthly sector fan opens on: the largest median unmet demand."""
+    if "unmet_sector_t" not in ds:
+        return None
+    tot = ds["unmet_sector_t"].sel(quantile=0.5).sum(("month", "zone"))
+    return str(tot["sector"].values[int(np.argmax(tot.values))])
+
+
 def fan_figure(ds: xr.Dataset, var: str, title: str, unit: str,
-               element: str | None = None) -> dict:
-    """p5-p95 band and median per zone over the months, one element at a time (a menu).
+               pick: str | None = None) -> dict:
+    """p5-p95 band and median per zone over the months, one element (or sector, for
+    variables by sector) at a time, chosen from a menu; opens on `pick` if given.
 
     Returned as a plain figure dict: its ~90 traces are built directly, which is ten times
     faster than validating them one by one as plotly objects."""
-    elements = _active_elements(ds) or [str(e) for e in ds["element"].values]
-    first = element if element in elements else _default_element(ds, elements)
+    dim = "sector" if "sector" in ds[var].dims else "element"
+    if dim == "element":
+        items = _active_elements(ds) or [str(e) for e in ds["element"].values]
+        first = pick if pick in items else _default_element(ds, items)
+    else:
+        items = [str(x) for x in ds["sector"].values]
+        first = pick if pick in items else default_sector(ds)
     dates = [str(d) for d in ds["date"].values] if "date" in ds.coords else \
         list(map(int, ds["month"].values))
     zones = [str(z) for z in ds["zone"].values]
-    arr = ds[var].transpose("quantile", "month", "zone", "element")
+    arr = ds[var].transpose("quantile", "month", "zone", dim)
     qs = [float(q) for q in arr["quantile"].values]
+    names = list(map(str, arr[dim].values))
     data = []
-    for e in elements:
-        ei = list(map(str, arr["element"].values)).index(e)
+    for item in items:
+        ii = names.index(item)
         for zi, (z, colour) in enumerate(zip(zones, ZONE_COLOURS, strict=False)):
-            lo, mid, hi = (arr.values[qs.index(q), :, zi, ei].tolist() for q in (0.05, 0.5,
+            lo, mid, hi = (arr.values[qs.index(q), :, zi, ii].tolist() for q in (0.05, 0.5,
                                                                                   0.95))
             name = "inside " + z if z != "ROW" else "outside (ROW)"
             common = {"type": "scatter", "x": dates, "mode": "lines", "legendgroup": z,
-                      "visible": e == first}
+                      "visible": item == first}
             data += [
                 {**common, "y": hi, "line": {"width": 0}, "hoverinfo": "skip",
-                 "showlegend": False, "meta": {"element": e, "zone": z, "q": 0.95}},
+                 "showlegend": False, "meta": {dim: item, "zone": z, "q": 0.95}},
                 {**common, "y": lo, "line": {"width": 0}, "fill": "tonexty",
                  "fillcolor": _fade(colour, 0.2), "name": f"{name} p5-p95",
-                 "meta": {"element": e, "zone": z, "q": 0.05}},
+                 "meta": {dim: item, "zone": z, "q": 0.05}},
                 {**common, "y": mid, "line": {"color": colour}, "name": f"{name} median",
-                 "meta": {"element": e, "zone": z, "q": 0.5}},
+                 "meta": {dim: item, "zone": z, "q": 0.5}},
             ]
     per = 3 * len(zones)
-    buttons = [{"label": e, "method": "update",
-                "args": [{"visible": [j // per == i for j in range(per * len(elements))]},
-                         {"title.text": f"{title}: {e}"}]}
-               for i, e in enumerate(elements)]
+    buttons = [{"label": item, "method": "update",
+                "args": [{"visible": [j // per == i for j in range(per * len(items))]},
+                         {"title.text": f"{title}: {item}"}]}
+               for i, item in enumerate(items)]
     layout = {
         "title": {"text": f"{title}: {first}"}, "yaxis": {"title": {"text": unit}},
         "hovermode": "x unified", "height": 420, "margin": {"l": 60, "r": 10, "t": 60, "b": 40},
         "legend": {"orientation": "h", "y": -0.15},
-        "updatemenus": [{"buttons": buttons, "active": elements.index(first), "x": 1.0,
+        "updatemenus": [{"buttons": buttons, "active": items.index(first), "x": 1.0,
                          "xanchor": "right", "y": 1.15, "yanchor": "top"}]}
     return {"data": data, "layout": layout}
 
@@ -276,19 +360,24 @@ def sector_figure(ds: xr.Dataset) -> go.Figure:
     return fig
 
 
-def figures(ds: xr.Dataset, network: Network | None = None, element: str | None = None
-            ) -> dict[str, go.Figure | dict]:
-    """Every chart of the report, by name (the web pages show the same ones). The fans open
-    on `element` (default: the element whose price rise costs most)."""
+def figures(ds: xr.Dataset, network: Network | None = None, element: str | None = None,
+            sector: str | None = None) -> dict[str, go.Figure | dict]:
+    """Every chart of the report, by name (the web pages show the same ones). Element fans
+    open on `element` (default: the element whose price rise costs most), the sector fan on
+    `sector` (default: the most unmet). Unmet demand is by sector when the result has
+    monthly sector bands (`SectorUnmet`; runs from the web app), else by element."""
     ctrl = ds.attrs["controller"]
-    figs = {
+    figs: dict[str, go.Figure | dict] = {
         "prices": fan_figure(ds, "price_usd_per_kg",
                              f"Price inside {ctrl} and outside, p5/p50/p95", "USD/kg oxide",
-                             element),
-        "unmet": fan_figure(ds, "unmet_t", "Unmet demand per month, p5/p50/p95",
-                            "t REO-eq per month", element),
-        "sectors": sector_figure(ds),
-    }
+                             element)}
+    if "unmet_sector_t" in ds:
+        figs["unmet_sector"] = fan_figure(ds, "unmet_sector_t",
+                                          "Unmet demand per month by sector, p5/p50/p95",
+                                          "t of element per month", sector)
+    figs["unmet"] = fan_figure(ds, "unmet_t", "Unmet demand per month by element, p5/p50/p95",
+                               "t REO-eq per month", element)
+    figs["sectors"] = sector_figure(ds)
     if network is not None:
         figs = {"sankey": sankey_figure(network), **figs}
     return figs

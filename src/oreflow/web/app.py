@@ -311,16 +311,23 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
         return cached(("tables", run_id), lambda: headline_tables(manager.load(run_id)))
 
     def charts(run_id: str, with_sankey: bool = True, prefix: str = "",
-               element: str | None = None) -> dict:
-        from oreflow.report import default_element, figure_html, figures, sankey_figure
+               element: str | None = None, sector: str | None = None) -> dict:
+        from oreflow.report import (
+            default_element,
+            default_sector,
+            figure_html,
+            figures,
+            sankey_figure,
+        )
 
         def make() -> dict:
             ds = manager.load(run_id)
-            return {"charts": {k: figure_html(f, f"{prefix}chart-{k}")
-                               for k, f in figures(ds, element=element).items()},
-                    "attrs": dict(ds.attrs), "element": default_element(ds)}
+            figs = figures(ds, element=element, sector=sector)
+            return {"charts": {k: figure_html(f, f"{prefix}chart-{k}") for k, f in figs.items()},
+                    "attrs": dict(ds.attrs), "element": default_element(ds),
+                    "sector": default_sector(ds)}
 
-        out = dict(cached(("charts", run_id, prefix, element), make))
+        out = dict(cached(("charts", run_id, prefix, element, sector), make))
         out["charts"] = dict(out["charts"])
         if with_sankey:
             if not sankey_html:
@@ -341,8 +348,9 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
         if a and b:
             finished(a), finished(b)
             side_a = charts(a, with_sankey=False, prefix="a-")
-            # B opens on the same element as A, so the two sides compare like with like
-            side_b = charts(b, with_sankey=False, prefix="b-", element=side_a["element"])
+            # B opens on A's element and sector, so the two sides compare like with like
+            side_b = charts(b, with_sankey=False, prefix="b-", element=side_a["element"],
+                            sector=side_a["sector"])
             sides = [{"run": manager.get(a), **side_a}, {"run": manager.get(b), **side_b}]
         diff = _compare_table(sides) if sides else []
         return page("compare.html", runs=done, a=a, b=b, sides=sides, diff=diff)
