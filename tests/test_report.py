@@ -150,6 +150,18 @@ def test_sector_fan_is_ordered_and_opens_on_the_largest(with_sectors):
     assert "unmet_sector" not in figures(ds)  # a CLI result: by element only
 
 
+def test_sector_bands_export(with_sectors, tmp_path):
+    _, ds, full = with_sectors
+    assert "monthly_sector" not in headline_tables(ds)
+    tables = headline_tables(full)
+    t = tables["monthly_sector"]
+    row = t[(t["zone"] == "ROW") & (t["month"] == 4)].sort_values("p50").iloc[-1]
+    assert row["p50"] == pytest.approx(float(full["unmet_sector_t"].sel(
+        quantile=0.5, zone="ROW", month=4, sector=row["sector"])))
+    (back,) = [p for p in export_tables(tables, "csv", tmp_path) if p.stem == "monthly_sector"]
+    _same(pd.read_csv(back), t)
+
+
 # ---- the report ----------------------------------------------------------------------------
 def test_report_carries_provenance(result, html):
     a = result.attrs

@@ -417,6 +417,18 @@ def price_table(ds: xr.Dataset) -> pd.DataFrame:
                                        "peak_ratio_p5", "peak_ratio_p50", "peak_ratio_p95"])
 
 
+def monthly_sector_table(ds: xr.Dataset) -> pd.DataFrame:
+    """Monthly p5/p50/p95 of unmet demand by zone and sector (t of element), long form."""
+    wide = ds["unmet_sector_t"].to_series().unstack("quantile")
+    wide.columns = [f"p{round(q * 100)}" for q in wide.columns]
+    df = wide.reset_index()
+    if "date" in ds.coords:
+        df.insert(1, "date", df["month"].map(dict(zip(ds["month"].values.tolist(),
+                                                       map(str, ds["date"].values),
+                                                       strict=True))))
+    return df
+
+
 def monthly_table(ds: xr.Dataset) -> pd.DataFrame:
     """Monthly p5/p50/p95 of every banded variable, long form."""
     frames = []
@@ -445,10 +457,14 @@ def run_table(ds: xr.Dataset) -> pd.DataFrame:
 
 
 def headline_tables(ds: xr.Dataset) -> dict[str, pd.DataFrame]:
-    """The tables every report shows and exports: sectors, prices, monthly bands, run."""
+    """The tables every report shows and exports: sectors, prices, monthly bands (and monthly
+    bands by sector when the result has them), run."""
     check_result(ds)
-    return {"sectors": sector_table(ds), "prices": price_table(ds),
-            "monthly": monthly_table(ds), "run": run_table(ds)}
+    tables = {"sectors": sector_table(ds), "prices": price_table(ds),
+              "monthly": monthly_table(ds)}
+    if "unmet_sector_t" in ds:
+        tables["monthly_sector"] = monthly_sector_table(ds)
+    return {**tables, "run": run_table(ds)}
 
 
 # ---- exports ---------------------------------------------------------------------------

@@ -227,14 +227,18 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
 
     @app.get("/api/runs/{run_id}/export", tags=["api"])
     def run_export(run_id: str, format: Literal["csv", "xlsx", "parquet"] = "csv",
-                   table: Literal["sectors", "prices", "monthly", "run"] | None = None):
+                   table: Literal["sectors", "prices", "monthly", "monthly_sector",
+                                  "run"] | None = None):
         """Headline tables: one `table`, or all of them (a zip for csv and parquet, one
         sheet per table for xlsx)."""
-        from oreflow.report import export_bytes
+        from oreflow.report import ReportError, export_bytes
 
         finished(run_id)
-        data, media, name = export_bytes(tables(run_id), format, table,
-                                         stem=f"oreflow-{run_id[:8]}")
+        try:
+            data, media, name = export_bytes(tables(run_id), format, table,
+                                             stem=f"oreflow-{run_id[:8]}")
+        except ReportError as e:
+            raise HTTPException(404, str(e)) from None
         return Response(data, media_type=media,
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
