@@ -430,3 +430,29 @@ def test_user_text_is_escaped_in_pages(client):
         text = client.get(url).text
         assert "<script>alert(1)</script>" not in text, url
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, url
+
+
+def test_stopping_the_server_interrupts_running_runs(tmp_path, network, monkeypatch):
+    """Shutdown does not wait for a long run: it stops at its next month, marked interrupted."""
+    import oreflow.simulate
+
+    real, started = oreflow.simulate.run_stress, threading.Event()
+
+    def slow(*a, progress=None, **k):
+        def tick(done, total):
+            started.set()
+            time.sleep(0.05)
+            progress(done, total)
+
+        return real(*a, progress=tick, **k)
+
+    monkeypatch.setattr(oreflow.simulate, "run_stress", slow)
+    with TestClient(create_app(tmp_path, network=network)) as c:
+        rid = c.post("/api/runs", json={**SMALL, "paths": 2000, "months": 36}).json()["id"]
+        assert started.wait(30)
+        t0 = time.time()
+    assert time.time() - t0 < 5  # the lifespan's close() returned promptly
+    with TestClient(create_app(tmp_path, network=network)) as c:
+        rec = c.get(f"/api/runs/{rid}").json()
+        assert rec["status"] == "failed" and rec["message"].startswith("interrupted")
+        assert not (tmp_path / "runs" / f"{rid}.nc").exists()

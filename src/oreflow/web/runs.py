@@ -65,6 +65,10 @@ class RunLimitError(Exception):
         self.status = status
 
 
+class _Interrupted(Exception):
+    """Raised from the progress callback to stop a run when the server stops."""
+
+
 def valid_id(run_id: str) -> bool:
     return bool(ID_RE.fullmatch(run_id))
 
@@ -116,7 +120,8 @@ class RunManager:
             return self._network
 
     def close(self, wait: bool = True) -> None:
-        """Stop taking runs, let running ones finish (if `wait`) and close the database."""
+        """Stop taking runs, stop running ones at their next month (recorded as interrupted;
+        with `wait`) and close the database."""
         with self._lock:
             if self._stopping:
                 return
@@ -197,6 +202,8 @@ class RunManager:
             self._update(run_id, status="running", started_at=_now())
 
             def progress(done: int, total: int) -> None:
+                if self._stopping:  # the server is stopping: end the run now
+                    raise _Interrupted
                 self._progress[run_id] = done / total
 
             by_sector = SectorUnmet(self.network, paths)  # monthly bands by sector too
@@ -206,6 +213,8 @@ class RunManager:
             self._update(run_id, status="done", finished_at=_now(),
                          dataset_version=ds.attrs["dataset_version"],
                          summary=json.dumps(summary(ds)))
+        except _Interrupted:
+            self._update(run_id, status="failed", finished_at=_now(), message=INTERRUPTED)
         except Exception as e:  # a failed run is recorded, never lost in a worker thread
             log.exception("run %s failed", run_id)
             self._update(run_id, status="failed", finished_at=_now(),
