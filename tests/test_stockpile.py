@@ -18,6 +18,7 @@ from oreflow.stockpile import (
     UnmetPaths,
     cvar,
     economy,
+    merge_identical,
     plan_stockpile,
     segment,
     simulate_unmet,
@@ -138,6 +139,17 @@ def test_aggregated_equals_monthly_lp(fitted):
                      budget_usd=budget)
         assert fast.objective == pytest.approx(full.objective, rel=1e-6, abs=1.0)
         np.testing.assert_allclose(fast.unserved_usd, full.unserved_usd, rtol=1e-5, atol=10.0)
+
+
+def test_merging_identical_paths_keeps_the_optimum(fitted):
+    paths, econ, terms = fitted
+    seg = segment(paths, econ)
+    merged, w = merge_identical(seg, paths.weight)
+    assert len(w) < len(paths.weight)  # the US embargo scenario is deterministic
+    assert w.sum() == pytest.approx(1.0)
+    full = solve(seg, econ, terms, paths.weight, budget_usd=5e7)
+    fast = solve(merged, econ, terms, w, budget_usd=5e7)
+    assert fast.objective == pytest.approx(full.objective, rel=1e-6, abs=1.0)
 
 
 def test_budget_properties(fitted):

@@ -349,6 +349,17 @@ def segment(paths: UnmetPaths, econ: Economy, monthly: bool = False) -> Segments
     return Segments(seg_unmet, np.asarray(serves), conv_months)
 
 
+def merge_identical(seg: Segments, weight: np.ndarray) -> tuple[Segments, np.ndarray]:
+    """Paths with the same segments (deterministic scenarios repeat one path) become one
+    path carrying their summed probability: the same LP optimum with fewer variables."""
+    P = len(weight)
+    key = np.concatenate([seg.unmet_t.reshape(P, -1), seg.months,
+                          seg.serves.reshape(P, -1)], 1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    merged = np.bincount(inverse.ravel(), weights=weight, minlength=len(first))
+    return Segments(seg.unmet_t[first], seg.serves[first], seg.months[first]), merged
+
+
 MUSD = 1e6
 """The LP counts money in millions of USD: keeps HiGHS's coefficients near 1."""
 HIGHS_OPTIONS: dict = {}
@@ -660,15 +671,16 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
         keep = np.isin(econ.elements, elements)
         econ = _replace(econ, allowed=econ.allowed & keep[:, None])
     days = _parse_days(min_days, econ.elements)
-    sol = solve(segment(fit, econ, monthly), econ, terms, fit.weight, budget_usd=budget_usd,
+    seg_fit, w_fit = merge_identical(segment(fit, econ, monthly), fit.weight)
+    sol = solve(seg_fit, econ, terms, w_fit, budget_usd=budget_usd,
                 cvar_weight=cvar_weight, cvar_alpha=cvar_alpha, min_days=days)
     rule = rule_holdings(econ, terms, budget_usd, terms.rule_days)
 
     test = simulate_unmet(mix, eval_paths, seed_eval, months, perspective, net)
-    seg = segment(test, econ)
+    seg, w_test = merge_identical(segment(test, econ), test.weight)
     none = np.einsum("pegk,ge->p", seg.unmet_t, econ.value_usd_per_t)
-    scores = {"plan": solve(seg, econ, terms, test.weight, holdings_t=sol.holdings_t),
-              "rule_60_days": solve(seg, econ, terms, test.weight, holdings_t=rule)}
+    scores = {"plan": solve(seg, econ, terms, w_test, holdings_t=sol.holdings_t),
+              "rule_60_days": solve(seg, econ, terms, w_test, holdings_t=rule)}
     losses = {"plan": scores["plan"].unserved_usd,
               "rule_60_days": scores["rule_60_days"].unserved_usd, "none": none}
     use = econ.use_t_per_year / DAYS_PER_YEAR
@@ -679,12 +691,12 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
         holdings_t=sol.holdings_t, purchase_usd=sol.purchase_usd,
         carry_usd_per_year=sol.carry_usd_per_year, days_of_cover=cover,
         rule_holdings_t=rule,
-        in_sample_expected_unserved_usd=float(fit.weight @ sol.unserved_usd),
+        in_sample_expected_unserved_usd=float(w_fit @ sol.unserved_usd),
         evaluation={
             "paths": int(len(test.weight)),
-            "expected_unserved_usd": {k: round(float(test.weight @ v), 2)
+            "expected_unserved_usd": {k: round(float(w_test @ v), 2)
                                       for k, v in losses.items()},
-            "cvar95_unserved_usd": {k: round(cvar(v, test.weight, 0.95), 2)
+            "cvar95_unserved_usd": {k: round(cvar(v, w_test, 0.95), 2)
                                     for k, v in losses.items()},
         },
         settings={"scenarios": mix, "paths": int(len(fit.weight)), "seed": int(seed),
