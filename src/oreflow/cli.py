@@ -299,8 +299,10 @@ def _print_stress(result: dict, ds) -> None:
 
 
 @app.command()
-def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the CSV")) -> None:
-    """The first screen: concentration and reliance by stage for the USA, saved as CSV."""
+def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the results")
+         ) -> None:
+    """The first screen: concentration for the USA, then a stress test of the April 2025
+    licences with its HTML report."""
     from oreflow.network import Network
     from oreflow.risk import indicator_table
 
@@ -321,6 +323,10 @@ def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the
     save_result(result, out_dir / "licensing-2025-04.nc")
     _print_stress(summary(result), result)
     out.print(f"Full result: {(out_dir / 'licensing-2025-04.nc').resolve()}")
+    from oreflow.report import write_report
+
+    write_report(result, out_dir / "licensing-2025-04.html", network=net)
+    out.print(f"Report (opens offline): {(out_dir / 'licensing-2025-04.html').resolve()}")
 
 
 stockpile_app = typer.Typer(

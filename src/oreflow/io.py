@@ -7,6 +7,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once at import: changing it later from threads would race
+
 
 def atomic_write(target: Path | str, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp_path)` on a temporary file beside `target`, then rename it over
@@ -17,6 +20,8 @@ def atomic_write(target: Path | str, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        # mkstemp makes the file private (0600); give it the usual mode for new files
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
