@@ -266,15 +266,22 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
 
 
 def _run_with_progress(run_stress, scenario, paths, seed, months, net, quiet: bool):
+    """Run with a progress bar on long runs; the result also carries monthly unmet-demand
+    bands by sector (for the report's fan charts)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from oreflow.report import SectorUnmet
+
+    by_sector = SectorUnmet(net, paths)
     if quiet or paths * (months or 36) < 200_000:
-        return run_stress(scenario, paths=paths, seed=seed, months=months, network=net)
+        return by_sector.add_to(run_stress(scenario, paths=paths, seed=seed, months=months,
+                                           network=net, on_month=by_sector))
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task("run", total=1.0)
-        return run_stress(scenario, paths=paths, seed=seed, months=months, network=net,
-                          progress=lambda d, t: bar.update(task, completed=d / t))
+        return by_sector.add_to(run_stress(
+            scenario, paths=paths, seed=seed, months=months, network=net, on_month=by_sector,
+            progress=lambda d, t: bar.update(task, completed=d / t)))
 
 
 def _print_stress(result: dict, ds) -> None:
@@ -319,7 +326,8 @@ def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the
     out.print(f"Dataset {ds.version}; base year {net.year}\n")
     from oreflow.simulate import run_stress, save_result, summary
 
-    result = run_stress("licensing-2025-04", paths=2000, seed=0, network=net)
+    result = _run_with_progress(run_stress, "licensing-2025-04", 2000, 0, None, net,
+                                quiet=True)
     save_result(result, out_dir / "licensing-2025-04.nc")
     _print_stress(summary(result), result)
     out.print(f"Full result: {(out_dir / 'licensing-2025-04.nc').resolve()}")
