@@ -111,7 +111,11 @@ def test_fan_bands_are_ordered_and_match_the_result(result, var):
 def test_default_element_is_one_that_moves(result):
     fig = fan_figure(result, "price_usd_per_kg", "t", "u")
     shown = {tr["meta"]["element"] for tr in fig["data"] if tr["visible"]}
-    assert shown & {"Dy", "Tb", "Sm", "Gd", "Y", "Lu"}  # the licensed elements
+    # a licensed element, or one carried in the licensed magnets
+    assert shown & {"Dy", "Tb", "Sm", "Gd", "Y", "Lu", "Nd", "Pr", "Ho"}
+    (e,) = shown
+    peak = result["price_peak_ratio"].sel(zone="ROW", element=e).median("path")
+    assert float(peak) > 1.5  # it moves
     nd = fan_figure(result, "price_usd_per_kg", "t", "u", pick="Nd")
     assert {tr["meta"]["element"] for tr in nd["data"] if tr["visible"]} == {"Nd"}
     assert nd["layout"]["title"]["text"] == "t: Nd"

@@ -11,7 +11,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from oreflow.cli import app
-from oreflow.scenario import ScenarioError, builtin_names, parse_scenario
+from oreflow.scenario import ScenarioError, builtin_names, load_scenario, parse_scenario
 from oreflow.simulate import run_stress, save_result, summary
 
 
@@ -91,8 +91,17 @@ def test_controls_hit_controlled_elements_only(network):
     ds = run_stress("licensing-2025-04", paths=100, seed=1, network=network)
     s = summary(ds)["price_peak_ratio"]
     assert s["Dy"]["ROW"] > 3 and s["Tb"]["ROW"] > 3
-    assert s["Nd"]["ROW"] == pytest.approx(1.0, abs=0.01)
+    assert s["Ce"]["ROW"] == pytest.approx(1.0, abs=0.01)  # neither controlled nor in magnets
     assert s["Dy"]["CHN"] < 1.1  # prices inside the controlling country stay flat
+    # Nd moves only because the licensed magnets carry it: licensing the Dy and Tb alone
+    # leaves it flat
+    assert s["Nd"]["ROW"] > 1.5
+    sc, _ = load_scenario("licensing-2025-04", network)
+    parts = sc.model_copy(update={"shocks": [sh.model_copy(update={"whole_magnets": False})
+                                             for sh in sc.shocks]})
+    s = summary(run_stress(parts, paths=100, seed=1, network=network))["price_peak_ratio"]
+    assert s["Nd"]["ROW"] == pytest.approx(1.0, abs=0.01)
+    assert s["Dy"]["ROW"] > 3
 
 
 def test_result_records_provenance_and_survives_netcdf(network, tmp_path):

@@ -116,6 +116,9 @@ class ExportControl(_Shock):
     approval: list[tuple[float, float]] = [(0.0, 0.0)]
     approval_scale: Quantity = 1.0
     processing_delay: Quantity = 0.0
+    whole_magnets: bool = True
+    """A licence on magnets containing a controlled element covers the whole magnet, its Nd
+    and Pr included (MOFCOM No. 18: "magnets containing them")."""
 
     @field_validator("approval")
     @classmethod

@@ -171,7 +171,13 @@ def sample_shocks(scenario: Scenario, base: ZoneBase, regions_all: list[str],
                     total = by_dest.sum(0)
                     dest_share = np.divide(by_dest[d].sum(0), total, out=np.zeros_like(total),
                                            where=total > 0)
-                affected[fi] = el * dest_share
+                covered = el
+                if form == "magnet" and shock.whole_magnets:
+                    # every magnet grade in the dataset contains Dy or Tb: controlling one
+                    # element that magnets carry controls the magnets, all their elements
+                    carried = by_dest.sum(0) > 0
+                    covered = np.where(carried, float((el * carried).any()), el)
+                affected[fi] = covered * dest_share
             pts = np.array([p for p, _ in shock.approval], float)
             shs = np.array([s for _, s in shock.approval], float)
             out.controls.append(SampledControl(start, end, sample(shock.processing_delay, rng, n),
