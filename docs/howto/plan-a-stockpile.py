@@ -29,10 +29,9 @@ days = dict(zip(plan.elements, plan.days_of_cover, strict=True))
 print({e: round(float(days[e])) for e in ("Dy", "Tb")})
 
 # %% [markdown]
-# Not all the money is spent: Tb oxide purchases hit the cap of 10% of the outside-China
-# market per month over the two-year purchase window (`stockpile_parameters`), Dy covers the
-# worst of the sampled paths, and the other elements short in these scenarios (Gd, Lu, Y,
-# Sm) are excluded by `elements`, which is why much stays unserved.
+# The budget binds: purchases plus 15 years of carry use the 100 M USD, and Dy sits at its
+# 90-day floor. Much stays unserved: the other elements short in these scenarios (Gd, Lu,
+# Y, Sm) are excluded by `elements`, and 100 M USD covers only part of the magnet elements.
 # The evaluation scores the plan, the 60-day rule and no stockpile on fresh paths: expected
 # value of unmet demand and its CVaR at 95%, in USD.
 
