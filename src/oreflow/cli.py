@@ -368,16 +368,22 @@ def stockpile_plan(
         elements: str = typer.Option(None, "--elements", help="only hold these, e.g. Nd,Pr,Dy,Tb"),
         fmt: PlanFormat = typer.Option(PlanFormat.table, "--format")) -> None:
     """Plan a stockpile with a budget and score it against a flat 60-day rule on fresh paths."""
+    import contextlib
+
     from oreflow.stockpile import PlanError, plan_stockpile
 
-    try:
-        plan = plan_stockpile(
-            budget_usd=budget_usd, perspective=perspective, scenarios=scenarios, paths=paths,
-            eval_paths=eval_paths, seed=seed, months=months, cvar_weight=cvar_weight,
-            cvar_alpha=cvar_alpha, min_days=_parse_min_days(min_days),
-            elements=[e.strip() for e in elements.split(",")] if elements else None)
-    except PlanError as e:
-        fail(str(e))
+    busy = (err.status(f"simulating {paths:,} + {eval_paths:,} paths, optimising, scoring")
+            if fmt is PlanFormat.table else contextlib.nullcontext())
+    with busy:
+        try:
+            plan = plan_stockpile(
+                budget_usd=budget_usd, perspective=perspective, scenarios=scenarios,
+                paths=paths, eval_paths=eval_paths, seed=seed, months=months,
+                cvar_weight=cvar_weight, cvar_alpha=cvar_alpha,
+                min_days=_parse_min_days(min_days),
+                elements=[e.strip() for e in elements.split(",")] if elements else None)
+        except PlanError as e:
+            fail(str(e))
     if fmt is PlanFormat.json:
         print(json.dumps(plan.to_dict(), indent=1))
         return
