@@ -322,8 +322,10 @@ class Segments:
 
 
 def segment(paths: UnmetPaths, econ: Economy, monthly: bool = False) -> Segments:
-    """Aggregate months into segments between conversion lead times after each path's
-    disruption start (exact for the release problem), or keep every month (`monthly`)."""
+    """Aggregate months into segments between the conversion lead times (after each path's
+    disruption start) that matter to each demand group: exact for the release problem,
+    since within a segment the same holdings can serve the same demand. `monthly` keeps
+    every month (the generic LP)."""
     U = paths.unmet_t  # [P, T, G, E]
     P, T, G, E = U.shape
     start = paths.start_month
@@ -334,14 +336,18 @@ def segment(paths: UnmetPaths, econ: Economy, monthly: bool = False) -> Segments
         since = month[None, :] - start[:, None]  # [P, T]
         serves = since[:, None, None, :] >= lead[None, :, :, None]
     else:
-        edges = np.unique(lead[np.isfinite(lead)])  # e.g. 0, 3, 6, 9
-        # segment of each month: 0 before start + edges[1], then one per edge
-        since = month[None, :] - start[:, None]
-        seg_of = np.clip(np.searchsorted(edges, since, side="right") - 1, 0, len(edges) - 1)
-        onehot = seg_of[:, :, None] == np.arange(len(edges))[None, None, :]  # [P, T, K]
-        seg_unmet = np.einsum("ptge,ptk->pegk", U, onehot)
-        serves = np.broadcast_to(edges[None, None, None, :] >= lead[None, :, :, None],
-                                 (P, 3, G, len(edges)))
+        # per demand group, the months between the lead times of the forms that can serve it
+        # (oxide users: one segment; metal users: two; magnet users: three)
+        n_seg = [len(np.unique(lead[np.isfinite(lead[:, g]), g])) for g in range(G)]
+        seg_unmet = np.zeros((P, E, G, max(n_seg)))
+        serves = np.zeros((P, 3, G, max(n_seg)), bool)
+        since = month[None, :] - start[:, None]  # [P, T]
+        for g in range(G):  # a handful of groups; paths and months stay vectorized
+            edges = np.unique(lead[np.isfinite(lead[:, g]), g])
+            seg_of = np.clip(np.searchsorted(edges, since, side="right") - 1, 0, len(edges) - 1)
+            onehot = seg_of[:, :, None] == np.arange(len(edges))[None, None, :]  # [P, T, K]
+            seg_unmet[:, :, g, :len(edges)] = np.einsum("pte,ptk->pek", U[:, :, g], onehot)
+            serves[:, :, g, :len(edges)] = edges[None, None, :] >= lead[None, :, g, None]
     # tolling months: after the lead time into the metal and the magnet stage
     lead_into = np.array([0.0, econ.conversion_lead_months[0, 1],
                           econ.conversion_lead_months[1, 2]])
