@@ -45,7 +45,7 @@ def _hand_economy() -> Economy:
     only from month 6 after the disruption starts (no metal form)."""
     return Economy(
         perspective="X", elements=["Nd"], group_form=np.array([2]),
-        value_usd_per_t=np.array([[1000.0]]), share_of_out=np.ones((1, 1)),
+        value_usd_per_t=np.array([[1000.0]]),
         use_t_per_year=np.array([365.0]), net_imports_t_per_year=np.array([[0.0, 0.0, 365.0]]),
         price_usd_per_t=np.array([[100.0, 150.0, 300.0]]),
         market_t_per_month=np.full((1, 3), 1e6),

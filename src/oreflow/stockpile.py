@@ -20,6 +20,7 @@ fast; `segments="monthly"` builds the generic monthly LP the tests check it agai
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import threading
@@ -101,7 +102,6 @@ class Economy:
     elements: list[str]
     group_form: np.ndarray  # [G] form index of each demand group of the engine
     value_usd_per_t: np.ndarray  # [G, E] value lost per t of the group's unmet demand
-    share_of_out: np.ndarray  # [G, E] the perspective's share of the outside group's demand
     use_t_per_year: np.ndarray  # [E] the perspective's end use
     net_imports_t_per_year: np.ndarray  # [E, F] the perspective's net imports by form
     price_usd_per_t: np.ndarray  # [E, F] base price of a tonne held in each form
@@ -155,7 +155,6 @@ def economy(network: Network, perspective: str, terms: Terms, engine) -> Economy
     member = engine.sector_group[:, None] == np.arange(G)[None, :]  # [S, G]
     d_group = np.einsum("esr,sg->ger", d, member)
     mine = d_group[:, :, r]
-    share = np.divide(mine, d_group.sum(2), out=np.zeros_like(mine), where=d_group.sum(2) > 0)
     v_sector = sector_value_usd_per_t(network, b.elements)  # [S, E]
     weighted = np.einsum("es,sg,se->ge", d[:, :, r], member, v_sector)
     value = np.divide(weighted, mine, out=np.zeros_like(mine), where=mine > 0)
@@ -187,7 +186,7 @@ def economy(network: Network, perspective: str, terms: Terms, engine) -> Economy
                            for f in ("metal", "magnet"))])
     return Economy(
         perspective=perspective, elements=list(b.elements), group_form=group_form,
-        value_usd_per_t=value, share_of_out=share, use_t_per_year=d[:, :, r].sum(1) * 12,
+        value_usd_per_t=value, use_t_per_year=d[:, :, r].sum(1) * 12,
         net_imports_t_per_year=_net_imports(network, perspective, b.elements),
         price_usd_per_t=price, market_t_per_month=market, conversion_cap_t_per_month=cap,
         yields=yields, conversion_lead_months=lead, carry_usd_per_t_year=carry,
@@ -675,7 +674,7 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
             raise PlanError(f"unknown element(s) {', '.join(unknown)}: choose from "
                             f"{', '.join(econ.elements)}")
         keep = np.isin(econ.elements, elements)
-        econ = _replace(econ, allowed=econ.allowed & keep[:, None])
+        econ = dataclasses.replace(econ, allowed=econ.allowed & keep[:, None])
     days = _parse_days(min_days, econ.elements)
     seg_fit, w_fit = merge_identical(segment(fit, econ, monthly), fit.weight)
     sol = solve(seg_fit, econ, terms, w_fit, budget_usd=budget_usd,
@@ -719,9 +718,3 @@ def _check(x: float, name: str, lo: float | None = None, hi: float | None = None
     if (lo is not None and x < lo) or (hi is not None and x > hi):
         rng = f">= {lo:g}" if hi is None else f"between {lo:g} and {hi:g}"
         raise PlanError(f"{name} must be {rng}, got {x}")
-
-
-def _replace(econ: Economy, **changes) -> Economy:
-    from dataclasses import replace
-
-    return replace(econ, **changes)
