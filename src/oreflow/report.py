@@ -417,35 +417,34 @@ def price_table(ds: xr.Dataset) -> pd.DataFrame:
                                        "peak_ratio_p5", "peak_ratio_p50", "peak_ratio_p95"])
 
 
+def _bands_long(da: xr.DataArray) -> pd.DataFrame:
+    """A banded variable as long rows with p5/p50/p95 columns."""
+    wide = da.to_series().unstack("quantile")
+    wide.columns = [f"p{round(q * 100)}" for q in wide.columns]
+    return wide.reset_index()
+
+
+def _with_dates(df: pd.DataFrame, ds: xr.Dataset, at: int) -> pd.DataFrame:
+    """Insert the calendar month of each row's `month` index at column `at`."""
+    if "date" in ds.coords:
+        dates = dict(zip(ds["month"].values.tolist(), map(str, ds["date"].values), strict=True))
+        df.insert(at, "date", df["month"].map(dates))
+    return df
+
+
 def monthly_sector_table(ds: xr.Dataset) -> pd.DataFrame:
     """Monthly p5/p50/p95 of unmet demand by zone and sector (t of element), long form."""
-    wide = ds["unmet_sector_t"].to_series().unstack("quantile")
-    wide.columns = [f"p{round(q * 100)}" for q in wide.columns]
-    df = wide.reset_index()
-    if "date" in ds.coords:
-        df.insert(1, "date", df["month"].map(dict(zip(ds["month"].values.tolist(),
-                                                       map(str, ds["date"].values),
-                                                       strict=True))))
-    return df
+    return _with_dates(_bands_long(ds["unmet_sector_t"]), ds, 1)
 
 
 def monthly_table(ds: xr.Dataset) -> pd.DataFrame:
     """Monthly p5/p50/p95 of every banded variable, long form."""
-    frames = []
-    for var in ("price_usd_per_kg", "inventory_t", "supply_t", "use_t", "unmet_t"):
-        if var not in ds:
-            continue
-        wide = ds[var].to_series().unstack("quantile")
-        wide.columns = [f"p{round(q * 100)}" for q in wide.columns]
-        wide = wide.reset_index()
-        wide.insert(0, "variable", var)
-        frames.append(wide)
+    frames = [_bands_long(ds[var]).assign(variable=var)
+              for var in ("price_usd_per_kg", "inventory_t", "supply_t", "use_t", "unmet_t")
+              if var in ds]
     df = pd.concat(frames, ignore_index=True)
-    if "date" in ds.coords:
-        df.insert(2, "date", df["month"].map(dict(zip(ds["month"].values.tolist(),
-                                                       map(str, ds["date"].values),
-                                                       strict=True))))
-    return df
+    df = df[["variable", *[c for c in df.columns if c != "variable"]]]
+    return _with_dates(df, ds, 2)
 
 
 def run_table(ds: xr.Dataset) -> pd.DataFrame:

@@ -142,18 +142,10 @@ def economy(network: Network, perspective: str, terms: Terms, engine) -> Economy
     """Everything the planner needs about the perspective, from the base year and the
     engine's demand groups (so that unmet demand per group can be valued)."""
     b = engine.b
-    if perspective == b.controller:
-        raise PlanError(f"perspective {perspective!r} is the controlling country of the "
-                        "scenarios; plan for a region outside it")
-    if perspective not in b.out_regions:
-        raise PlanError(f"unknown perspective {perspective!r}: choose one of "
-                        f"{', '.join(sorted(b.out_regions))}")
-    r = b.out_regions.index(perspective)
-    E, G = b.n_elements, len(engine.groups)
+    r, member, d_group = _group_demand(engine, perspective)
+    E = b.n_elements
     group_form = np.array([f for f, _ in engine.groups])
     d = b.sector_demand_out  # [E, S, R] t per month
-    member = engine.sector_group[:, None] == np.arange(G)[None, :]  # [S, G]
-    d_group = np.einsum("esr,sg->ger", d, member)
     mine = d_group[:, :, r]
     v_sector = sector_value_usd_per_t(network, b.elements)  # [S, E]
     weighted = np.einsum("es,sg,se->ge", d[:, :, r], member, v_sector)
@@ -191,6 +183,21 @@ def economy(network: Network, perspective: str, terms: Terms, engine) -> Economy
         price_usd_per_t=price, market_t_per_month=market, conversion_cap_t_per_month=cap,
         yields=yields, conversion_lead_months=lead, carry_usd_per_t_year=carry,
         allowed=allowed)
+
+
+def _group_demand(engine, perspective: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """The perspective's index among the outside regions, sector membership of the engine's
+    demand groups [S, G], and outside demand by group [G, E, R] (t per month)."""
+    b = engine.b
+    if perspective == b.controller:
+        raise PlanError(f"perspective {perspective!r} is the controlling country of the "
+                        "scenarios; plan for a region outside it")
+    if perspective not in b.out_regions:
+        raise PlanError(f"unknown perspective {perspective!r}: choose one of "
+                        f"{', '.join(sorted(b.out_regions))}")
+    member = engine.sector_group[:, None] == np.arange(len(engine.groups))[None, :]
+    d_group = np.einsum("esr,sg->ger", b.sector_demand_out, member)
+    return b.out_regions.index(perspective), member, d_group
 
 
 def _net_imports(network: Network, region: str, elements: list[str]) -> np.ndarray:
@@ -291,22 +298,11 @@ class _Keep:
     def __call__(self, engine, sl: slice, t: int, state: dict) -> None:
         with self._lock:
             if self.unmet is None:
-                b = engine.b
-                if self.perspective == b.controller:
-                    raise PlanError(f"perspective {self.perspective!r} is the controlling "
-                                    "country of the scenarios; plan for a region outside it")
-                if self.perspective not in b.out_regions:
-                    raise PlanError(f"unknown perspective {self.perspective!r}: choose one of "
-                                    f"{', '.join(sorted(b.out_regions))}")
+                r, _, dg = _group_demand(engine, self.perspective)
                 self.engine = engine
-                G = len(engine.groups)
-                r = b.out_regions.index(self.perspective)
-                d = b.sector_demand_out
-                member = engine.sector_group[:, None] == np.arange(G)[None, :]
-                dg = np.einsum("esr,sg->ger", d, member)
                 self.share = np.divide(dg[:, :, r], dg.sum(2), out=np.zeros(dg.shape[:2]),
                                        where=dg.sum(2) > 0)
-                self.unmet = np.zeros((self.paths, self.months, G, b.n_elements))
+                self.unmet = np.zeros((self.paths, self.months, *dg.shape[:2]))
         self.unmet[sl, t] = state["short_out"].transpose(1, 0, 2) * self.share
 
 
