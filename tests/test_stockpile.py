@@ -241,3 +241,14 @@ def test_cli_errors():
     r = CliRunner().invoke(app, ["stockpile", "plan", "--min-days", "Dy=4"])
     assert r.exit_code == 2
     assert "--min-days" in r.output
+
+
+def test_missing_stockpile_parameter_is_named(net):
+    from dataclasses import replace
+
+    tables = dict(net.dataset.tables)
+    tables["stockpile_parameters"] = tables["stockpile_parameters"].query(
+        "parameter != 'tenor_years'")
+    with pytest.raises(PlanError, match=r"stockpile_parameters.csv has no row for "
+                                        r"parameter\(s\) tenor_years"):
+        Terms.from_dataset(replace(net.dataset, tables=tables))

@@ -78,6 +78,14 @@ class Terms:
         if f.isna().any().any():
             raise PlanError("stockpile_forms.csv must have one row for each of "
                             f"{', '.join(FORMS)}")
+        needed = ("loan_rate_per_year", "tenor_years", "insurance_rate_per_year",
+                  "rotation_cost_share", "purchase_window_months", "max_buy_share_per_month",
+                  "purchase_price_slope", "conversion_capacity_share", "rule_days",
+                  "price_blocks")
+        missing = [k for k in needed if k not in p.index]
+        if missing:
+            raise PlanError(f"stockpile_parameters.csv has no row for parameter(s) "
+                            f"{', '.join(missing)}")
         scalar = {k: float(p[k]) for k in (
             "loan_rate_per_year", "tenor_years", "insurance_rate_per_year",
             "rotation_cost_share", "purchase_window_months", "max_buy_share_per_month",
