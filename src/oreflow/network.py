@@ -1,22 +1,29 @@
 """The base-year supply network as labelled arrays: who mines, separates, makes metal and
 magnets, who uses them, and what flows between them.
 
-All quantities are tonnes of rare-earth-oxide equivalent per year (`t REO-eq`): a tonne of
-Nd metal counts as 1/0.857 t of Nd2O3. One unit across stages makes mass balance a sum.
+Quantities are tonnes of rare-earth-oxide equivalent per year (`t REO-eq`): a tonne of Nd
+metal counts as 1/0.857 t of Nd2O3. One unit across stages makes mass balance a sum.
 
-How the base year is assembled (each step is documented in docs/model.md):
-1. mining: USGS mine output by country x the element mix of its mining sources;
-2. separation: each country's concentrate is separated where `concentrate_routing` sends it,
-   at the separation yield;
-3. use: each element's separated output is split among uses (`enduse_shares`); metal and
-   magnet uses go through the metal and magnet stages at their yields; magnets are split
-   among magnet sectors by sector magnet mass x element content;
-4. metal and magnet output by country: world output x the country's stage share;
-5. regional demand: sector demand x the sector's regional split;
-6. trade at each stage: a country's output meets its own use first; surpluses meet
-   deficits pro rata (pooled market), except concentrate, which follows the routing.
-The world balance then closes by construction; `balance()` reports the residual and
-`consistency_checks()` compares independent published figures with what the network implies.
+The base year is built from demand (docs/model.md, section 1):
+1. demand: magnets are one product per grade, so each sector's finished-magnet tonnage by
+   grade x the grade's composition gives its demand for every element (the same tonnage
+   whichever element counts it); other sectors' use per element comes from `enduse_demand`;
+2. magnets: world output of each grade is made where `stage_shares` puts it; finished
+   magnets are machined from sintered blanks (`machining_yield`), and the swarf goes back to
+   separation where the magnet is made (secondary supply, `swarf_recovery_yield`);
+3. metal: each element's metal is made where `stage_shares` puts that element's metal;
+4. supply: USGS mine output x the element mix of each country's mining sources; concentrate
+   goes where `concentrate_routing` sends it; a country separates only the elements its plants
+   can (`separation_capability`) and ships the rest on, unseparated, to `forward_to`;
+5. separated supply beyond what the world uses stays where it was made as an unsold surplus
+   (`stock_change_t`, mostly La and Ce in China); a shortfall is covered by unrecorded supply
+   in China (`unrecorded_t`: USGS's figure for China is the quota, which "does not include
+   undocumented production");
+6. trade at each stage: a country's output meets its own use first; known routes come next
+   (observed US import shares, sourced company routes: `trade_routes`); what is left is pooled
+   pro rata.
+`balance()` reports the residual of every stage's balance and `consistency_checks()` compares
+published figures with what the network implies, on the same basis.
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ from oreflow.data.load import Dataset, load_dataset
 from oreflow.data.schema import STAGES
 
 BALANCE_RTOL = 1e-9
-"""The base year is closed by construction, so the only residual is floating-point error."""
+"""Every stage balance closes by construction: the residual is floating-point error only."""
 
-_STAGE_INPUT = {"separation": "mining", "metal": "separation", "magnet": "metal"}
+UNRECORDED_REGION = "CHN"
+"""Where unrecorded supply closes a shortfall of separated product (see the module notes)."""
 
 
 def _grid(df: pd.DataFrame, rows: str, cols: str, value: str,
@@ -51,6 +59,73 @@ def _stack_stages(arrs: list[xr.DataArray]) -> xr.DataArray:
     return da.assign_coords(stage=np.array(STAGES, dtype=object))
 
 
+def _item_shares(table: pd.DataFrame, stage: str, items: list[str],
+                 regions: list[str], dim: str) -> xr.DataArray:
+    """stage_shares of one stage as (item, region); items without rows take the '*' row."""
+    s = table[table["stage"] == stage]
+    wide = s.pivot_table(index="item", columns="region", values="share", aggfunc="sum",
+                         fill_value=0.0).reindex(columns=regions, fill_value=0.0)
+    default = wide.loc["*"] if "*" in wide.index else None
+    rows = []
+    for it in items:
+        if it in wide.index:
+            rows.append(wide.loc[it].to_numpy(float))
+        elif default is not None:
+            rows.append(default.to_numpy(float))
+        else:
+            raise ValueError(f"stage_shares.csv has no {stage} row for {it!r} and no '*' row")
+    return xr.DataArray(np.array(rows), dims=(dim, "region"),
+                        coords={dim: items, "region": regions})
+
+
+def allocate_trade(prod: np.ndarray, use: np.ndarray, by_destination: np.ndarray,
+                   by_origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flows [e, origin, dest] that move each region's output to where it is used.
+
+    Each region serves its own use first. Committed routes come next (`by_origin[e, o, d]`, a
+    share of what the origin does not use itself): they ship whatever the destination needs,
+    and at the destination they displace its own output, which it then exports or keeps (so
+    China can import Malaysian La and Ce while it has La and Ce to spare). Then destinations
+    with observed sourcing split their remaining imports by the observed shares
+    (`by_destination[e, o, d]`, over origins with something left to export); the rest is
+    pooled pro rata. Returns the flows (own use on the diagonal) and what each region keeps
+    unsold (its stock change), [e, r]."""
+    x0 = prod - np.minimum(prod, use)
+    committed = x0[:, :, None] * by_origin
+    c_in, c_out = committed.sum(1), committed.sum(2)
+    use_left = np.maximum(use - c_in, 0.0)
+    kept_imports = np.maximum(c_in - use, 0.0)
+    own = np.minimum(prod - c_out, use_left)
+    x = prod - c_out - own
+    m = use_left - own
+    flows = committed.copy()
+
+    w = by_destination * (x[:, :, None] > 1e-12)
+    tot = w.sum(1, keepdims=True)
+    w = np.divide(w, tot, out=np.zeros_like(w), where=tot > 0)
+    want = m[:, None, :] * w
+    asked = want.sum(2)
+    want *= np.minimum(1.0, np.divide(x, asked, out=np.ones_like(x), where=asked > 0))[:, :, None]
+    flows += want
+    x -= want.sum(2)
+    m -= want.sum(1)
+
+    sx, sm = x.sum(1, keepdims=True), m.sum(1, keepdims=True)
+    moved = np.minimum(sx, sm)
+    fx = np.divide(x, sx, out=np.zeros_like(x), where=sx > 0)
+    fm = np.divide(m, sm, out=np.zeros_like(m), where=sm > 0)
+    pooled = fx[:, :, None] * fm[:, None, :] * moved[:, :, None]
+    flows += pooled
+    x -= pooled.sum(2)
+    m -= pooled.sum(1)
+    idx = np.arange(prod.shape[-1])
+    flows[:, idx, idx] += own
+    if np.any(m > 1e-6 * np.maximum(use, 1.0)):
+        raise ValueError("trade allocation left a region's use unserved; the stage's supply "
+                         "is short of its use")
+    return flows, np.maximum(x, 0.0) + kept_imports
+
+
 @dataclass(frozen=True)
 class Network:
     """Base-year network built from a dataset. Arrays are xarray with named dimensions."""
@@ -63,7 +138,7 @@ class Network:
         ds = dataset if dataset is not None else load_dataset()
         return cls(dataset=ds, year=year if year is not None else ds.base_year)
 
-    # ---- labels -------------------------------------------------------------------------
+    # ---- labels and parameters ----------------------------------------------------------
     @cached_property
     def elements(self) -> list[str]:
         return list(self.dataset["elements"]["element"])
@@ -71,6 +146,10 @@ class Network:
     @cached_property
     def sectors(self) -> list[str]:
         return list(self.dataset["sectors"]["sector"])
+
+    @cached_property
+    def grades(self) -> list[str]:
+        return list(self.dataset["magnet_grades"]["grade"])
 
     @cached_property
     def regions(self) -> list[str]:
@@ -81,26 +160,120 @@ class Network:
             raise ValueError(f"mine_production.csv has no rows for year {self.year}")
         names = set(mine["region"])
         names |= set(ds["concentrate_routing"]["destination"])
+        names |= set(ds["separation_capability"]["forward_to"])
         names |= set(ds["stage_shares"]["region"]) | set(ds["sector_regions"]["region"])
         return sorted(names)
 
-    def _param(self, stage: str, col: str) -> float:
-        p = self.dataset["stage_parameters"].set_index("stage")
-        return float(p.loc[stage, col])
-
     @cached_property
     def yields(self) -> dict[str, float]:
-        return {s: self._param(s, "yield") for s in STAGES}
+        """Output / input of each stage; for magnets, sintered blank / alloy."""
+        p = self.dataset["stage_parameters"].set_index("stage")["yield"]
+        return {s: float(p[s]) for s in STAGES}
 
-    # ---- mining and separation ------------------------------------------------------------
+    def parameter(self, name: str) -> float:
+        return self.dataset.parameter("network_parameters", name)
+
+    @cached_property
+    def metal_per_oxide(self) -> xr.DataArray:
+        e = self.dataset["elements"].set_index("element")["metal_per_oxide"]
+        return xr.DataArray(e.reindex(self.elements).to_numpy(float), dims="element",
+                            coords={"element": self.elements})
+
+    # ---- demand ----------------------------------------------------------------------------
+    @cached_property
+    def grade_composition(self) -> xr.DataArray:
+        """t element per t finished magnet (grade, element)."""
+        return _grid(self.dataset["magnet_grade_composition"], "grade", "element",
+                     "t_per_t_magnet", self.grades, self.elements)
+
+    @cached_property
+    def magnet_demand_t(self) -> xr.DataArray:
+        """World use of finished magnets, t magnet (sector, grade)."""
+        return _grid(self.dataset["magnet_demand"], "sector", "grade", "t_magnet_per_year",
+                     self.sectors, self.grades)
+
+    @cached_property
+    def grade_reo_t_per_t(self) -> xr.DataArray:
+        """t REO-eq per t finished magnet (grade, element)."""
+        return self.grade_composition / self.metal_per_oxide
+
+    @cached_property
+    def sector_region_share(self) -> xr.DataArray:
+        return _grid(self.dataset["sector_regions"], "sector", "region", "share", self.sectors,
+                     self.regions)
+
+    @cached_property
+    def world_demand_t(self) -> xr.DataArray:
+        """End use by element and sector, t REO-eq of product delivered (element, sector)."""
+        magnets = xr.dot(self.magnet_demand_t, self.grade_reo_t_per_t, dim="grade")
+        other = _grid(self.dataset["enduse_demand"], "element", "sector", "t_reo_per_year",
+                      self.elements, self.sectors)
+        return (magnets.transpose("element", "sector") + other).transpose("element", "sector")
+
+    @cached_property
+    def demand_t(self) -> xr.DataArray:
+        """End use by element, sector and region (element, sector, region)."""
+        return self.world_demand_t * self.sector_region_share
+
+    @cached_property
+    def _sector_form(self) -> pd.Series:
+        return self.dataset["sectors"].set_index("sector")["form"]
+
+    def _form_mask(self, form: str) -> xr.DataArray:
+        return xr.DataArray((self._sector_form.reindex(self.sectors) == form).to_numpy(),
+                            dims="sector", coords={"sector": self.sectors})
+
+    def enduse_by_form_t(self, form: str) -> xr.DataArray:
+        return self.demand_t.where(self._form_mask(form), 0.0).sum("sector")
+
+    # ---- magnet stage --------------------------------------------------------------------
+    @cached_property
+    def magnet_grade_t(self) -> xr.DataArray:
+        """Finished magnets made, t magnet (grade, region)."""
+        world = self.magnet_demand_t.sum("sector")
+        share = _item_shares(self.dataset["stage_shares"], "magnet", self.grades, self.regions,
+                             "grade")
+        return world * share
+
+    @cached_property
+    def magnet_t(self) -> xr.DataArray:
+        """Rare earths in the finished magnets each region makes (element, region)."""
+        return xr.dot(self.magnet_grade_t, self.grade_reo_t_per_t, dim="grade").transpose(
+            "element", "region")
+
+    @cached_property
+    def magnet_blank_t(self) -> xr.DataArray:
+        """Rare earths in the sintered blanks machined into those magnets (element, region)."""
+        return self.magnet_t / self.parameter("machining_yield")
+
+    @cached_property
+    def swarf_secondary_t(self) -> xr.DataArray:
+        """Swarf recovered as separated product where the magnet is made (element, region)."""
+        return (self.magnet_blank_t - self.magnet_t) * self.parameter("swarf_recovery_yield")
+
+    @cached_property
+    def metal_for_magnets_t(self) -> xr.DataArray:
+        return self.magnet_blank_t / self.yields["magnet"]
+
+    # ---- metal stage ---------------------------------------------------------------------
+    @cached_property
+    def metal_t(self) -> xr.DataArray:
+        world = (self.metal_for_magnets_t.sum("region")
+                 + self.enduse_by_form_t("metal").sum("region"))
+        share = _item_shares(self.dataset["stage_shares"], "metal", self.elements, self.regions,
+                             "element")
+        return (world * share).transpose("element", "region")
+
+    # ---- mining and separation ---------------------------------------------------------------
     @cached_property
     def mine_mix(self) -> xr.DataArray:
         """Element share of each region's mine output (region, element)."""
         ds = self.dataset
+        deposits = list(ds["deposits"]["deposit"])
         split = _grid(ds["mine_source_split"], "region", "deposit", "share", self.regions,
-                      list(ds["deposits"]["deposit"]))
-        comp = _grid(ds["deposit_composition"], "deposit", "element", "share",
-                     list(ds["deposits"]["deposit"]), self.elements)
+                      deposits)
+        comp = _grid(ds["deposit_composition"], "deposit", "element", "share", deposits,
+                     self.elements)
         return xr.dot(split, comp, dim="deposit")
 
     @cached_property
@@ -118,165 +291,193 @@ class Network:
         return da.rename(destination="dest")
 
     @cached_property
+    def separable(self) -> xr.DataArray:
+        """Share of each element of its feed a region separates itself (element, region)."""
+        cap = self.dataset["separation_capability"]
+        out = np.ones((len(self.elements), len(self.regions)))
+        for region, rows in cap.groupby("region"):
+            if region not in self.regions:
+                continue
+            by_el = rows.set_index("element")["separated_share"]
+            default = float(by_el.get("*", 1.0))
+            r = self.regions.index(region)
+            out[:, r] = [float(by_el.get(e, default)) for e in self.elements]
+        return xr.DataArray(out, dims=("element", "region"),
+                            coords={"element": self.elements, "region": self.regions})
+
+    @cached_property
+    def forward_to(self) -> xr.DataArray:
+        """Where each region sends the feed it does not separate (element, region, dest), one-hot:
+        another region (shipped on, unseparated) or the region itself (kept in stock)."""
+        cap = self.dataset["separation_capability"]
+        E, R = len(self.elements), len(self.regions)
+        dest = np.full((E, R), self.regions.index(UNRECORDED_REGION))
+        for region, rows in cap.groupby("region"):
+            if region not in self.regions:
+                continue
+            by_el = rows.set_index("element")["forward_to"]
+            default = by_el.get("*", UNRECORDED_REGION)
+            dest[:, self.regions.index(region)] = [
+                self.regions.index(by_el.get(e, default)) for e in self.elements]
+        out = np.zeros((E, R, R))
+        out[np.arange(E)[:, None], np.arange(R)[None, :], dest] = 1.0
+        return xr.DataArray(out, dims=("element", "region", "dest"),
+                            coords={"element": self.elements, "region": self.regions,
+                                    "dest": self.regions})
+
+    @cached_property
+    def _feed_legs(self) -> dict[str, xr.DataArray]:
+        """Concentrate received from mines, the part separated where received, the part
+        shipped on and the part kept in stock."""
+        received = (self.mine_t * self.routing).sum("region").rename(dest="region")
+        rest = received * (1 - self.separable)
+        own = xr.DataArray(np.eye(len(self.regions)), dims=("region", "dest"),
+                           coords={"region": self.regions, "dest": self.regions})
+        onward = rest * self.forward_to * (1 - own)
+        kept = (rest * self.forward_to * own).sum("dest")
+        arrived = onward.sum("region").rename(dest="region")
+        if float((arrived * (1 - self.separable)).sum()) > 1e-9:
+            raise ValueError("separation_capability.csv forwards feed to a region that cannot "
+                             "separate it either")
+        return {"received": received, "separated": received * self.separable + arrived,
+                "onward": onward, "kept": kept}
+
+    @cached_property
     def concentrate_flow_t(self) -> xr.DataArray:
-        """Concentrate shipped from mine country (origin) to separation country (dest)."""
-        return (self.mine_t * self.routing).rename(region="origin")
+        """Concentrate and unseparated intermediates shipped between regions (element, origin,
+        dest): mine -> separation country as routed, then the part that country cannot
+        separate on to `forward_to` (Malaysia's heavy fraction to China, say)."""
+        first = self.mine_t * self.routing  # element, region (origin), dest
+        legs = first + self._feed_legs["onward"]
+        return legs.rename(region="origin").transpose("element", "origin", "dest")
 
     @cached_property
     def separation_feed_t(self) -> xr.DataArray:
-        return self.concentrate_flow_t.sum("origin").rename(dest="region")
+        """What each region's plants separate (element, region)."""
+        return self._feed_legs["separated"].transpose("element", "region")
+
+    @cached_property
+    def concentrate_stock_t(self) -> xr.DataArray:
+        """Concentrate kept unseparated where it was received (element, region)."""
+        return self._feed_legs["kept"].transpose("element", "region")
+
+    @cached_property
+    def oxide_use_t(self) -> xr.DataArray:
+        """Separated product each region uses: its metal making and its oxide end use."""
+        return self.metal_t / self.yields["metal"] + self.enduse_by_form_t("oxide")
+
+    @cached_property
+    def unrecorded_t(self) -> xr.DataArray:
+        """Separated supply the recorded mines and swarf do not explain (element), placed in
+        UNRECORDED_REGION: world use of separated product beyond recorded supply."""
+        recorded = (self.separation_feed_t * self.yields["separation"]
+                    + self.swarf_secondary_t).sum("region")
+        gap = self.oxide_use_t.sum("region") - recorded
+        return np.maximum(gap, 0.0)
 
     @cached_property
     def separation_t(self) -> xr.DataArray:
-        return self.separation_feed_t * self.yields["separation"]
-
-    # ---- uses -----------------------------------------------------------------------------
-    @cached_property
-    def oxide_by_use_t(self) -> xr.DataArray:
-        """World separated oxide of each element by use ('magnets' or a sector) (element, use)."""
-        shares = self.dataset["enduse_shares"]
-        uses = sorted(set(shares["use"]))
-        grid = _grid(shares, "element", "use", "share", self.elements, uses)
-        return self.separation_t.sum("region") * grid
-
-    @cached_property
-    def _sector_form(self) -> pd.Series:
-        return self.dataset["sectors"].set_index("sector")["form"]
-
-    @cached_property
-    def magnet_sector_weights(self) -> xr.DataArray:
-        """How each element's magnet use splits among magnet sectors (element, sector)."""
-        sec = self.dataset["sectors"].set_index("sector")
-        comp = _grid(self.dataset["magnet_composition"], "sector", "element", "t_per_t_magnet",
-                     self.sectors, self.elements)
-        mass = xr.DataArray(sec["magnet_mass_share"].reindex(self.sectors).to_numpy(float),
-                            dims="sector", coords={"sector": self.sectors})
-        w = comp * mass
-        total = w.sum("sector")
-        return (w / total.where(total > 0)).fillna(0.0).transpose("element", "sector")
-
-    @cached_property
-    def world_demand_t(self) -> xr.DataArray:
-        """End use by element and sector, t REO-eq of product delivered (element, sector)."""
-        ox = self.oxide_by_use_t
-        y = self.yields
-        unknown = set(ox["use"].values) - set(self.sectors) - {"magnets"}
-        if unknown:
-            raise ValueError(f"enduse_shares.csv names unknown use(s) {sorted(unknown)}; "
-                             f"allowed: 'magnets' or a sector in sectors.csv")
-        out = xr.zeros_like(self.magnet_sector_weights)
-        for sector in self.sectors:
-            form = self._sector_form[sector]
-            if sector in ox["use"].values and form != "magnet":
-                factor = y["metal"] if form == "metal" else 1.0
-                out.loc[{"sector": sector}] = ox.sel(use=sector) * factor
-        if "magnets" in ox["use"].values:
-            magnets = ox.sel(use="magnets", drop=True) * y["metal"] * y["magnet"]
-            out = out + magnets * self.magnet_sector_weights
-        return out
-
-    @cached_property
-    def sector_region_share(self) -> xr.DataArray:
-        return _grid(self.dataset["sector_regions"], "sector", "region", "share", self.sectors,
-                     self.regions)
-
-    @cached_property
-    def demand_t(self) -> xr.DataArray:
-        """End use by element, sector and region (element, sector, region)."""
-        return self.world_demand_t * self.sector_region_share
-
-    def _form_mask(self, form: str) -> xr.DataArray:
-        return xr.DataArray((self._sector_form.reindex(self.sectors) == form).to_numpy(),
-                            dims="sector", coords={"sector": self.sectors})
-
-    def enduse_by_form_t(self, form: str) -> xr.DataArray:
-        return self.demand_t.where(self._form_mask(form), 0.0).sum("sector")
-
-    # ---- metal and magnet stages ------------------------------------------------------------
-    def _stage_share(self, stage: str) -> xr.DataArray:
-        s = self.dataset["stage_shares"].query("stage == @stage")
-        vals = s.set_index("region")["share"].reindex(self.regions, fill_value=0.0)
-        return xr.DataArray(vals.to_numpy(float), dims="region", coords={"region": self.regions})
-
-    @cached_property
-    def magnet_t(self) -> xr.DataArray:
-        world = self.enduse_by_form_t("magnet").sum("region")
-        return world * self._stage_share("magnet")
-
-    @cached_property
-    def metal_t(self) -> xr.DataArray:
-        world = (self.magnet_t.sum("region") / self.yields["magnet"]
-                 + self.enduse_by_form_t("metal").sum("region"))
-        return world * self._stage_share("metal")
+        """Separated output by region: primary separation, swarf recovered, and unrecorded
+        supply (element, region)."""
+        unrec = xr.zeros_like(self.swarf_secondary_t)
+        unrec.loc[{"region": UNRECORDED_REGION}] = self.unrecorded_t
+        return (self.separation_feed_t * self.yields["separation"] + self.swarf_secondary_t
+                + unrec).transpose("element", "region")
 
     # ---- production, use, trade ---------------------------------------------------------------
     @cached_property
     def production_t(self) -> xr.DataArray:
         """Output of each stage (element, stage, region)."""
         arrs = [self.mine_t, self.separation_t, self.metal_t, self.magnet_t]
-        da = _stack_stages(arrs)
-        return da.transpose("element", "stage", "region")
+        return _stack_stages(arrs).transpose("element", "stage", "region")
 
     @cached_property
     def use_t(self) -> xr.DataArray:
-        """What each region consumes of each stage's product (element, stage, region):
-        inputs of the next stage there plus end use of that form."""
-        y = self.yields
+        """What each region takes of each stage's product (element, stage, region): the input of
+        the next stage there plus end use of that form."""
         arrs = [
             self.separation_feed_t,
-            self.metal_t / y["metal"] + self.enduse_by_form_t("oxide"),
-            self.magnet_t / y["magnet"] + self.enduse_by_form_t("metal"),
+            self.oxide_use_t,
+            self.metal_for_magnets_t + self.enduse_by_form_t("metal"),
             self.enduse_by_form_t("magnet"),
         ]
-        da = _stack_stages(arrs)
-        return da.transpose("element", "stage", "region")
+        return _stack_stages(arrs).transpose("element", "stage", "region")
 
     @cached_property
-    def losses_t(self) -> xr.DataArray:
-        """Process losses of each stage where it happens (element, stage, region)."""
-        inputs = {
-            "mining": xr.zeros_like(self.mine_t),
-            "separation": self.separation_feed_t,
-            "metal": self.metal_t / self.yields["metal"],
-            "magnet": self.magnet_t / self.yields["magnet"],
-        }
-        arrs = [inputs[s] * (1 - self.yields[s]) for s in STAGES]
-        da = _stack_stages(arrs)
-        return da.transpose("element", "stage", "region")
+    def _routes(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """trade_routes as dense arrays per stage: (by destination, by origin) [e, o, d]."""
+        routes = self.dataset["trade_routes"]
+        R, E = len(self.regions), len(self.elements)
+        out = {}
+        for stage in STAGES[1:]:
+            arrs = {"destination": np.zeros((E, R, R)), "origin": np.zeros((E, R, R))}
+            s = routes[(routes["stage"] == stage) & routes["origin"].isin(self.regions)
+                       & routes["destination"].isin(self.regions)]
+            for row in s.itertuples():
+                els = range(E) if row.element == "*" else [self.elements.index(row.element)]
+                o, d = self.regions.index(row.origin), self.regions.index(row.destination)
+                arrs[row.basis][list(els), o, d] = row.share
+            out[stage] = (arrs["destination"], arrs["origin"])
+        return out
+
+    @cached_property
+    def _trade(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        prod, use = self.production_t, self.use_t
+        out = {}
+        for stage in STAGES[1:]:
+            p = prod.sel(stage=stage).transpose("element", "region").to_numpy()
+            u = use.sel(stage=stage).transpose("element", "region").to_numpy()
+            out[stage] = allocate_trade(p, u, *self._routes[stage])
+        return out
 
     @cached_property
     def trade_t(self) -> xr.DataArray:
-        """Flows of each stage's product from origin to dest, domestic use included on the
-        diagonal (element, stage, origin, dest)."""
-        prod = self.production_t
-        use = self.use_t
-        own = np.minimum(prod, use)
-        surplus = prod - own
-        deficit = use - own
-        total = deficit.sum("region")
-        share_of_deficit = (deficit / total.where(total > 0)).fillna(0.0)
-        pooled = surplus.rename(region="origin") * share_of_deficit.rename(region="dest")
-        eye = xr.DataArray(np.eye(len(self.regions)), dims=("origin", "dest"),
-                           coords={"origin": self.regions, "dest": self.regions})
-        flows = pooled + own.rename(region="origin") * eye
-        mining = self.concentrate_flow_t.expand_dims(stage=["mining"])
-        flows = xr.concat([mining, flows.drop_sel(stage="mining")], dim="stage")
-        return flows.sel(stage=list(STAGES)).transpose("element", "stage", "origin", "dest")
+        """Flows of each stage's product from origin to dest, domestic use on the diagonal
+        (element, stage, origin, dest). Mining: concentrate and unseparated intermediates."""
+        coords = {"element": self.elements, "origin": self.regions, "dest": self.regions}
+        arrs = [self.concentrate_flow_t.transpose("element", "origin", "dest")]
+        for stage in STAGES[1:]:
+            arrs.append(xr.DataArray(self._trade[stage][0], dims=("element", "origin", "dest"),
+                                     coords=coords))
+        return _stack_stages(arrs).transpose("element", "stage", "origin", "dest")
+
+    @cached_property
+    def stock_change_t(self) -> xr.DataArray:
+        """Output a region could not sell and kept: the unsold surplus (element, stage, region)."""
+        coords = {"element": self.elements, "region": self.regions}
+        arrs = [self.concentrate_stock_t]
+        for stage in STAGES[1:]:
+            arrs.append(xr.DataArray(self._trade[stage][1], dims=("element", "region"),
+                                     coords=coords))
+        return _stack_stages(arrs).transpose("element", "stage", "region")
+
+    @cached_property
+    def losses_t(self) -> xr.DataArray:
+        """Process losses of each stage where it happens (element, stage, region); magnets:
+        sintering losses and swarf not recovered."""
+        y = self.yields
+        swarf = self.magnet_blank_t - self.magnet_t
+        magnet = (self.metal_for_magnets_t - self.magnet_blank_t
+                  + swarf * (1 - self.parameter("swarf_recovery_yield")))
+        arrs = [xr.zeros_like(self.mine_t), self.separation_feed_t * (1 - y["separation"]),
+                self.metal_t * (1 / y["metal"] - 1), magnet]
+        return _stack_stages(arrs).transpose("element", "stage", "region")
 
     # ---- checks -----------------------------------------------------------------------------
     def balance(self) -> pd.DataFrame:
-        """World balance per element and stage: output vs what the next stage and end use take.
+        """World balance per element and stage: output = use + stock change.
 
-        residual_t = output - (input of the next stage + end use of this form); for the last
-        stage, output - magnet end use. Relative residual is against output.
+        Mining output is mined concentrate and its use the separation feed; separation output
+        includes swarf recovered and unrecorded supply; the relative residual is against output.
         """
         prod = self.production_t.sum("region")
         use = self.use_t.sum("region")
-        resid = prod - use
+        stock = self.stock_change_t.sum("region")
         df = pd.DataFrame({
             "output_t": prod.to_series(),
             "use_t": use.to_series(),
-            "residual_t": resid.to_series(),
+            "stock_change_t": stock.to_series(),
+            "residual_t": (prod - use - stock).to_series(),
         })
         df["rel_residual"] = (df["residual_t"] / df["output_t"].where(df["output_t"] > 0)).fillna(0)
         return df
@@ -288,34 +489,76 @@ class Network:
             at = b["rel_residual"].abs().idxmax()
             raise AssertionError(f"base-year balance off by {worst:.2e} (> {rtol:g}) at {at}")
 
+    def surplus(self) -> pd.DataFrame:
+        """Per element: separated supply (primary, swarf, unrecorded), use, and the unsold
+        surplus with where it sits (t REO-eq a year)."""
+        sep = self.separation_t.sum("region")
+        stock = self.stock_change_t.sel(stage="separation")
+        df = pd.DataFrame({
+            "primary_t": (self.separation_feed_t * self.yields["separation"]).sum("region")
+            .to_series(),
+            "swarf_t": self.swarf_secondary_t.sum("region").to_series(),
+            "unrecorded_t": self.unrecorded_t.to_series(),
+            "use_t": self.oxide_use_t.sum("region").to_series(),
+            "surplus_t": stock.sum("region").to_series(),
+            "surplus_in_china_t": stock.sel(region="CHN").to_series(),
+        })
+        df["surplus_share"] = (df["surplus_t"] / sep.to_series().where(sep.to_series() > 0))
+        return df
+
+    def magnet_tonnage_by_element(self, elements=("Nd", "Pr", "Dy", "Tb")) -> pd.Series:
+        """World finished-magnet tonnage implied by each element's flow into magnets: that
+        element in the magnet sectors' end use / its average content per tonne of magnet.
+        One product per grade makes every element give the same tonnage."""
+        enduse = self.enduse_by_form_t("magnet").sum("region") * self.metal_per_oxide
+        grade_t = self.magnet_demand_t.sum("sector")
+        content = (grade_t * self.grade_composition).sum("grade") / grade_t.sum()
+        return pd.Series({e: float(enduse.sel(element=e) / content.sel(element=e))
+                          for e in elements}, name="t_magnet")
+
     def consistency_checks(self) -> pd.DataFrame:
-        """Published figures against what the network implies (they are not inputs)."""
+        """Published figures against what the network implies, on the same basis (they are
+        not inputs; the basis of each is in the `basis` column)."""
         prod = self.production_t
-        world = prod.sum("region")
-        reo = world.sum("element")
+        world = prod.sum("region").sum("element")
         chn = prod.sel(region="CHN").sum("element")
-        magnet_el = ["Nd", "Pr", "Dy", "Tb", "Gd", "Ho"]
-        mpo = self.dataset["elements"].set_index("element")["metal_per_oxide"]
-        magnet_metal_t = sum(
-            float(self.enduse_by_form_t("magnet").sel(element=e).sum()) * mpo[e]
-            for e in magnet_el
-        )
-        re_frac = 0.30  # NdFeB is ~29-32 wt% rare earth (reference notes)
+        sintered = [g for g in self.grades if g not in ("ndfeb_bonded", "smco")]
+        blanks_kt = float(self.magnet_grade_t.sel(grade=sintered).sum()
+                          / self.parameter("machining_yield")) / 1000
+        magnet_reo = float(self.metal_for_magnets_t.sum()) / self.yields["metal"]
+        reo_use = float(self.oxide_use_t.sum())
         us_use = float(self.use_t.sel(stage="separation", region="USA").sum()
                        + self.enduse_by_form_t("metal").sel(region="USA").sum())
+        flows = self.trade_t.sum("element")
+        reo_per_t = self.parameter("hs2846_reo_content")
+        ct = self.dataset["trade_china_imports_2846"].query("year == @self.year")
+        ct = ct.set_index("origin")["t"]
+
+        def into_china(origin: str) -> float:
+            return float(flows.sel(origin=origin, dest="CHN", stage=["mining", "separation"])
+                         .sum())
+
         rows = [
-            ("China share of separation (REO)", float(chn.sel(stage="separation")
-                                                      / reo.sel(stage="separation")),
-             0.92, "IEA GCMO 2024: 92% of refining (2023)"),
-            ("China share of magnet output", float(chn.sel(stage="magnet")
-                                                   / reo.sel(stage="magnet")),
-             0.92, "~90% (Bloomberg) to ~94% (IEA)"),
-            ("World NdFeB output implied, kt", magnet_metal_t / re_frac / 1000, 275.0,
-             "~250-300 kt/yr sintered (reference notes, approx)"),
-            ("Magnets share of REO use by volume",
-             float(self.oxide_by_use_t.sel(use="magnets").sum()
-                   / self.oxide_by_use_t.sum()), 0.29, "Roskill 2021: 29% (2020)"),
+            ("China share of separation (REO)",
+             float(chn.sel(stage="separation") / world.sel(stage="separation")), 0.92,
+             "IEA GCMO 2024: 92% of refining (2023)", "separated output incl. swarf recycling"),
+            ("China share of magnet output (REO in magnets)",
+             float(chn.sel(stage="magnet") / world.sel(stage="magnet")), 0.92,
+             "~90% (Bloomberg) to ~94% (IEA)", "rare earths in finished magnets"),
+            ("World sintered NdFeB blanks, kt", blanks_kt, 275.0,
+             "~250-300 kt/yr sintered NdFeB (reference notes, approx)",
+             "sintered blanks = finished sintered magnets / machining yield"),
+            ("Magnets share of REO use by volume", magnet_reo / reo_use, 0.29,
+             "Roskill 2021: 29% (2020), towards ~40% by 2030",
+             "REO-eq into magnet alloy / REO-eq into every use"),
             ("US use of compounds and metals, t", us_use, 9010.0,
-             "USGS MCS 2026: apparent consumption 2024"),
+             "USGS MCS 2026: apparent consumption 2024",
+             "US separated-product and metal use, t REO-eq"),
         ]
-        return pd.DataFrame(rows, columns=["check", "network", "published", "source"])
+        for origin in ("MMR", "LAO", "MYS"):
+            rows.append((f"{origin} -> CHN concentrate and compounds, t REO",
+                         into_china(origin), float(ct.get(origin, np.nan)) * reo_per_t,
+                         f"UN Comtrade 2024: China's HS 2846 imports from {origin} "
+                         f"({float(ct.get(origin, np.nan)):,.0f} t) x {reo_per_t:g} t REO/t",
+                         "t REO-eq, mining and separation stages"))
+        return pd.DataFrame(rows, columns=["check", "network", "published", "source", "basis"])

@@ -84,6 +84,100 @@ def build_deposit_composition(curated_dir: Path) -> pd.DataFrame:
     return pd.concat([long, g, sichuan], ignore_index=True)
 
 
+def _expand_items(df: pd.DataFrame, column: str, new: str) -> pd.DataFrame:
+    """Rows whose `column` lists several items ("Nd;Pr") become one row per item in `new`."""
+    out = df.assign(**{new: df[column].str.split(";")}).explode(new)
+    out[new] = out[new].str.strip()
+    return out.drop(columns=[column]).reset_index(drop=True)
+
+
+def build_demand_tables(curated_dir: Path) -> dict[str, pd.DataFrame]:
+    """Magnet grades (one product per grade) and the sectors' demand in the base year."""
+    g = _curated("magnet_grades", curated_dir)
+    meta = ["grade", "source_id", "vintage", "status", "note"]
+    elements = [c for c in g.columns if c not in meta + ["name", "family"]]
+    comp = g[meta + elements].melt(id_vars=meta, var_name="element", value_name="t_per_t_magnet")
+    comp = comp[comp["t_per_t_magnet"].astype(float) > 0].copy()
+    heavy = comp[comp["element"].isin(["Dy", "Tb"])].groupby("grade")["t_per_t_magnet"]
+    heavy = heavy.apply(lambda v: v.astype(float).sum())
+    grades = g[["grade", "name", "family", "source_id", "vintage", "status", "note"]].copy()
+    grades["heavy_free"] = ~grades["grade"].isin(heavy[heavy > 0].index)
+    grades["heavy_free"] = grades["heavy_free"].map({True: "true", False: "false"})
+    md = _curated("magnet_demand", curated_dir)
+    t = md.assign(t=md["t_magnet_per_year"].astype(float))
+    c = comp.assign(v=comp["t_per_t_magnet"].astype(float))
+    mix = t.merge(c[["grade", "element", "v"]], on="grade")
+    mix["w"] = mix["t"] * mix["v"]
+    by_sector = mix.groupby(["sector", "element"], as_index=False)["w"].sum()
+    total = t.groupby("sector")["t"].sum()
+    by_sector["t_per_t_magnet"] = (by_sector["w"] / by_sector["sector"].map(total)).round(8)
+    by_sector = _sourced(by_sector[["sector", "element", "t_per_t_magnet"]], "oreflow_derived",
+                         2024, "estimate", "magnet_demand grade mix x magnet_grades composition")
+    use = _curated("sector_use", curated_dir)
+    sc = _curated("sector_composition", curated_dir)
+    meta = ["sector", "source_id", "vintage", "status", "note"]
+    sc = sc.melt(id_vars=meta, var_name="element", value_name="share")
+    sc = sc[sc["share"].astype(float) > 0]
+    ed = sc.merge(use[["sector", "t_reo_per_year", "status"]], on="sector",
+                  suffixes=("", "_use"))
+    ed["t_reo_per_year"] = (ed["t_reo_per_year"].astype(float) * ed["share"].astype(float))
+    weaker = np.maximum(ed["status"].map(STATUS_RANK), ed["status_use"].map(STATUS_RANK))
+    ed["status"] = np.array(list(STATUS_RANK))[weaker]
+    ed["source_id"] = "oreflow_derived"
+    ed["note"] = "sector_use.csv x sector_composition.csv"
+    return {"magnet_grades": grades, "magnet_grade_composition": comp,
+            "magnet_demand": md, "magnet_composition": by_sector,
+            "enduse_demand": ed[["element", "sector", "t_reo_per_year", "source_id", "vintage",
+                                 "status", "note"]]}
+
+
+def build_sectors(curated_dir: Path, magnet_demand: pd.DataFrame) -> pd.DataFrame:
+    """sectors.csv with each magnet sector's share of world magnet mass derived from
+    magnet_demand (so the stock model and the network count the same magnets)."""
+    s = _curated("sectors", curated_dir)
+    t = magnet_demand.assign(t=magnet_demand["t_magnet_per_year"].astype(float))
+    share = t.groupby("sector")["t"].sum() / t["t"].sum()
+    s["magnet_mass_share"] = s["sector"].map(share).fillna(0.0).round(8)
+    return s
+
+
+def mine_from_customs(comtrade: pd.DataFrame, mine: pd.DataFrame, year: int,
+                      reo_per_t: float) -> pd.DataFrame:
+    """Mine output of countries USGS does not list but whose rare-earth compounds China
+    imports (Laos): Comtrade net weight x the REO content USGS implies for Myanmar."""
+    listed = set(mine.query("year == @year")["region"])
+    rows = comtrade[(comtrade["year"] == year) & (comtrade["origin"].isin(["LAO"]))
+                    & ~comtrade["origin"].isin(listed)]
+    out = pd.DataFrame({"region": rows["origin"], "year": year,
+                        "t_reo": (rows["t"] * reo_per_t).round(0), "qualifier": ""})
+    return _sourced(out, "un_comtrade", year, "estimate",
+                    "not in USGS MCS 2026: China's HS 2846 imports from this country (UN Comtrade) "
+                    "x network_parameters.hs2846_reo_content")
+
+
+US_HTS_STAGE = {"2846": "separation", "8505": "magnet"}
+"""HTS-4 headings of US imports used as observed sourcing: 2846 compounds (separated products;
+also mixed compounds), 8505 magnets (the kilogram lines: permanent magnets, any material).
+2805 is left out: it also holds alkali and alkaline-earth metals (FRA's 2024 lines are calcium
+or sodium at ~$4.6/kg, not rare-earth metal)."""
+
+
+def routes_from_us_imports(us: pd.DataFrame, year: int) -> pd.DataFrame:
+    """Observed US sourcing: each partner's share of US imports (tonnes) by HTS heading."""
+    u = us[(us["year"].astype(int) == year) & us["hts4"].isin(list(US_HTS_STAGE))].copy()
+    u["t"] = pd.to_numeric(u["t"], errors="coerce").fillna(0.0)
+    u = u[u["t"] > 0]
+    u["share"] = (u["t"] / u.groupby("hts4")["t"].transform("sum")).round(6)
+    out = pd.DataFrame({"stage": u["hts4"].map(US_HTS_STAGE), "origin": u["partner"],
+                        "destination": "USA", "element": "*", "share": u["share"],
+                        "basis": "destination"})
+    out["share"] = out["share"] / out.groupby("stage")["share"].transform("sum")
+    out["share"] = out["share"].round(6)
+    return _sourced(out, "usitc_dataweb", year, "reported",
+                    "share of US imports for consumption by partner, t (USITC DataWeb), HTS "
+                    + u["hts4"] + "; restricted to partners that produce the element")
+
+
 def build_prices(mcs: dict[str, pd.DataFrame], raw_dir: Path) -> pd.DataFrame:
     p = mcs["prices"].copy()
     p = p.rename(columns={"detail": "note"})
@@ -181,9 +275,9 @@ def build_tables(raw_dir: Path | None = None,
     t: dict[str, pd.DataFrame] = {}
     cur = {n: _curated(n, curated_dir) for n in (
         "sources", "blocs", "deposits", "mine_source_split", "concentrate_routing",
-        "stage_shares", "stage_parameters", "sectors", "enduse_shares",
-        "china_domestic_prices", "market_parameters", "risk_parameters", "export_controls",
-        "market_behaviour", "sector_value", "stockpile_forms", "stockpile_parameters",
+        "stage_parameters", "china_domestic_prices", "market_parameters", "risk_parameters",
+        "export_controls", "market_behaviour", "sector_value", "stockpile_forms",
+        "stockpile_parameters", "network_parameters", "trade_agreements", "eu_criticality",
     )}
     t.update(cur)
     market = cur["market_parameters"]
@@ -202,6 +296,12 @@ def build_tables(raw_dir: Path | None = None,
     res = mcs["reserves"]
     t["reserves"] = _sourced(res, "usgs_mcs2026", 2026, res["status"], res["note"].fillna(""))
 
+    net_par = cur["network_parameters"].set_index("parameter")["value"].astype(float)
+    ct = raw.read_comtrade_china_imports_2846(raw_dir)
+    t["mine_production"] = pd.concat(
+        [t["mine_production"], mine_from_customs(ct, t["mine_production"], base_year,
+                                                 net_par["hs2846_reo_content"])],
+        ignore_index=True)
     producers = sorted(
         set(t["mine_production"].query("year == @base_year and t_reo > 0")["region"]) - {"WLD"}
     )
@@ -209,10 +309,12 @@ def build_tables(raw_dir: Path | None = None,
     t["concentrate_routing"] = _expand_wildcard(cur["concentrate_routing"], "origin", producers)
     t["deposit_composition"] = build_deposit_composition(curated_dir)
 
-    mc = _curated("magnet_composition", curated_dir)
     meta = ["sector", "source_id", "vintage", "status", "note"]
-    mc = mc.melt(id_vars=meta, var_name="element", value_name="t_per_t_magnet")
-    t["magnet_composition"] = mc[mc["t_per_t_magnet"].astype(float) > 0]
+    t.update(build_demand_tables(curated_dir))
+    t["sectors"] = build_sectors(curated_dir, t["magnet_demand"])
+    t["stage_shares"] = _expand_items(_curated("stage_shares", curated_dir), "items", "item")
+    t["separation_capability"] = _expand_items(_curated("separation_capability", curated_dir),
+                                               "elements", "element")
     sr = _curated("sector_regions", curated_dir)
     t["sector_regions"] = sr.melt(id_vars=meta, var_name="region", value_name="share")
 
@@ -228,7 +330,6 @@ def build_tables(raw_dir: Path | None = None,
     t["export_controls_usgs"] = _sourced(ctl, "usgs_mcs2026_t4", 2026, "reported",
                                          ctl.get("notes", ""))
 
-    ct = raw.read_comtrade_china_imports_2846(raw_dir)
     t["trade_china_imports_2846"] = _sourced(
         ct, "un_comtrade", 2024, np.where(ct["qty_estimated"], "estimate", "reported"),
         np.where(ct["qty_estimated"], "net weight estimated by UN Comtrade", ""),
@@ -242,7 +343,10 @@ def build_tables(raw_dir: Path | None = None,
         np.where(us["partial_year"], "partial year (January-April)", ""),
     )
 
-    t.update(build_stock_tables(curated_dir, cur["sectors"], sr, base_year))
+    t["trade_routes"] = pd.concat(
+        [_expand_items(_curated("trade_routes", curated_dir), "elements", "element"),
+         routes_from_us_imports(t["trade_us_imports"], base_year)], ignore_index=True)
+    t.update(build_stock_tables(curated_dir, t["sectors"], sr, base_year))
 
     referenced: set[str] = set()
     for name, table in TABLES.items():

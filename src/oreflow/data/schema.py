@@ -169,10 +169,13 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "stage_shares",
-            "Share of world output of the metal and magnet stages by country.",
-            (Column("stage", "str", allowed=("metal", "magnet")), _REGION, _SHARE),
-            key=("stage", "region"),
-            shares=(("stage",), "share"),
+            "Share of world output of the metal stage (by element) and the magnet stage (by "
+            "magnet grade) by country; item '*' covers elements without rows of their own.",
+            (Column("stage", "str", allowed=("metal", "magnet")),
+             Column("item", "str", description="element (metal) or grade (magnet), or '*'"),
+             _REGION, _SHARE),
+            key=("stage", "item", "region"),
+            shares=(("stage", "item"), "share"),
         ),
         Table(
             "stage_parameters",
@@ -187,7 +190,7 @@ TABLES: dict[str, Table] = {
         Table(
             "sectors",
             "End-use sectors: the form they buy, rationing priority (1 = served first), "
-            "share of world magnet mass.",
+            "share of world magnet mass (derived from magnet_demand for magnet sectors).",
             (
                 Column("sector", "str"),
                 Column("name", "str"),
@@ -198,8 +201,41 @@ TABLES: dict[str, Table] = {
             key=("sector",),
         ),
         Table(
+            "magnet_grades",
+            "Magnet grades: one product per grade (the same tonnage whichever element counts it).",
+            (
+                Column("grade", "str"),
+                Column("name", "str"),
+                Column("family", "str", allowed=("NdFeB", "SmCo")),
+                Column("heavy_free", "bool", description="no Dy or Tb in the grade"),
+            ),
+            key=("grade",),
+        ),
+        Table(
+            "magnet_grade_composition",
+            "Rare-earth content of each magnet grade, t element per t finished magnet.",
+            (
+                Column("grade", "str", ref="magnet_grades.grade"),
+                _ELEMENT,
+                Column("t_per_t_magnet", "float", "t/t", min=0.0, max=1.0),
+            ),
+            key=("grade", "element"),
+        ),
+        Table(
+            "magnet_demand",
+            "World use of finished magnets by sector and grade in the base year.",
+            (
+                Column("sector", "str", ref="sectors.sector"),
+                Column("grade", "str", ref="magnet_grades.grade"),
+                Column("t_magnet_per_year", "float", "t finished magnet per year", min=0.0,
+                       max=1e7),
+            ),
+            key=("sector", "grade"),
+        ),
+        Table(
             "magnet_composition",
-            "Element content of the magnets each magnet sector uses, t metal per t magnet.",
+            "Rare-earth content of the magnets each magnet sector uses (derived: its grade mix "
+            "x grade composition), t element per t magnet; used by the stock model.",
             (
                 Column("sector", "str", ref="sectors.sector"),
                 _ELEMENT,
@@ -208,11 +244,71 @@ TABLES: dict[str, Table] = {
             key=("sector", "element"),
         ),
         Table(
-            "enduse_shares",
-            "Split of each element's use among uses ('magnets' or a non-magnet sector).",
-            (_ELEMENT, Column("use", "str"), _SHARE),
-            key=("element", "use"),
-            shares=(("element",), "share"),
+            "enduse_demand",
+            "World use of each element by the non-magnet sectors in the base year, t REO-eq "
+            "(sector use x the sector's element composition).",
+            (
+                _ELEMENT,
+                Column("sector", "str", ref="sectors.sector"),
+                Column("t_reo_per_year", "float", "t REO-eq per year", min=0.0, max=1e7),
+            ),
+            key=("element", "sector"),
+        ),
+        Table(
+            "separation_capability",
+            "Which elements a country's separation plants separate; the rest of their feed is "
+            "shipped on, unseparated, to `forward_to` (item '*': every other element).",
+            (
+                _REGION,
+                Column("element", "str", description="element symbol or '*'"),
+                Column("separated_share", "float", "fraction", min=0.0, max=1.0),
+                Column("forward_to", "str", ref="regions.region"),
+            ),
+            key=("region", "element"),
+        ),
+        Table(
+            "trade_routes",
+            "Known bilateral routes: a share of the origin's exports (basis 'origin') or of the "
+            "destination's imports (basis 'destination') of an element at a stage.",
+            (
+                Column("stage", "str", allowed=("separation", "metal", "magnet")),
+                Column("origin", "str", ref="regions.region"),
+                Column("destination", "str", ref="regions.region"),
+                Column("element", "str", description="element symbol or '*'"),
+                _SHARE,
+                Column("basis", "str", allowed=("origin", "destination")),
+            ),
+            key=("stage", "origin", "destination", "element", "basis"),
+        ),
+        Table(
+            "network_parameters",
+            "Scalars of the base-year network: magnet machining and swarf recovery, customs "
+            "conversion factors.",
+            (Column("parameter", "str"), Column("value", "float", min=0.0, max=1e6),
+             Column("unit", "str")),
+            key=("parameter",),
+        ),
+        Table(
+            "eu_criticality",
+            "Per-element inputs of the EU supply-risk formula from the EC's criticality "
+            "assessment: substitution index for supply risk and end-of-life recycling input "
+            "rate.",
+            (
+                _ELEMENT,
+                Column("si_sr", "float", "index", min=0.0, max=1.0),
+                Column("eol_rir", "float", "fraction", min=0.0, max=1.0),
+            ),
+            key=("element",),
+        ),
+        Table(
+            "trade_agreements",
+            "Trade agreements in force: partners of a party get the EC trade-partner factor t_c.",
+            (
+                Column("party", "str", description="a region or bloc code"),
+                Column("partner", "str", ref="regions.region"),
+                Column("in_force", "int", "year", min=1950, max=2100),
+            ),
+            key=("party", "partner"),
         ),
         Table(
             "sector_regions",
