@@ -1,26 +1,48 @@
-"""oreflow: stress-test critical-mineral supply chains, rare earths first."""
+"""oreflow: stress-test critical-mineral supply chains, rare earths first.
 
-from oreflow.data import Dataset, DatasetError, check_dataset, load_dataset
-from oreflow.network import Network
-from oreflow.risk import chokepoints, indicator_table, perspective_regions
-from oreflow.stockpile import PlanError, StockpilePlan, plan_stockpile
-from oreflow.stocks import magnet_inflows, magnet_stocks, secondary_supply
+The public API is imported lazily (PEP 562): `import oreflow` and `oreflow --help` stay fast,
+and each name loads its module the first time it is used."""
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-__all__ = [
-    "Dataset",
-    "DatasetError",
-    "Network",
-    "PlanError",
-    "StockpilePlan",
-    "check_dataset",
-    "chokepoints",
-    "indicator_table",
-    "load_dataset",
-    "perspective_regions",
-    "plan_stockpile",
-    "magnet_inflows",
-    "magnet_stocks",
-    "secondary_supply",
-]
+import importlib
+
+_API = {
+    "Dataset": "oreflow.data",
+    "DatasetError": "oreflow.data",
+    "check_dataset": "oreflow.data",
+    "load_dataset": "oreflow.data",
+    "Network": "oreflow.network",
+    "chokepoints": "oreflow.risk",
+    "indicator_table": "oreflow.risk",
+    "perspective_regions": "oreflow.risk",
+    "PlanError": "oreflow.stockpile",
+    "StockpilePlan": "oreflow.stockpile",
+    "plan_stockpile": "oreflow.stockpile",
+    "magnet_inflows": "oreflow.stocks",
+    "magnet_stocks": "oreflow.stocks",
+    "secondary_supply": "oreflow.stocks",
+    "run_stress": "oreflow.simulate",
+    "summary": "oreflow.simulate",
+    "load_result": "oreflow.simulate",
+    "save_result": "oreflow.simulate",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("oreflow")
+        except PackageNotFoundError:
+            return "unknown"
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'oreflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "__version__"])

@@ -236,6 +236,29 @@ class Network:
         return world * share
 
     @cached_property
+    def magnet_grade_use_t(self) -> xr.DataArray:
+        """Finished magnets used, t magnet (grade, region)."""
+        return xr.dot(self.magnet_demand_t, self.sector_region_share, dim="sector")
+
+    @cached_property
+    def _grade_trade(self) -> tuple[np.ndarray, np.ndarray]:
+        """Magnets are traded as grades: flows [grade, origin, dest] and unsold stock."""
+        by_dest, by_origin = self._routes["magnet"]
+        G = len(self.grades)
+        # magnet routes are given for every element ('*') or none: take the first element's
+        prod = self.magnet_grade_t.transpose("grade", "region").to_numpy()
+        use = self.magnet_grade_use_t.transpose("grade", "region").to_numpy()
+        return allocate_trade(prod, use, np.repeat(by_dest[:1], G, 0),
+                              np.repeat(by_origin[:1], G, 0))
+
+    @cached_property
+    def magnet_grade_trade_t(self) -> xr.DataArray:
+        """Finished magnets shipped, t magnet (grade, origin, dest), own use on the diagonal."""
+        return xr.DataArray(self._grade_trade[0], dims=("grade", "origin", "dest"),
+                            coords={"grade": self.grades, "origin": self.regions,
+                                    "dest": self.regions})
+
+    @cached_property
     def magnet_t(self) -> xr.DataArray:
         """Rare earths in the finished magnets each region makes (element, region)."""
         return xr.dot(self.magnet_grade_t, self.grade_reo_t_per_t, dim="grade").transpose(
@@ -424,10 +447,14 @@ class Network:
     def _trade(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         prod, use = self.production_t, self.use_t
         out = {}
-        for stage in STAGES[1:]:
+        for stage in ("separation", "metal"):
             p = prod.sel(stage=stage).transpose("element", "region").to_numpy()
             u = use.sel(stage=stage).transpose("element", "region").to_numpy()
             out[stage] = allocate_trade(p, u, *self._routes[stage])
+        comp = self.grade_reo_t_per_t.transpose("grade", "element").to_numpy()
+        flows, stock = self._grade_trade
+        out["magnet"] = (np.einsum("god,ge->eod", flows, comp), np.einsum("gr,ge->er", stock,
+                                                                           comp))
         return out
 
     @cached_property

@@ -61,9 +61,10 @@ Dist = Annotated[Fixed | Uniform | Triangular, Field(discriminator="dist")]
 Quantity = float | Dist
 
 
-def sample(q: Quantity | None, rng: np.random.Generator, n: int, default: float = np.nan
-           ) -> np.ndarray:
-    """`n` draws of a quantity (a fixed number gives `n` copies)."""
+def sample(q: Quantity | None, u: np.ndarray, default: float = np.nan) -> np.ndarray:
+    """Draws of a quantity from uniforms `u` (one per path; a fixed number ignores them).
+    Triangular draws use the inverse CDF, so a path's value depends on its uniform only."""
+    n = len(u)
     if q is None:
         return np.full(n, default)
     if isinstance(q, int | float):
@@ -71,8 +72,13 @@ def sample(q: Quantity | None, rng: np.random.Generator, n: int, default: float 
     if isinstance(q, Fixed):
         return np.full(n, q.value)
     if isinstance(q, Uniform):
-        return rng.uniform(q.low, q.high, n)
-    return rng.triangular(q.low, q.mode, q.high, n) if q.high > q.low else np.full(n, q.low)
+        return q.low + (q.high - q.low) * u
+    lo, mode, hi = q.low, q.mode, q.high
+    if hi <= lo:
+        return np.full(n, lo)
+    c = (mode - lo) / (hi - lo)
+    return np.where(u < c, lo + np.sqrt(u * (hi - lo) * (mode - lo)),
+                    hi - np.sqrt((1 - u) * (hi - lo) * (hi - mode)))
 
 
 def _bounds(q: Quantity | None) -> tuple[float, float] | None:
@@ -104,9 +110,15 @@ class _Shock(_Strict):
 
 
 class ExportControl(_Shock):
-    """Exports from `origin` of `elements` at `stages` to `destinations` need licences; a share
-    of the base-year flow is approved, following `approval` (month after start -> share,
-    stepwise), scaled by `approval_scale`, and arrives `processing_delay` months late."""
+    """Exports from `origin` of `elements` at `stages` to `destinations` need licences.
+
+    Requests join a queue; an application is decided `review_months` after it is filed
+    (fractional: split between the two neighbouring months) and the share `approval` of what
+    is decided is approved (month since the control started -> share, stepwise; scaled by
+    `approval_scale`). `approval_by_stage` gives a stage its own path (e.g. magnets). A control
+    on magnets covers the magnet grades that contain a controlled element (MOFCOM No. 18:
+    "magnets containing them"). `leakage` (0-1) overrides the share of a control that leaks
+    through re-exports and transshipment (market_behaviour.csv)."""
 
     type: Literal["export_control"]
     origin: str = "CHN"
@@ -114,29 +126,51 @@ class ExportControl(_Shock):
     stages: list[Literal["separation", "metal", "magnet"]] = ["separation", "metal", "magnet"]
     destinations: list[str] | Literal["all"] = "all"
     approval: list[tuple[float, float]] = [(0.0, 0.0)]
+    approval_by_stage: dict[Literal["separation", "metal", "magnet"],
+                            list[tuple[float, float]]] = {}
     approval_scale: Quantity = 1.0
-    processing_delay: Quantity = 0.0
-    whole_magnets: bool = True
-    """A licence on magnets containing a controlled element covers the whole magnet, its Nd
-    and Pr included (MOFCOM No. 18: "magnets containing them")."""
+    review_months: Quantity | None = None
+    processing_delay: Quantity | None = None
+    """Former name of `review_months`, still read."""
+    leakage: float | None = Field(None, ge=0, le=1)
 
     @field_validator("approval")
     @classmethod
     def _approval(cls, v):
-        if not v:
-            raise ValueError("approval needs at least one [month, share] point")
-        months = [m for m, _ in v]
-        if months != sorted(months) or months[0] != 0:
-            raise ValueError("approval months must start at 0 and increase")
-        if any(not 0.0 <= s <= 1.0 for _, s in v):
-            raise ValueError("approval shares must lie in [0, 1]")
-        return v
+        return _check_path(v)
+
+    @field_validator("approval_by_stage")
+    @classmethod
+    def _approval_by_stage(cls, v):
+        return {k: _check_path(p) for k, p in v.items()}
 
     @model_validator(mode="after")
     def _scale(self):
         _check_range(self.approval_scale, 0, 10, "approval_scale")
-        _check_range(self.processing_delay, 0, 24, "processing_delay (months)")
+        if self.review_months is not None and self.processing_delay is not None:
+            raise ValueError("give review_months or its former name processing_delay, not both")
+        _check_range(self.review_delay, 0, 24, "review_months")
         return self
+
+    @property
+    def review_delay(self) -> Quantity:
+        if self.review_months is not None:
+            return self.review_months
+        return self.processing_delay if self.processing_delay is not None else 0.0
+
+    def approval_path(self, stage: str) -> list[tuple[float, float]]:
+        return self.approval_by_stage.get(stage, self.approval)
+
+
+def _check_path(v):
+    if not v:
+        raise ValueError("approval needs at least one [month, share] point")
+    months = [m for m, _ in v]
+    if months != sorted(months) or months[0] != 0:
+        raise ValueError("approval months must start at 0 and increase")
+    if any(not 0.0 <= s <= 1.0 for _, s in v):
+        raise ValueError("approval shares must lie in [0, 1]")
+    return v
 
 
 class Outage(_Shock):

@@ -33,7 +33,7 @@ import pandas as pd
 import xarray as xr
 
 from oreflow.network import Network
-from oreflow.simulate.base import FORMS
+from oreflow.simulate.market import FORMS
 
 DEFAULT_SCENARIOS = {
     "licensing-2025-04": 1.0,

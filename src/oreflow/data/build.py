@@ -278,6 +278,7 @@ def build_tables(raw_dir: Path | None = None,
         "stage_parameters", "china_domestic_prices", "market_parameters", "risk_parameters",
         "export_controls", "market_behaviour", "sector_value", "stockpile_forms",
         "stockpile_parameters", "network_parameters", "trade_agreements", "eu_criticality",
+        "market_regions", "demand_response",
     )}
     t.update(cur)
     market = cur["market_parameters"]

@@ -281,6 +281,26 @@ TABLES: dict[str, Table] = {
             key=("stage", "origin", "destination", "element", "basis"),
         ),
         Table(
+            "market_regions",
+            "The stress engine's market regions: each network region's market (row '*': every "
+            "region not listed).",
+            (Column("region", "str", description="a region of regions.csv or '*'"),
+             Column("market", "str", description="market region code (CHN, USA, EU, ...)")),
+            key=("region",),
+        ),
+        Table(
+            "demand_response",
+            "Short-run demand response by sector: the elasticity of the sector's final demand "
+            "and of substitution away from the rare earth (inputs of the derived-demand "
+            "elasticity, docs/model.md).",
+            (
+                Column("sector", "str", ref="sectors.sector"),
+                Column("final_demand_elasticity", "float", "-", min=-5.0, max=0.0),
+                Column("substitution_elasticity", "float", "-", min=0.0, max=5.0),
+            ),
+            key=("sector",),
+        ),
+        Table(
             "network_parameters",
             "Scalars of the base-year network: magnet machining and swarf recovery, customs "
             "conversion factors.",

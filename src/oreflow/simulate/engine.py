@@ -1,52 +1,43 @@
-"""The monthly stress-test engine, vectorized over Monte Carlo paths.
+"""The monthly stress-test engine: state, month inputs from the shocks, and the loop.
 
-Every array in the step has a leading paths axis and an element axis ([P, E]); the only
-Python loops are over months (a genuine recursion), over the few shocks of a scenario, and
-over chunks of paths (to bound memory). Equations and parameters: docs/model.md.
+Each market region (CHN, USA, EU, JPN, KOR, IND, OTH) mines, separates, makes metal and
+magnets, holds merchant stocks, trades and uses rare earths; its end users hold their own
+stocks. A month is `kernel.step` (the phases, fused per path); around it this module prepares
+what the shocks do to the month (capacities, concentrate arrivals, demand shifts, licence
+approvals), the endogenous inflows (new supply, recycling, stockpile releases) and hands
+every month to the observers as a `MonthView`.
 
-Each month, per element, in two market zones (IN = the controlling country, OUT = the rest):
-1. demand = base x demand shifts x (price / base price)^elasticity x (1 - substitution);
-2. concentrate: mines (after outages) feed separation IN or OUT as routed in the base year;
-   new separation capacity outside diverts concentrate that used to go IN;
-3. OUT asks IN for its usual import share of each form (oxide, metal, magnet); controls
-   approve a share of that request; OUT makes the rest itself within its metal and magnet
-   capacity (base output / utilisation, plus new capacity);
-4. IN serves home use first, then approved exports, from separation (which it matches to
-   those needs) and inventory;
-5. OUT serves oxide uses and its metal making pro rata from separation, imports, endogenous
-   new supply, stockpile releases and inventory; then metal, then magnets; within each form
-   sectors are served in priority order (defense first by default);
-6. prices move towards base x (inventory cover / target)^-exponent, smoothed;
-7. substitution and new supply build up while prices are high; recycling capacity outside
-   grows after its lead time while the value of recycled output is high.
-Secondary supply (recycled end-of-life magnets, as oxide outside) = recovery x min(capacity,
-collection x preprocessing x end-of-life magnets), per region outside; the base-year level is
-already in the base-year flows, so the engine adds only what lies above it.
-Mass balance per zone and month: production + secondary + imports + releases = use + exports
-+ stock change + losses; the largest relative residual is recorded with the result.
+Paths run in blocks identified by their global indices, and every draw of a path depends
+only on (seed, path index): a block's results do not depend on how the run was split.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
+from scipy import stats
 
 from oreflow.scenario import Scenario
-from oreflow.simulate.base import FORMS, ZoneBase
-from oreflow.simulate.shocks import SampledShocks
+from oreflow.simulate import kernel
+from oreflow.simulate.market import MAG, MET, OX, MarketBase
+from oreflow.simulate.observers import MonthView, Observer
+from oreflow.simulate.recycling import RecyclingBase, recycling_base
+from oreflow.simulate.shocks import SampledShocks, month_inputs, sample_shocks
 
-OX, MET, MAG = 0, 1, 2
+COVER_GRID = 512
+"""Points of the buyers' cover table (months drawn -> share of stock left, share dry)."""
 
 
 @dataclass(frozen=True)
 class Behaviour:
+    """Behavioural parameters (`market_behaviour.csv`; docs/model.md lists each)."""
+
     target_cover_months: float
     price_cover_exponent: float
     price_floor_cover: float
     price_smoothing: float
-    demand_elasticity: float
     substitution_rate_per_year: float
     substitution_max: float
     substitution_full_price_ratio: float
@@ -54,358 +45,271 @@ class Behaviour:
     supply_response_lead_months: float
     supply_response_max: float
     restock_months: float
+    production_adjustment_per_month: float
+    buyer_cover_months: float
+    buyer_cover_cv: float
+    leakage: float
+    stoppage_threshold: float
 
     @classmethod
     def from_dataset(cls, dataset, **override) -> Behaviour:
         p = dataset["market_behaviour"].set_index("parameter")["value"].astype(float)
-        values = {f: float(p[f]) for f in cls.__dataclass_fields__}
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in p.index and n not in override]
+        if missing:
+            raise ValueError(f"market_behaviour.csv has no row for parameter(s) "
+                             f"{', '.join(missing)}")
+        values = {n: float(p[n]) for n in names if n in p.index}
         values.update(override)
         return cls(**values)
 
 
-def _ramp(x: np.ndarray, full: float) -> np.ndarray:
-    """0 at price ratio 1, rising linearly to 1 at `full`."""
-    return np.clip((x - 1.0) / (full - 1.0), 0.0, 1.0)
-
-
-def _ration(served: np.ndarray, demand_by_group: np.ndarray) -> np.ndarray:
-    """Serve groups in order: [G, P, E] group demand, [P, E] total served -> [G, P, E]."""
-    before = np.cumsum(demand_by_group, axis=0) - demand_by_group
-    return np.clip(served[None] - before, 0.0, demand_by_group)
-
-
-def _shortfall(need, want, served, total_want, form_groups) -> np.ndarray:
-    """Unmet need by group after serving each form's groups in priority order; where a form
-    is fully served, what is unmet is only the price-driven cut (need - want)."""
-    out = need - want
-    for f, idx in enumerate(form_groups):
-        if len(idx) and not np.all(served[f] >= total_want[f]):
-            out[idx] = need[idx] - _ration(served[f], want[idx])
-    return np.maximum(out, 0.0, out=out)
-
-
-def _safe_div(a, b, default: float = 0.0):
-    a, b = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))
-    return np.divide(a, b, out=np.full(a.shape, default), where=b > 1e-15)
-
-
-def _active(start: np.ndarray, end: np.ndarray, mid: float) -> np.ndarray:
-    return (mid >= start) & (mid < end)
+def buyer_cover_table(mean: float, cv: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """Buyers' cover is gamma-distributed (mean `mean` months, coefficient of variation
+    `cv`). Returns the grid step (months), the share of the buyers' total stock left after
+    every buyer has drawn z months of want (E[max(c - z, 0)] / mean), and the share of buyers
+    already dry (P[c <= z])."""
+    k = 1.0 / max(cv, 1e-6) ** 2
+    scale = mean / k
+    z = np.linspace(0.0, mean * (1 + 8 * cv), COVER_GRID)
+    cdf = stats.gamma.cdf(z, k, scale=scale)
+    left = (mean * stats.gamma.sf(z, k + 1, scale=scale) - z * stats.gamma.sf(z, k, scale=scale))
+    return float(z[1] - z[0]), np.clip(left / mean, 0.0, 1.0), cdf
 
 
 class Engine:
-    """Holds the base year, behaviour and sampled shocks; `run_chunk` simulates a block of
-    paths month by month and hands each month's [P, E] arrays to a recorder."""
+    """A scenario on a base year with a behaviour: `run_block(paths, observers)` simulates
+    the global path indices `paths` month by month."""
 
-    def __init__(self, base: ZoneBase, behaviour: Behaviour, scenario: Scenario,
-                 shocks: SampledShocks, regions_all: list[str]):
-        self.b, self.beh, self.shocks = base, behaviour, shocks
+    def __init__(self, base: MarketBase, behaviour: Behaviour, scenario: Scenario, network,
+                 seed: int):
+        self.base, self.beh, self.scenario, self.seed = base, behaviour, scenario, seed
+        self.network = network
         self.months = scenario.months
-        self.ys, self.ym, self.yg = (base.yields[s] for s in ("separation", "metal", "magnet"))
-        ctrl = regions_all.index(base.controller)
-        self.is_out = np.arange(len(regions_all)) != ctrl
-        mine, to_in = base.mine, base.to_in[:, None]
-        self.mined_in0 = mine[~self.is_out].sum(0)
-        self.mined_out0 = mine[self.is_out].sum(0)
-        self.conc_to_in0 = (mine * to_in)[self.is_out].sum(0)
-        self.feed_out0 = (mine * (1 - to_in))[self.is_out].sum(0)
-        self.sep_cap_out0 = base.sep_cap_out_region.sum(0)
-        # demand groups: (form, priority) pairs present, served in priority order per form
-        pairs = sorted(set(zip(base.sector_form.tolist(), base.priority.tolist(), strict=True)))
-        self.groups = pairs
-        self.sector_group = np.array([pairs.index((f, p)) for f, p in
-                                      zip(base.sector_form, base.priority, strict=True)])
-        self.form_groups = [np.array([g for g, (f, _) in enumerate(pairs) if f == form], int)
-                            for form in range(3)]
-        # the first priority (defense, medical by default) pays any price; the others cut use
-        # with the short-run elasticity
-        top = base.priority.min()
-        self.elastic = np.array([p != top for _, p in pairs])
-        G, E = len(pairs), base.n_elements
-        self.d0_out = np.zeros((G, E))
-        self.d0_in = np.zeros((G, E))
-        for s, g in enumerate(self.sector_group):
-            self.d0_out[g] += base.sector_demand_out[:, s, :].sum(1)
-            self.d0_in[g] += base.sector_demand_in[:, s]
-        # OUT's base requirement of each form and the share of it imported from IN
-        ym, yg = self.ym, self.yg
-        d = base.demand_out
-        self.req0 = np.stack([d[OX] + base.prod_out["metal"] / ym,
-                              d[MET] + base.prod_out["magnet"] / yg, d[MAG]])
-        self.imp_share = np.stack([_safe_div(base.imports[f], self.req0[i])
-                                   for i, f in enumerate(FORMS)])
-        cover = behaviour.target_cover_months
-        self.tgt_out = cover * self.req0  # [3, E]
-        home = base.demand_in[OX] + base.demand_in[MET] / ym + base.demand_in[MAG] / (ym * yg)
-        self.tgt_in = cover * home
-        self.tgt_out_total = self.tgt_out.sum(0)
-        # demand shifts: base demand of the shifted sectors and regions by (form, class)
-        self.shift_out, self.shift_in = [], []
-        for sh in shocks.shifts:
-            o, i = np.zeros((G, E)), np.zeros((G, E))
-            for s in np.flatnonzero(sh.sectors):
-                g = self.sector_group[s]
-                o[g] += base.sector_demand_out[:, s, sh.regions_out].sum(1)
-                if sh.inside:
-                    i[g] += base.sector_demand_in[:, s]
-            self.shift_out.append(o)
-            self.shift_in.append(i)
-        # recycling outside: base-year secondary supply (already in the base-year flows) and
-        # the value weights of recycled output, for the recyclers' price signal
-        rb = base.recycling
-        if rb is not None and len(rb.regions):
-            self.rec_share0 = rb.recovered_share(rb.collection_rate, rb.preprocessing_yield,
-                                                 rb.capacity_t_magnet)
-            value = rb.eol_t.sum(0) * base.price_out
-            self.sec_weight = value / value.sum() if value.sum() > 0 else value
+        b, beh = base, behaviour
+        E, G, M = len(b.elements), len(b.grades), len(b.regions)
+        self.E, self.G, self.M, self.I = E, G, M, b.n_items
+        self.L = len(b.line_item)
+        order = np.lexsort((b.line_priority, b.line_item))
+        self.static = {
+            "W": np.ascontiguousarray(b.source_share), "S0": b.stock0.copy(),
+            "B0": b.buyer_stock0.copy(), "demand0": b.demand0.copy(),
+            "line_item": b.line_item.astype(np.int64), "line_order": order.astype(np.int64),
+            "line_prio": b.line_priority.astype(np.int64),
+            "elasticity": b.line_elasticity.astype(float),
+            "item_form": b.item_form.astype(np.int64),
+            "item_el": np.concatenate([np.arange(E), np.arange(E), -np.ones(G, int)]),
+            "grade_reo": b.grade_reo.copy(), "metal_per_magnet": b.metal_per_magnet.copy(),
+            "swarf_per_magnet": b.swarf_per_magnet.copy(),
+            "grade_w": self._grade_weights(), "price0": b.price0.copy(),
+        }
+        step, left, cdf = buyer_cover_table(beh.buyer_cover_months, beh.buyer_cover_cv)
+        self.cover_table = (step, left, cdf)
+        self.par = np.array([
+            b.yields["separation"], b.yields["metal"], beh.production_adjustment_per_month,
+            beh.restock_months, beh.restock_months, beh.price_cover_exponent,
+            beh.price_smoothing, beh.price_floor_cover, beh.substitution_rate_per_year / 12.0,
+            beh.substitution_max, beh.substitution_full_price_ratio])
+        self.conc_base = np.einsum("re,rme->me", b.mine, b.feed_share)
+        self.swarf0 = b.prod0[:, 2 * E:] @ b.swarf_per_magnet
+        self.plan0 = b.prod0.copy()
+        self.plan0[:, :E] -= self.swarf0
+        # the world market the endogenous new supply answers (share of world use)
+        self.world_use = b.use0[:, :E].sum(0)
+        outside = np.arange(M) != b.controller_index
+        w = b.use0[:, :E] * outside[:, None]
+        self.outside_weight = w / np.maximum(w.sum(0, keepdims=True), 1e-300)
+        self.new_supply_market = M - 1  # the rest of the world (OTH)
+        rb = recycling_base(network, b.controller, b.elements)
+        self.recycling = rb if len(rb.regions) else None
 
-    def _demand(self, d0, shifts_base, shifts, sub, price_ratio, mid):
-        """need [G, P, E] (after substitution), want (after the price cut), want by form."""
-        ref = d0[:, None, :]
-        for (st, en, fac), base_g in zip(shifts, shifts_base, strict=True):
-            extra = np.where(_active(st, en, mid), fac - 1.0, 0.0)[None, :, None]
-            ref = ref + extra * base_g[:, None, :]
-        need = ref * (1.0 - sub)[None]
-        want = need.copy()
-        cut = price_ratio ** self.beh.demand_elasticity
-        for g in np.flatnonzero(self.elastic):
-            want[g] *= cut
-        by_form = np.stack([want[idx[0]:idx[-1] + 1].sum(0) if len(idx) else np.zeros_like(sub)
-                            for idx in self.form_groups])  # groups are sorted by form
-        return need, want, by_form
+    def _grade_weights(self) -> np.ndarray:
+        """[G, E] each element's share of a grade's rare-earth value at base prices."""
+        b = self.base
+        v = b.grade_reo * b.price0.mean(0)[None, :]
+        return v / np.maximum(v.sum(1, keepdims=True), 1e-300)
 
-    def run_chunk(self, sl: slice, record: Callable[[int, dict], None]) -> float:
-        """Simulate paths `sl`; returns the largest relative mass-balance residual."""
-        b, beh, sh = self.b, self.beh, self.shocks
-        n = sl.stop - sl.start
-        E = b.n_elements
-        ys, ym, yg = self.ys, self.ym, self.yg
-        # untraded elements (no base price) get a notional price of 1 for the ratios
-        P0o = np.where(b.price_out > 0, b.price_out, 1.0)[None, :]
-        P0i = np.where(b.price_in > 0, b.price_in, 1.0)[None, :]
-        lp_out = np.repeat(np.log(P0o), n, 0)
-        lp_in = np.repeat(np.log(P0i), n, 0)
-        inv = [np.repeat(self.tgt_out[f][None], n, 0) for f in range(3)]
-        inv_in = np.repeat(self.tgt_in[None], n, 0)
-        sub_out, sub_in, resp = (np.zeros((n, E)) for _ in range(3))
+    # ---- one block of paths ---------------------------------------------------------------
+    def shocks(self, paths: np.ndarray) -> SampledShocks:
+        return sample_shocks(self.scenario, self.base, self.network, self.seed, paths,
+                             self.beh.leakage)
+
+    def run_block(self, paths: np.ndarray, observers: Sequence[Observer],
+                  progress=None) -> None:
+        b, beh = self.base, self.beh
+        paths = np.asarray(paths, dtype=np.int64)
+        n, E, G, M, I, L = len(paths), self.E, self.G, self.M, self.I, self.L
+        sh = self.shocks(paths)
+        K = len(sh.controls)
+        st = {
+            "S": np.repeat(b.stock0[None], n, 0), "C": np.repeat(self.conc_base[None], n, 0),
+            "B": np.repeat(b.buyer_stock0[None], n, 0), "plan": np.repeat(self.plan0[None], n, 0),
+            "lp": np.repeat(np.log(np.where(b.price0 > 0, b.price0, 1.0))[None], n, 0),
+            "sub": np.zeros((n, M, E)), "swarf_last": np.repeat(self.swarf0[None], n, 0),
+            "short_imp": np.zeros((n, M, I)),
+        }
+        lq = int(np.ceil(max([np.nanmax(c.review) for c in sh.controls] or [0.0]))) + 2
+        queue = np.zeros((n, max(K, 1), lq, M, I))
+        cov = np.zeros((max(K, 1), M, I))
+        origin = np.zeros(max(K, 1), np.int64)
+        leak = np.zeros(max(K, 1))
+        for k, c in enumerate(sh.controls):
+            cov[k], origin[k], leak[k] = c.coverage, c.origin, c.leakage
+        review = np.zeros((n, max(K, 1)))
+        for k, c in enumerate(sh.controls):
+            review[:, k] = c.review
+        n0 = np.floor(review).astype(np.int64)
+        frac = review - n0
+        out = {k: np.zeros((n, M, I)) for k in ("prod", "imp", "exp", "drawn")}
+        out.update({k: np.zeros((n, M, L)) for k in ("del", "cons", "need", "want")})
+        out["price"] = np.zeros((n, M, E))
+        out["conc_used"] = np.zeros((n, M, E))
+        holdings = [np.full(n, h.t) for h in sh.holdings]
+        resp = np.zeros((n, E))
         lead = max(int(round(beh.supply_response_lead_months)), 0)
-        ratio_hist = np.ones((lead + 1, n, E))
-        piles = [(np.full(n, float(p.t)), b.elements.index(p.element), FORMS.index(p.form), p)
-                 for p in sh.stockpiles]
-        ctl = [(c.start[sl], c.end[sl], c.delay[sl], c.scale[sl], c) for c in sh.controls]
-        outs = [(o.start[sl], o.end[sl], o.share[sl], o) for o in sh.outages]
-        shifts = [(s.start[sl], s.end[sl], s.factor[sl]) for s in sh.shifts]
-        caps = [(c.start[sl], c) for c in sh.capacities]
-        sub_rate = beh.substitution_rate_per_year / 12.0
-        resp_step = beh.supply_response_rate_per_year / 12.0 * b.world_demand
-        resp_cap = beh.supply_response_max * b.world_demand
-        full, tau = beh.substitution_full_price_ratio, beh.restock_months
-        max_resid = 0.0
-        rb = b.recycling if b.recycling is not None and len(b.recycling.regions) else None
-        if rb is not None and not sh.recycling and not np.any(
-                rb.capacity_t_magnet < rb.collection_rate * rb.preprocessing_yield
-                * rb.eol_t_magnet):
-            rb = None  # no policy and capacity never binds: recycling stays at today's level
-        if rb is not None:
-            R = len(rb.regions)
-            recs = [(r.start[sl], r) for r in sh.recycling]
-            cap_resp = np.zeros((n, R))  # capacity added in response to prices, t magnet/month
-            rec_lead = rb.lead_months
-            rev_hist = np.ones((int(rec_lead.max()) + 1, n))  # value ratio of recycled output
-
+        signal_hist = np.ones((lead + 1, n, E))
+        rec = _RecyclingState(self.recycling, sh, n, b, beh) if self.recycling is not None \
+            else None
+        for obs in observers:
+            obs.start_block(self, paths)
+        last_short = np.zeros((n, M, I))
         for t in range(self.months):
             mid = t + 0.5
-            p_out, p_in = np.exp(lp_out), np.exp(lp_in)
-            # 1. demand by group: need (after shifts and substitution) and want (after the
-            #    price response), and the total wanted of each form [3, P, E]
-            need_out, want_out, D_out = self._demand(self.d0_out, self.shift_out, shifts,
-                                                     sub_out, p_out / P0o, mid)
-            need_in, want_in, D_in = self._demand(self.d0_in, self.shift_in, shifts, sub_in,
-                                                  p_in / P0i, mid)
+            inp = month_inputs(sh, b, t, n, self.conc_base)
+            active = np.zeros((n, max(K, 1)), np.bool_)
+            approval = np.ones((n, max(K, 1), 3))
+            for k, c in enumerate(sh.controls):
+                active[:, k] = c.active(mid)
+                approval[:, k] = c.approval(mid)
+            inflow = np.zeros((n, M, I))
+            inflow[:, self.new_supply_market, :E] += resp
+            if rec is not None:
+                inflow[:, :, :E] += rec.secondary(mid)
+            ratio = np.exp(st["lp"]) / np.where(b.price0 > 0, b.price0, 1.0)
+            for h, hold in zip(sh.holdings, holdings, strict=True):
+                e = h.item % E
+                on = ratio[:, h.market, e] >= h.release_ratio
+                take = np.minimum(np.minimum(hold, h.max_release), last_short[:, h.market, h.item])
+                take = np.where(on, take, 0.0)
+                hold -= take
+                inflow[:, h.market, h.item] += take
+            kernel.step(st["S"], st["C"], st["B"], st["plan"], st["lp"], st["sub"],
+                        st["swarf_last"], st["short_imp"], queue,
+                        inp["conc_in"], inp["cap"], inp["dem_factor"], inflow, active,
+                        approval, n0, frac, t,
+                        **self.static, cov=cov, ctl_origin=origin, leakage=leak,
+                        frac_grid_step=self.cover_table[0], frac_left=self.cover_table[1],
+                        cdf=self.cover_table[2], par=self.par,
+                        out_prod=out["prod"], out_imp=out["imp"], out_exp=out["exp"],
+                        out_drawn=out["drawn"], out_del=out["del"], out_cons=out["cons"],
+                        out_need=out["need"], out_want=out["want"], out_price=out["price"],
+                        out_conc_used=out["conc_used"])
+            short = out["want"] - out["cons"]
+            last_short = np.zeros((n, M, I))
+            np.add.at(last_short, (slice(None), slice(None), b.line_item), short)
+            view = MonthView(
+                t=t, paths=paths, base=b, price_usd_per_kg=out["price"],
+                production_t=out["prod"], imports_t=out["imp"], exports_t=out["exp"],
+                inputs_used_t=out["drawn"], inflow_t=inflow, deliveries_t=out["del"],
+                consumption_t=out["cons"], need_t=out["need"], want_t=out["want"],
+                concentrate_in_t=inp["conc_in"], concentrate_used_t=out["conc_used"],
+                mined_lost_t=inp["mined_lost"], stock_t=st["S"], concentrate_stock_t=st["C"],
+                buyer_stock_t=st["B"], first_shock_month=sh.first_start)
+            for obs in observers:
+                obs.on_month(view)
+            # responses outside the month kernel: new supply after its lead time, recycling
+            r_out = (np.exp(st["lp"]) / np.where(b.price0 > 0, b.price0, 1.0)
+                     * self.outside_weight[None]).sum(1)  # [P, E] outside price ratio
+            signal_hist[t % (lead + 1)] = r_out
+            full = beh.substitution_full_price_ratio
+            ramp = np.clip((signal_hist[(t + 1) % (lead + 1)] - 1.0) / (full - 1.0), 0.0, 1.0)
+            resp = np.minimum(beh.supply_response_max * self.world_use,
+                              resp + beh.supply_response_rate_per_year / 12.0 * self.world_use
+                              * ramp)
+            if rec is not None:
+                rec.respond(t, r_out)
+            if progress is not None:
+                progress(n)
+        for obs in observers:
+            obs.end_block(self, paths)
 
-            # 2. mines, separation and processing capacity after outages and new capacity
-            lost_mine = np.zeros((n, E))  # all mine output lost
-            lost_mine_in = np.zeros((n, E))  # of which inside
-            lost_to_in = np.zeros((n, E))  # of which was routed inside
-            lost_sep_out, lost_sep_in = np.zeros((n, E)), np.zeros((n, E))
-            lost_cap = {"metal": np.zeros((n, E)), "magnet": np.zeros((n, E))}
-            for st, en, share, o in outs:
-                lost = np.where(_active(st, en, mid), share, 0.0)[:, None] * o.elements
-                r = o.region
-                if o.stage == "mining":
-                    amount = lost * b.mine[r]
-                    lost_mine += amount
-                    lost_to_in += amount * b.to_in[r]
-                    if not self.is_out[r]:
-                        lost_mine_in += amount
-                elif o.stage == "separation":
-                    if self.is_out[r]:
-                        lost_sep_out += lost * b.sep_cap_out_region[r]
-                    else:
-                        lost_sep_in += lost * b.sep_cap_in
-                else:
-                    lost_cap[o.stage] += lost * b.out_region_share[o.stage][r] * \
-                        b.cap_out[o.stage]
-            mined_in = self.mined_in0 - lost_mine_in
-            mined_out = self.mined_out0 - (lost_mine - lost_mine_in)
-            conc_to_in = self.conc_to_in0 - (lost_to_in - lost_mine_in)
-            feed_out = self.feed_out0 - (lost_mine - lost_mine_in) + (lost_to_in - lost_mine_in)
-            sep_cap_out = np.maximum(self.sep_cap_out0 - lost_sep_out, 0.0)
-            cap = {f: np.maximum(b.cap_out[f] - lost_cap[f], 0.0) for f in ("metal", "magnet")}
-            new_sep = np.zeros((n, E))
-            for st, c in caps:
-                frac = (np.clip((mid - st) / c.ramp, 0, 1) if c.ramp > 0
-                        else (mid >= st).astype(float))
-                add = frac[:, None] * c.t_per_month * c.element_mix
-                if c.form == "oxide":
-                    new_sep = new_sep + add
-                else:
-                    cap[c.form] = cap[c.form] + add
-            # new separation capacity outside takes concentrate that used to go inside
-            divert = np.minimum(new_sep / ys, conc_to_in)
-            feed_out, conc_to_in = feed_out + divert, conc_to_in - divert
-            feed_in = mined_in + conc_to_in
-            sep_out = np.minimum(feed_out * ys, sep_cap_out + new_sep)
-            # secondary supply outside: recycling policies ramp collection, pre-processing
-            # yield and capacity from today's values; capacity also grows with prices
-            sec = np.zeros((n, E))
-            if rb is not None:
-                coll = np.repeat(rb.collection_rate[None], n, 0)
-                pre = np.repeat(rb.preprocessing_yield[None], n, 0)
-                cap_pol = np.repeat(rb.capacity_t_magnet[None], n, 0)
-                for st, r in recs:
-                    frac = (np.clip((mid - st) / r.ramp, 0, 1) if r.ramp > 0
-                            else (mid >= st).astype(float))
-                    for arr, target in ((coll, r.collection_rate), (pre, r.preprocessing_yield),
-                                        (cap_pol, r.capacity_t_magnet)):
-                        if not np.isnan(target):
-                            arr[:, r.region] += frac * (target - arr[:, r.region])
-                rec_feed = coll * pre * rb.eol_t_magnet
-                rec_cap = cap_pol + cap_resp
-                # only what lies above each region's base-year recovery is added (exactly 0
-                # where nothing changed)
-                extra = rb.recovered_share(coll, pre, rec_cap) - self.rec_share0
-                sec = np.maximum(extra, 0.0) @ rb.eol_t
 
-            # 3. OUT's purchases (use + restocking) and its requests to IN under controls
-            allowed = np.ones((3, n, E))
-            for st, en, delay, scale, c in ctl:
-                since = mid - st - delay
-                idx = np.clip(np.searchsorted(c.points, np.maximum(since, 0.0), "right") - 1,
-                              0, None)
-                share = np.where(since >= 0, c.shares[idx], 0.0)
-                approve = np.where(_active(st, en, mid), np.clip(share * scale, 0, 1), 1.0)
-                allowed *= 1.0 - c.affected[:, None, :] * (1.0 - approve[None, :, None])
-            s = self.imp_share
-            restock = [(self.tgt_out[f] - inv[f]) / tau for f in range(3)]
-            buy_mag = np.maximum(D_out[MAG] + restock[MAG], 0.0)
-            ask_mag = s[MAG] * buy_mag * allowed[MAG]
-            m_star = np.clip(buy_mag - ask_mag, 0.0, cap["magnet"])
-            req_met = D_out[MET] + m_star / yg
-            buy_met = np.maximum(req_met + restock[MET], 0.0)
-            ask_met = s[MET] * buy_met * allowed[MET]
-            t_star = np.clip(buy_met - ask_met, 0.0, cap["metal"])
-            req_ox = D_out[OX] + t_star / ym
-            buy_ox = np.maximum(req_ox + restock[OX], 0.0)
-            ask_ox = s[OX] * buy_ox * allowed[OX]
+class _RecyclingState:
+    """Secondary supply from end-of-life magnets outside the controller above today's level:
+    policies ramp collection, pre-processing and capacity; capacity also grows after a lead
+    time while the value of recycled output is high (docs/model.md, section 5)."""
 
-            # 4. IN: separation matched to needs; home use first, then approved exports
-            home = D_in[OX] + D_in[MET] / ym + D_in[MAG] / (ym * yg)
-            exp_need = ask_ox + ask_met / ym + ask_mag / (ym * yg)
-            sep_pot = np.minimum(feed_in * ys, np.maximum(b.sep_cap_in - lost_sep_in, 0.0))
-            sep_in = np.clip(home + exp_need + (self.tgt_in - inv_in) / tau, 0.0, sep_pot)
-            avail_in = sep_in + inv_in
-            f_home = np.minimum(1.0, _safe_div(avail_in, home, 1.0))
-            left = avail_in - f_home * home
-            f_exp = np.minimum(1.0, _safe_div(left, exp_need, 1.0))
-            inv_in_new = left - f_exp * exp_need
-            imp = [f_exp * ask_ox, f_exp * ask_met, f_exp * ask_mag]
-            served_in = f_home[None] * D_in
-            loss_in = (sep_in * (1 / ys - 1)
-                       + (f_home * (D_in[MET] + D_in[MAG] / yg) + imp[MET] + imp[MAG] / yg)
-                       * (1 / ym - 1)
-                       + (f_home * D_in[MAG] + imp[MAG]) * (1 / yg - 1))
+    def __init__(self, rb: RecyclingBase, sh: SampledShocks, n: int, b: MarketBase, beh):
+        self.rb, self.n, self.beh = rb, n, beh
+        self.policies = []
+        for r in sh.recycling:
+            if r.region not in rb.regions:
+                raise ValueError(f"recycling.region {r.region!r}: recycling is modelled in the "
+                                 f"regions of recycling.csv outside the controller "
+                                 f"({b.controller}); allowed: {', '.join(rb.regions)}")
+            i = rb.regions.index(r.region)
+            cap = np.nan
+            if r.capacity_t_magnet_per_year is not None:
+                cap = r.capacity_t_magnet_per_year / 12.0
+            elif r.capacity_factor is not None:
+                cap = r.capacity_factor * rb.capacity_t_magnet[i]
+            for name, target, today in (("collection_rate", r.collection_rate,
+                                         rb.collection_rate[i]),
+                                        ("preprocessing_yield", r.preprocessing_yield,
+                                         rb.preprocessing_yield[i]),
+                                        ("capacity", None if np.isnan(cap) else cap,
+                                         rb.capacity_t_magnet[i])):
+                if target is not None and target < today - 1e-12:
+                    raise ValueError(f"recycling ({r.region}).{name}: {target:g} is below the "
+                                     f"base-year value {today:g} (recycling.csv); the engine "
+                                     "models recycling at or above today's level")
+            start = np.full(n, float(r.start)) if isinstance(r.start, int | float) else None
+            if start is None:
+                raise ValueError("recycling.start must be a number of months")
+            self.policies.append((start, float(r.ramp_months), i,
+                                  np.nan if r.collection_rate is None else r.collection_rate,
+                                  np.nan if r.preprocessing_yield is None
+                                  else r.preprocessing_yield, cap))
+        nets = b.network_regions
+        self.market = np.array([b.region_market[nets.index(r)] if r in nets else len(b.regions) - 1
+                                for r in rb.regions])
+        self.eol = rb.eol_t
+        self.share0 = rb.recovered_share(rb.collection_rate, rb.preprocessing_yield,
+                                         rb.capacity_t_magnet)
+        value = self.eol.sum(0) * b.price0[-1]
+        self.weight = value / value.sum() if value.sum() > 0 else value
+        self.cap_resp = np.zeros((n, len(rb.regions)))
+        self.hist = np.ones((int(rb.lead_months.max()) + 1, n))
+        self.M = len(b.regions)
+        self.feed = self.cap = None
 
-            # 5. OUT: oxide (uses and metal making), metal (uses and magnet making), magnets
-            ratio_out = p_out / P0o
-            rel = [np.zeros((n, E)) for _ in range(3)]
-            reqs = [req_ox, req_met, D_out[MAG]]
-            made = [sep_out + resp + sec, None, None]
-            fill, inv_new = [None] * 3, [None] * 3
-            for f in range(3):
-                if f == MET:
-                    made[f] = fill[OX] * t_star
-                elif f == MAG:
-                    made[f] = fill[MET] * m_star
-                avail = made[f] + imp[f] + inv[f]
-                for hold, e_i, form, pile in piles:
-                    if form != f:
-                        continue
-                    on = ratio_out[:, e_i] >= pile.release_price_ratio
-                    gap = np.maximum(reqs[f][:, e_i] - avail[:, e_i], 0.0)
-                    take = np.minimum(np.minimum(hold, pile.max_release_t_per_month or np.inf),
-                                      gap) * on
-                    hold -= take
-                    rel[f][:, e_i] += take
-                avail = avail + rel[f]
-                fill[f] = np.minimum(1.0, _safe_div(avail, reqs[f], 1.0))
-                inv_new[f] = avail - fill[f] * reqs[f]
-            served_out = np.stack([fill[OX] * D_out[OX], fill[MET] * D_out[MET],
-                                   fill[MAG] * D_out[MAG]])
-            loss_out = ((sep_out + resp) * (1 / ys - 1) + made[MET] * (1 / ym - 1)
-                        + made[MAG] * (1 / yg - 1))
+    def secondary(self, mid: float) -> np.ndarray:
+        rb, n = self.rb, self.n
+        coll = np.repeat(rb.collection_rate[None], n, 0)
+        pre = np.repeat(rb.preprocessing_yield[None], n, 0)
+        cap = np.repeat(rb.capacity_t_magnet[None], n, 0)
+        for start, ramp, i, c, p, k in self.policies:
+            frac = np.clip((mid - start) / ramp, 0, 1) if ramp > 0 else (mid >= start) * 1.0
+            for arr, target in ((coll, c), (pre, p), (cap, k)):
+                if not np.isnan(target):
+                    arr[:, i] += frac * (target - arr[:, i])
+        self.feed = coll * pre * rb.eol_t_magnet
+        self.cap = cap + self.cap_resp
+        extra = np.maximum(rb.recovered_share(coll, pre, self.cap) - self.share0, 0.0)
+        out = np.zeros((n, self.M, self.eol.shape[1]))
+        for r in range(len(rb.regions)):
+            out[:, self.market[r]] += extra[:, r:r + 1] * self.eol[r][None]
+        return out
 
-            # mass balance: production + imports + releases = use + exports + stock change
-            # + losses, in each zone
-            imports_out = imp[OX] + imp[MET] + imp[MAG]
-            releases = rel[OX] + rel[MET] + rel[MAG]
-            d_stock_out = sum(inv_new[f] - inv[f] for f in range(3)) + (feed_out - sep_out / ys)
-            res_out = (mined_out + resp / ys + sec + imports_out + releases
-                       - served_out.sum(0) - conc_to_in - d_stock_out - loss_out)
-            d_stock_in = (inv_in_new - inv_in) + (feed_in - sep_in / ys)
-            res_in = (mined_in + conc_to_in - served_in.sum(0) - imports_out - d_stock_in
-                      - loss_in)
-            scale_ = np.maximum(mined_in + mined_out + imports_out + releases + resp + sec,
-                                1e-9)
-            max_resid = max(max_resid, float((np.abs(res_out) / scale_).max()),
-                            float((np.abs(res_in) / scale_).max()))
+    def respond(self, t: int, r_out: np.ndarray) -> None:
+        rb = self.rb
+        size = self.hist.shape[0]
+        self.hist[t % size] = r_out @ self.weight
+        lag = t - rb.lead_months
+        signal = np.where(lag[:, None] >= 0, self.hist[lag % size], 1.0).T
+        full = self.beh.substitution_full_price_ratio
+        ramp = np.clip((signal - 1.0) / (full - 1.0), 0.0, 1.0)
+        self.cap_resp = self.cap_resp + (self.cap < self.feed) * ramp * rb.expansion_t_magnet
 
-            # rationing by priority within each form; unmet = need - served, by class
-            short_out = _shortfall(need_out, want_out, served_out, D_out, self.form_groups)
-            short_in = _shortfall(need_in, want_in, served_in, D_in, self.form_groups)
-            inv, inv_in = inv_new, inv_in_new
-            record(t, {
-                "price_out": p_out * (b.price_out > 0), "price_in": p_in * (b.price_in > 0),
-                "inventory_out": inv[OX] + inv[MET] + inv[MAG], "inventory_in": inv_in,
-                "supply_out": sep_out + resp + sec + imports_out + releases,
-                "supply_in": sep_in, "secondary_out": sec,
-                "use_out": served_out.sum(0), "use_in": served_in.sum(0),
-                "exports_in": imports_out, "releases": releases, "new_supply": resp,
-                "short_out": short_out, "short_in": short_in,
-                "need_out": need_out, "need_in": need_in,
-            })
 
-            # 6. prices move towards base x (cover / target)^-exponent, smoothed
-            cover_out = np.maximum(_safe_div(inv[OX] + inv[MET] + inv[MAG], self.tgt_out_total,
-                                             1.0), beh.price_floor_cover)
-            cover_in = np.maximum(_safe_div(inv_in, self.tgt_in, 1.0), beh.price_floor_cover)
-            a, k = beh.price_smoothing, beh.price_cover_exponent
-            lp_out = a * lp_out + (1 - a) * (np.log(P0o) - k * np.log(cover_out))
-            lp_in = a * lp_in + (1 - a) * (np.log(P0i) - k * np.log(cover_in))
-            # 7. substitution and new supply outside build up while prices are high
-            r_out, r_in = np.exp(lp_out) / P0o, np.exp(lp_in) / P0i
-            sub_out = np.minimum(beh.substitution_max, sub_out + sub_rate * _ramp(r_out, full))
-            sub_in = np.minimum(beh.substitution_max, sub_in + sub_rate * _ramp(r_in, full))
-            ratio_hist[t % (lead + 1)] = r_out  # ring buffer: slot t+1 holds month t-lead
-            resp = np.minimum(resp_cap, resp + resp_step * _ramp(ratio_hist[(t + 1) % (lead + 1)],
-                                                                 full))
-            if rb is not None:
-                # recycling capacity grows, lead_months after the value of recycled output
-                # rose, while it is short of the collected feed
-                size = rev_hist.shape[0]
-                rev_hist[t % size] = r_out @ self.sec_weight
-                lag = t - rec_lead  # the month whose signal reaches month t + 1
-                signal = np.where(lag[:, None] >= 0, rev_hist[lag % size], 1.0).T  # [P, R]
-                grow = (rec_cap < rec_feed) * _ramp(signal, full) * rb.expansion_t_magnet
-                cap_resp = cap_resp + grow
-        return max_resid
+__all__ = ["Behaviour", "Engine", "MAG", "MET", "OX"]

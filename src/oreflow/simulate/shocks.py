@@ -1,13 +1,13 @@
-"""Turn a scenario's shocks into per-path, per-month arrays the engine multiplies in.
+"""A scenario's shocks as per-path arrays, and what they do to each month's inputs.
 
-Sampling happens once per path, in a fixed order (shock by shock, field by field), so two
-scenarios that differ only in a magnitude see the same random draws (common random numbers).
-A shock is active in month t when start <= t + 0.5 < start + duration (month midpoints).
+Sampling is path-indexed (`rng.uniform(seed, stream, path)`): streams are numbered shock by
+shock, field by field, so a path's draws depend only on the seed, its index and the
+scenario's structure. A shock is active in month t when start <= t + 1/2 < start + duration.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,7 +21,107 @@ from oreflow.scenario import (
     Stockpile,
     sample,
 )
-from oreflow.simulate.base import FORMS, ZoneBase
+from oreflow.simulate.market import FORMS, MAG, MET, OX, MarketBase
+from oreflow.simulate.rng import uniform
+
+STAGE_FORM = {"separation": OX, "metal": MET, "magnet": MAG}
+
+
+class ShockError(ValueError):
+    """A shock the engine cannot apply to this base year; the message names it."""
+
+
+@dataclass
+class Draws:
+    """Per-path draws for one chunk of global path indices, stream by stream."""
+
+    seed: int
+    paths: np.ndarray  # global indices
+    stream: int = 0
+
+    def __call__(self, q, default: float = np.nan) -> np.ndarray:
+        return sample(q, self.uniform(), default)
+
+    def uniform(self) -> np.ndarray:
+        u = uniform(self.seed, self.stream, self.paths)
+        self.stream += 1
+        return u
+
+
+@dataclass
+class Control:
+    start: np.ndarray  # [P]
+    end: np.ndarray
+    scale: np.ndarray
+    review: np.ndarray  # [P] months, fractional
+    origin: int  # market region
+    coverage: np.ndarray  # [M, I] share of origin -> dest requests under licence
+    paths: list[np.ndarray]  # per form: [K, 2] (month since start, share)
+    leakage: float
+    widened: list[str] = field(default_factory=list)  # grades covered through their content
+
+    def approval(self, mid: float) -> np.ndarray:
+        """[P, 3] approval share per form in month midpoint `mid` (0 outside the control)."""
+        since = mid - self.start
+        out = np.empty((len(since), 3))
+        for f, pts in enumerate(self.paths):
+            idx = np.clip(np.searchsorted(pts[:, 0], np.maximum(since, 0.0), "right") - 1, 0,
+                          None)
+            out[:, f] = np.clip(pts[idx, 1] * self.scale, 0.0, 1.0)
+        return out
+
+    def active(self, mid: float) -> np.ndarray:
+        return (mid >= self.start) & (mid < self.end)
+
+
+@dataclass
+class CapacityChange:
+    """Capacity lost (outage, share < 0 effect) or added (new capacity) in a market region."""
+
+    start: np.ndarray
+    end: np.ndarray  # inf for new capacity
+    amount: np.ndarray  # [P] share lost (outage) or t a month at full ramp (new capacity)
+    ramp: float
+    market: int
+    items: np.ndarray  # [I] t a month per unit amount (capacity profile over items)
+    divert: np.ndarray | None  # [E] new separation takes concentrate bound to the controller
+
+
+@dataclass
+class MineOutage:
+    start: np.ndarray
+    end: np.ndarray
+    share: np.ndarray
+    region: int  # network region
+    elements: np.ndarray  # [E] bool
+
+
+@dataclass
+class Shift:
+    start: np.ndarray
+    end: np.ndarray
+    factor: np.ndarray
+    mask: np.ndarray  # [M, L] bool
+
+
+@dataclass
+class Holding:
+    market: int
+    item: int
+    t: float
+    release_ratio: float
+    max_release: float
+
+
+@dataclass
+class SampledShocks:
+    controls: list[Control]
+    mines: list[MineOutage]
+    capacity: list[CapacityChange]
+    shifts: list[Shift]
+    holdings: list[Holding]
+    recycling: list[Recycling]
+    first_start: np.ndarray  # [P] start of the earliest shock (nan: none)
 
 
 def _mask(names, universe: list[str]) -> np.ndarray:
@@ -30,173 +130,200 @@ def _mask(names, universe: list[str]) -> np.ndarray:
     return np.isin(universe, list(names))
 
 
-@dataclass
-class SampledControl:
-    start: np.ndarray  # [P]
-    end: np.ndarray  # [P]
-    delay: np.ndarray  # [P]
-    scale: np.ndarray  # [P]
-    points: np.ndarray  # [K] month offsets of the approval path
-    shares: np.ndarray  # [K]
-    affected: np.ndarray  # [form, element] share of the base import flow under control
+def _active(start, end, mid: float) -> np.ndarray:
+    return (mid >= start) & (mid < end)
 
 
-@dataclass
-class SampledOutage:
-    start: np.ndarray
-    end: np.ndarray
-    share: np.ndarray
-    region: int
-    stage: str
-    elements: np.ndarray  # [E] bool
+def control_coverage(shock: ExportControl, base: MarketBase, network) -> tuple[np.ndarray,
+                                                                                list[str]]:
+    """[M, I] share of each destination market's requests to the origin that needs a
+    licence, and the magnet grades the control covers because they contain a controlled
+    element."""
+    E, G = len(base.elements), len(base.grades)
+    el = _mask(shock.elements, base.elements)
+    items = np.zeros(base.n_items)
+    widened = []
+    if "separation" in shock.stages:
+        items[:E] = el
+    if "metal" in shock.stages:
+        items[E:2 * E] = el
+    if "magnet" in shock.stages:
+        carries = (base.grade_reo[:, el] > 0).any(1)
+        items[2 * E:] = carries
+        widened = [g for g, c in zip(base.grades, carries, strict=True) if c]
+    M = len(base.regions)
+    origin = base.regions.index(shock.origin) if shock.origin in base.regions else \
+        base.region_market[base.network_regions.index(shock.origin)]
+    dest = np.ones(M)
+    if shock.destinations != "all":
+        dest = _destination_share(shock.destinations, base, network, origin)
+    dest[origin] = 0.0
+    return dest[:, None] * items[None, :], widened
 
 
-@dataclass
-class SampledShift:
-    start: np.ndarray
-    end: np.ndarray
-    factor: np.ndarray
-    sectors: np.ndarray  # [S] bool
-    regions_out: np.ndarray  # [R_out] bool
-    inside: bool  # applies to the controller's demand too
+def _destination_share(destinations: list[str], base: MarketBase, network,
+                       origin: int) -> np.ndarray:
+    """Share of each market's base-year imports from the origin that goes to the listed
+    network regions (a market named directly counts whole)."""
+    M = len(base.regions)
+    out = np.zeros(M)
+    codes = set(destinations)
+    for m, code in enumerate(base.regions):
+        if code in codes:
+            out[m] = 1.0
+    nets = [r for r in codes if r in base.network_regions and r not in base.regions]
+    if nets:
+        imports = network.use_t.sum(("element", "stage"))  # a region's weight in its market
+        for r in nets:
+            m = base.region_market[base.network_regions.index(r)]
+            members = [x for i, x in enumerate(base.network_regions) if base.region_market[i] == m]
+            total = float(imports.sel(region=members).sum())
+            if total > 0:
+                out[m] = min(1.0, out[m] + float(imports.sel(region=r)) / total)
+    return out
 
 
-@dataclass
-class SampledCapacity:
-    start: np.ndarray  # [P] after any delay
-    ramp: float
-    t_per_month: float
-    form: str  # "oxide" for separation
-    element_mix: np.ndarray  # [E] split of the capacity among elements
-
-
-@dataclass
-class SampledRecycling:
-    """A recycling policy: targets (NaN = keep the value) reached linearly from `start`."""
-
-    start: np.ndarray  # [P]
-    ramp: float  # months
-    region: int  # index into ZoneBase.recycling.regions
-    collection_rate: float
-    preprocessing_yield: float
-    capacity_t_magnet: float  # t magnet a month
-
-
-@dataclass
-class SampledShocks:
-    controls: list[SampledControl]
-    outages: list[SampledOutage]
-    shifts: list[SampledShift]
-    capacities: list[SampledCapacity]
-    stockpiles: list[Stockpile]
-    recycling: list[SampledRecycling]
-
-
-def _sample_recycling(shock: Recycling, base: ZoneBase, rng: np.random.Generator,
-                      n: int) -> SampledRecycling:
-    rb = base.recycling
-    if rb is None or shock.region not in rb.regions:
-        allowed = ", ".join(rb.regions) if rb is not None else "none"
-        raise ValueError(f"recycling.region {shock.region!r}: recycling is modelled in the "
-                         f"regions of recycling.csv outside the controller ({base.controller}); "
-                         f"allowed: {allowed}")
-    r = rb.regions.index(shock.region)
-    cap = np.nan
-    if shock.capacity_t_magnet_per_year is not None:
-        cap = shock.capacity_t_magnet_per_year / 12.0
-    elif shock.capacity_factor is not None:
-        cap = shock.capacity_factor * rb.capacity_t_magnet[r]
-    base_values = {"collection_rate": (shock.collection_rate, rb.collection_rate[r]),
-                   "preprocessing_yield": (shock.preprocessing_yield,
-                                           rb.preprocessing_yield[r]),
-                   "capacity": (None if np.isnan(cap) else cap, rb.capacity_t_magnet[r])}
-    for name, (target, today) in base_values.items():
-        if target is not None and target < today - 1e-12:
-            raise ValueError(f"recycling ({shock.region}).{name}: {target:g} is below the "
-                             f"base-year value {today:g} (recycling.csv); the engine models "
-                             "recycling at or above today's level")
-    nan = float("nan")
-    return SampledRecycling(
-        start=sample(shock.start, rng, n), ramp=float(shock.ramp_months), region=r,
-        collection_rate=nan if shock.collection_rate is None else float(shock.collection_rate),
-        preprocessing_yield=(nan if shock.preprocessing_yield is None
-                             else float(shock.preprocessing_yield)),
-        capacity_t_magnet=float(cap))
-
-
-def sample_shocks(scenario: Scenario, base: ZoneBase, regions_all: list[str],
-                  rng: np.random.Generator, n: int) -> SampledShocks:
+def sample_shocks(scenario: Scenario, base: MarketBase, network, seed: int,
+                  paths: np.ndarray, leakage: float) -> SampledShocks:
+    """Per-path draws of every shock for the global path indices `paths`."""
+    draw = Draws(seed, np.asarray(paths, dtype=np.int64))
+    n = len(paths)
     horizon = float(scenario.months)
-    out = SampledShocks([], [], [], [], [], [])
-    for shock in scenario.shocks:
+    E, G, M = len(base.elements), len(base.grades), len(base.regions)
+    out = SampledShocks([], [], [], [], [], [], np.full(n, np.nan))
+    starts = []
+    for i_shock, shock in enumerate(scenario.shocks):
+        where = f"shocks[{i_shock}] ({shock.type})"
         if isinstance(shock, Stockpile):
-            out.stockpiles.append(shock)
+            m = _market(shock.holder, base, where)
+            form = FORMS.index(shock.form)
+            e = base.elements.index(shock.element) if shock.element in base.elements else None
+            if e is None:
+                raise ShockError(f"{where}: element {shock.element!r} has no base-year flow")
+            item = e if form == OX else E + e if form == MET else None
+            if item is None:
+                raise ShockError(f"{where}: hold magnets as a grade is not supported; hold "
+                                 "oxide or metal")
+            out.holdings.append(Holding(m, item, float(shock.t), shock.release_price_ratio,
+                                        shock.max_release_t_per_month or np.inf))
             continue
         if isinstance(shock, Recycling):
-            out.recycling.append(_sample_recycling(shock, base, rng, n))
+            out.recycling.append(shock)
             continue
         if isinstance(shock, NewCapacity):
-            start = sample(shock.start, rng, n)
-            late = rng.random(n) < shock.delay_probability
-            start = start + np.where(late, sample(shock.delay_months, rng, n), 0.0)
-            form = "oxide" if shock.stage == "separation" else shock.stage
-            fi = FORMS.index(form)
-            mix = base.demand_out[fi] + base.demand_in[fi]
-            mix = mix * _mask(shock.elements, base.elements)
-            if mix.sum() <= 0:
-                raise ValueError(f"new_capacity at {shock.region} {shock.stage}: none of its "
-                                 "elements has base-year use of that form")
-            out.capacities.append(SampledCapacity(start, shock.ramp_months,
-                                                  shock.t_per_year / 12.0, form,
-                                                  mix / mix.sum()))
+            start = draw(shock.start)
+            late = draw.uniform() < shock.delay_probability
+            start = start + np.where(late, draw(shock.delay_months, 0.0), 0.0)
+            m = _market(shock.region, base, where)
+            form = STAGE_FORM[shock.stage]
+            profile = _profile(base, form, _mask(shock.elements, base.elements), m, where)
+            divert = None
+            if form == OX:
+                divert = profile[:E] / base.yields["separation"]
+            out.capacity.append(CapacityChange(start, np.full(n, np.inf),
+                                               np.full(n, shock.t_per_year / 12.0),
+                                               float(shock.ramp_months), m, profile, divert))
+            starts.append(start)
             continue
-        start = sample(shock.start, rng, n)
-        end = start + sample(shock.duration, rng, n, default=np.inf)
-        end = np.minimum(end, horizon + 1.0)
+        start = draw(shock.start)
+        end = np.minimum(start + draw(shock.duration, np.inf), horizon + 1.0)
+        starts.append(start)
         if isinstance(shock, ExportControl):
-            if shock.origin != base.controller:
-                raise ValueError(f"export_control.origin {shock.origin!r}: the engine models "
-                                 f"controls by the scenario's controller ({base.controller})")
-            el = _mask(shock.elements, base.elements)
-            affected = np.zeros((len(FORMS), base.n_elements))
-            for fi, form in enumerate(FORMS):
-                stage = "separation" if form == "oxide" else form
-                if stage not in shock.stages:
-                    continue
-                by_dest = base.imports_by_dest[form]  # [R_out, E]
-                if shock.destinations == "all":
-                    dest_share = np.ones(base.n_elements)
-                else:
-                    d = np.isin(base.out_regions, shock.destinations)
-                    total = by_dest.sum(0)
-                    dest_share = np.divide(by_dest[d].sum(0), total, out=np.zeros_like(total),
-                                           where=total > 0)
-                covered = el
-                if form == "magnet" and shock.whole_magnets:
-                    # every magnet grade in the dataset contains Dy or Tb: controlling one
-                    # element that magnets carry controls the magnets, all their elements
-                    carried = by_dest.sum(0) > 0
-                    covered = np.where(carried, float((el * carried).any()), el)
-                affected[fi] = covered * dest_share
-            pts = np.array([p for p, _ in shock.approval], float)
-            shs = np.array([s for _, s in shock.approval], float)
-            out.controls.append(SampledControl(start, end, sample(shock.processing_delay, rng, n),
-                                               sample(shock.approval_scale, rng, n), pts, shs,
-                                               affected))
+            if shock.origin != scenario.controller:
+                raise ShockError(f"{where}.origin {shock.origin!r}: the scenario's controller "
+                                 f"is {scenario.controller}; controls by another origin are "
+                                 "not modelled")
+            cov, widened = control_coverage(shock, base, network)
+            paths_by_form = [np.array(shock.approval_path(s), float)
+                             for s in ("separation", "metal", "magnet")]
+            out.controls.append(Control(
+                start, end, draw(shock.approval_scale), draw(shock.review_delay, 0.0),
+                base.regions.index(scenario.controller), cov, paths_by_form,
+                leakage if shock.leakage is None else float(shock.leakage), widened))
         elif isinstance(shock, Outage):
-            if shock.region == base.controller and shock.stage in ("metal", "magnet"):
-                raise ValueError("outages of the controller's metal or magnet plants are not "
-                                 "modelled; use an export_control or a separation outage")
-            out.outages.append(SampledOutage(start, end, sample(shock.share_lost, rng, n),
-                                             regions_all.index(shock.region), shock.stage,
-                                             _mask(shock.elements, base.elements)))
-        elif isinstance(shock, DemandShift):
-            sectors = _mask([shock.sector], base.sectors)
-            if shock.region == "all":
-                regs, inside = np.ones(len(base.out_regions), bool), True
+            share = draw(shock.share_lost)
+            if shock.stage == "mining":
+                r = base.network_regions.index(shock.region)
+                out.mines.append(MineOutage(start, end, share, r,
+                                            _mask(shock.elements, base.elements)))
             else:
-                regs, inside = np.isin(base.out_regions, [shock.region]), (
-                    shock.region == base.controller)
-            out.shifts.append(SampledShift(start, end, sample(shock.factor, rng, n), sectors,
-                                           regs, inside))
+                r = base.network_regions.index(shock.region)
+                m = int(base.region_market[r])
+                form = STAGE_FORM[shock.stage]
+                items = np.zeros(base.n_items)
+                sl = {OX: slice(0, E), MET: slice(E, 2 * E), MAG: slice(2 * E, 2 * E + G)}[form]
+                mask = np.ones(G, bool) if form == MAG else _mask(shock.elements, base.elements)
+                items[sl] = base.cap0[m, sl] * base.cap_share[r, sl] * mask
+                if items.sum() <= 0:
+                    raise ShockError(f"{where}: {shock.region} has no {shock.stage} capacity "
+                                     "in the base year")
+                out.capacity.append(CapacityChange(start, end, -share, 0.0, m, items, None))
+        elif isinstance(shock, DemandShift):
+            s = base.sectors.index(shock.sector)
+            lines = base.line_sector == s
+            markets = np.ones(M, bool)
+            if shock.region != "all":
+                markets = np.zeros(M, bool)
+                markets[_market(shock.region, base, where)] = True
+            out.shifts.append(Shift(start, end, draw(shock.factor),
+                                    markets[:, None] & lines[None, :]))
+    if starts:
+        out.first_start = np.min(np.stack(starts), 0)
     return out
+
+
+def _market(region: str, base: MarketBase, where: str) -> int:
+    if region in base.regions:
+        return base.regions.index(region)
+    if region in base.network_regions:
+        return int(base.region_market[base.network_regions.index(region)])
+    raise ShockError(f"{where}: region {region!r} is not in the base year")
+
+
+def _profile(base: MarketBase, form: int, elements: np.ndarray, m: int, where: str):
+    """How new capacity of a form splits over items: the region's (or else the world's)
+    base use of that form, restricted to the listed elements."""
+    E, G = len(base.elements), len(base.grades)
+    sl = {OX: slice(0, E), MET: slice(E, 2 * E), MAG: slice(2 * E, 2 * E + G)}[form]
+    use = base.use0[:, sl].sum(0)
+    if form != MAG:
+        use = use * elements
+    if use.sum() <= 0:
+        raise ShockError(f"{where}: none of its elements has base-year use of that form")
+    out = np.zeros(base.n_items)
+    out[sl] = use / use.sum()
+    return out
+
+
+def month_inputs(sh: SampledShocks, base: MarketBase, t: int, n: int,
+                 conc_base: np.ndarray) -> dict[str, np.ndarray]:
+    """Capacity, concentrate arrivals and demand factors of month t for n paths."""
+    mid = t + 0.5
+    E = len(base.elements)
+    cap = np.repeat(base.cap0[None], n, 0)
+    conc = np.repeat(conc_base[None], n, 0)
+    mined_lost = np.zeros((n, E))
+    for o in sh.mines:
+        lost = np.where(_active(o.start, o.end, mid), o.share, 0.0)[:, None] * o.elements
+        amount = lost * base.mine[o.region]  # [P, E]
+        mined_lost += amount
+        conc -= amount[:, None, :] * base.feed_share[o.region][None]
+    c = base.controller_index
+    for ch in sh.capacity:
+        if ch.ramp > 0:
+            frac = np.clip((mid - ch.start) / ch.ramp, 0.0, 1.0)
+        else:
+            frac = ((mid >= ch.start) & (mid < ch.end)).astype(float)
+        add = (frac * ch.amount)[:, None] * ch.items[None, :]
+        cap[:, ch.market] = np.maximum(cap[:, ch.market] + add, 0.0)
+        if ch.divert is not None and ch.market != c:
+            want = (frac * ch.amount)[:, None] * ch.divert[None, :]
+            moved = np.minimum(want, conc[:, c])
+            conc[:, c] -= moved
+            conc[:, ch.market] += moved
+    dem = np.ones((n, *base.demand0.shape))
+    for s in sh.shifts:
+        f = np.where(_active(s.start, s.end, mid), s.factor, 1.0)
+        dem = np.where(s.mask[None], dem * f[:, None, None], dem)
+    return {"cap": cap, "conc_in": np.maximum(conc, 0.0), "dem_factor": dem,
+            "mined_lost": mined_lost}

@@ -1,0 +1,401 @@
+"""One month of the market, fused per path (numba).
+
+The month is a sequence of phases, each a small function over one path's state; `step`
+runs them for every path of a chunk in parallel (`prange`). The phases, in order:
+
+1. `demand`      need (base x shifts x (1 - substitution)) and want (need x price^elasticity)
+2. `orders`      purchases (wants, buyers' and merchants' restocking, the next stage's
+                 inputs) become requests to each origin in the base-year sourcing shares
+3. `licences`    requests to a controlling origin join its licence queue; a review time
+                 (fractional months, split between two months) later a share is approved
+4. `produce`     separation, metal and magnet making move towards their orders (partial
+                 adjustment) within capacity and the inputs on hand; swarf goes back to oxide
+5. `ship`        origins serve requests from what they hold beyond their home wants; a share
+                 of a controlled origin's deliveries is pooled (leakage); requests left unmet
+                 are re-sourced from other origins' spare stock
+6. `use`         each region's lines are served by priority; buyers draw their own stocks,
+                 spread across buyers (gamma-distributed cover): unmet want is physical
+                 shortage, want given up because of price is demand reduction
+7. `prices`      each region's price moves towards base x (cover / target)^-k, smoothed
+8. `respond`     substitution builds up while prices are high
+
+Equations and parameters: docs/model.md, section 3. Units: t REO-eq a month (magnets: t of
+finished magnet). Every array argument is one path's slice; `step` takes the [P, ...] arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+OX, MET, MAG = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def _interp(x, grid_lo, grid_step, values):
+    """Linear interpolation on a uniform grid, clamped at both ends."""
+    pos = (x - grid_lo) / grid_step
+    n = values.shape[0]
+    if pos <= 0.0:
+        return values[0]
+    if pos >= n - 1:
+        return values[n - 1]
+    i = int(pos)
+    f = pos - i
+    return values[i] * (1.0 - f) + values[i + 1] * f
+
+
+@njit(cache=True)
+def _months_drawn(remaining, frac_left):
+    """Inverse of the remaining-stock table: months of want drawn from every buyer that
+    leave `remaining` (a share of the starting stock). frac_left decreases from 1 to 0."""
+    n = frac_left.shape[0]
+    if remaining >= frac_left[0]:
+        return 0.0
+    if remaining <= frac_left[n - 1]:
+        return float(n - 1)
+    lo, hi = 0, n - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if frac_left[mid] > remaining:
+            lo = mid
+        else:
+            hi = mid
+    span = frac_left[lo] - frac_left[hi]
+    f = (frac_left[lo] - remaining) / span if span > 0 else 0.0
+    return lo + f
+
+
+@njit(cache=True)
+def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
+        # state (in/out)
+        S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
+        # month inputs for this path
+        conc_in, cap, dem_factor, inflow, ctl_active, approval, review_n0, review_frac,
+        slot,
+        # static
+        W, S0, B0, demand0, line_item, line_order, line_prio, elasticity, item_form,
+        item_el, grade_reo, metal_per_magnet, swarf_per_magnet, grade_w, price0, cov,
+        ctl_origin, leakage, frac_grid_step, frac_left, cdf, par,
+        # outputs for this path (overwritten)
+        out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
+        out_price, out_conc_used):
+    M, I = S.shape
+    E = lp.shape[1]
+    G = grade_reo.shape[0]
+    L = line_item.shape[0]
+    K = cov.shape[0]
+    ys, ym = par[0], par[1]
+    kappa, tau_m, tau_b = par[2], par[3], par[4]
+    k_exp, a_smooth, floor_cover = par[5], par[6], par[7]
+    sub_rate, sub_max, full_ratio = par[8], par[9], par[10]
+
+    # prices at the start of the month (ratio to base), by element and by grade
+    ratio = np.empty((M, E))
+    for m in range(M):
+        for e in range(E):
+            ratio[m, e] = np.exp(lp[m, e]) / price0[m, e] if price0[m, e] > 0 else 1.0
+            out_price[m, e] = np.exp(lp[m, e]) if price0[m, e] > 0 else 0.0
+    # ---- 1. demand ------------------------------------------------------------------
+    want_item = np.zeros((M, I))
+    for m in range(M):
+        for l in range(L):
+            d0 = demand0[m, l]
+            if d0 <= 0.0:
+                out_need[m, l] = 0.0
+                out_want[m, l] = 0.0
+                continue
+            i = line_item[l]
+            e = item_el[i]
+            if e >= 0:
+                r = ratio[m, e]
+                s = sub[m, e]
+            else:
+                g = i - 2 * E
+                r = 0.0
+                s = 0.0
+                for e2 in range(E):
+                    r += grade_w[g, e2] * ratio[m, e2]
+                    s += grade_w[g, e2] * sub[m, e2]
+            need = d0 * dem_factor[m, l] * (1.0 - s)
+            want = need * r ** elasticity[l] if r > 0 else need
+            out_need[m, l] = need
+            out_want[m, l] = want
+            want_item[m, i] += want
+    # ---- 2. orders ------------------------------------------------------------------
+    purch = np.zeros((M, I))
+    for m in range(M):
+        for l in range(L):
+            if demand0[m, l] > 0.0:
+                pur = out_want[m, l] + (B0[m, l] - B[m, l]) / tau_b
+                if pur > 0.0:
+                    purch[m, line_item[l]] += pur
+        for e in range(E):  # inputs of this month's planned metal and magnet making
+            purch[m, e] += plan[m, E + e] / ym
+        for g in range(G):
+            pg = plan[m, 2 * E + g]
+            for e in range(E):
+                purch[m, E + e] += pg * metal_per_magnet[g, e]
+        for i in range(I):
+            purch[m, i] += (S0[m, i] - S[m, i]) / tau_m
+            if purch[m, i] < 0.0:
+                purch[m, i] = 0.0
+    req = np.zeros((M, M, I))  # requests origin -> dest (before controls)
+    for o in range(M):
+        for d in range(M):
+            if o != d:
+                for i in range(I):
+                    req[o, d, i] = purch[d, i] * W[o, d, i]
+    # ---- 3. licences ----------------------------------------------------------------
+    eff = req.copy()
+    Lq = queue.shape[1]  # queue: [K, Lq, M, I] requests waiting for review, by month filed
+    for k in range(K):
+        c = ctl_origin[k]
+        for d in range(M):
+            for i in range(I):
+                cv = cov[k, d, i]
+                if cv <= 0.0 or d == c:
+                    continue
+                if ctl_active[k]:
+                    queue[k, slot % Lq, d, i] = req[c, d, i] * cv
+                    eff[c, d, i] = req[c, d, i] * (1.0 - cv)
+                else:
+                    queue[k, slot % Lq, d, i] = 0.0
+                n0 = review_n0[k]
+                q0 = queue[k, (slot - n0) % Lq, d, i] if n0 < Lq else 0.0
+                q1 = queue[k, (slot - n0 - 1) % Lq, d, i] if n0 + 1 < Lq else 0.0
+                processed = (1.0 - review_frac[k]) * q0 + review_frac[k] * q1
+                share = approval[k, item_form[i]] if ctl_active[k] else 1.0
+                eff[c, d, i] += processed * share
+    orders = np.zeros((M, I))
+    for o in range(M):
+        for i in range(I):
+            orders[o, i] = purch[o, i] * W[o, o, i] + short_imp[o, i]
+            for d in range(M):
+                if d != o:
+                    orders[o, i] += eff[o, d, i]
+    # ---- 4. produce -----------------------------------------------------------------
+    for m in range(M):
+        for i in range(I):
+            out_prod[m, i] = 0.0
+            out_drawn[m, i] = 0.0
+        for e in range(E):  # separation (primary), from concentrate on hand
+            C[m, e] += conc_in[m, e]
+            target = orders[m, e] - swarf_last[m, e]
+            plan[m, e] += kappa * (target - plan[m, e])
+            q = min(plan[m, e], cap[m, e], C[m, e] * ys)
+            q = max(q, 0.0)
+            C[m, e] -= q / ys
+            out_conc_used[m, e] = q / ys
+            out_prod[m, e] = q
+            S[m, e] += q + inflow[m, e]
+        for e in range(E):  # metal, from oxide on hand
+            i = E + e
+            plan[m, i] += kappa * (orders[m, i] - plan[m, i])
+            q = max(min(plan[m, i], cap[m, i], S[m, e] * ym), 0.0)
+            S[m, e] -= q / ym
+            out_drawn[m, e] += q / ym
+            S[m, i] += q + inflow[m, i]
+            out_prod[m, i] = q
+        # magnets, from metal on hand: each grade is limited by its scarcest element
+        want_g = np.zeros(G)
+        for g in range(G):
+            i = 2 * E + g
+            plan[m, i] += kappa * (orders[m, i] - plan[m, i])
+            want_g[g] = max(min(plan[m, i], cap[m, i]), 0.0)
+        phi = np.ones(E)
+        for e in range(E):
+            need = 0.0
+            for g in range(G):
+                need += want_g[g] * metal_per_magnet[g, e]
+            if need > S[m, E + e] and need > 0.0:
+                phi[e] = max(S[m, E + e], 0.0) / need
+        for e in range(E):
+            swarf_last[m, e] = 0.0
+        for g in range(G):
+            f = 1.0
+            for e in range(E):
+                if metal_per_magnet[g, e] > 0.0 and phi[e] < f:
+                    f = phi[e]
+            q = want_g[g] * f
+            i = 2 * E + g
+            out_prod[m, i] = q
+            S[m, i] += q + inflow[m, i]
+            for e in range(E):
+                drawn = q * metal_per_magnet[g, e]
+                S[m, E + e] -= drawn
+                out_drawn[m, E + e] += drawn
+                sw = q * swarf_per_magnet[g, e]
+                swarf_last[m, e] += sw
+                S[m, e] += sw
+                out_prod[m, e] += sw
+    # ---- 5. ship --------------------------------------------------------------------
+    for m in range(M):
+        for i in range(I):
+            out_imp[m, i] = 0.0
+            out_exp[m, i] = 0.0
+    ship = np.zeros((M, M, I))
+    for o in range(M):
+        for i in range(I):
+            total = 0.0
+            for d in range(M):
+                if d != o:
+                    total += eff[o, d, i]
+            if total <= 0.0:
+                continue
+            avail = S[o, i] - want_item[o, i]
+            fill = min(1.0, max(avail, 0.0) / total)
+            for d in range(M):
+                if d != o:
+                    ship[o, d, i] = eff[o, d, i] * fill
+    for k in range(K):  # leakage: a share of a controlled origin's shipments is pooled
+        lam = leakage[k]
+        if not ctl_active[k] or lam <= 0.0:
+            continue
+        c = ctl_origin[k]
+        for i in range(I):
+            sent, asked = 0.0, 0.0
+            for d in range(M):
+                if d != c:
+                    sent += ship[c, d, i]
+                    asked += req[c, d, i]
+            if asked <= 0.0:
+                continue
+            for d in range(M):
+                if d != c:
+                    ship[c, d, i] = (1.0 - lam) * ship[c, d, i] + lam * sent * req[c, d, i] / asked
+    for o in range(M):
+        for d in range(M):
+            if o == d:
+                continue
+            for i in range(I):
+                q = ship[o, d, i]
+                S[o, i] -= q
+                S[d, i] += q
+                out_exp[o, i] += q
+                out_imp[d, i] += q
+    # requests left unmet are re-sourced from spare stock (above target and home wants) at
+    # origins that are not controlling anything this month
+    for i in range(I):
+        unmet_total = 0.0
+        spare_total = 0.0
+        for d in range(M):
+            u = 0.0
+            for o in range(M):
+                if o != d:
+                    u += req[o, d, i] - ship[o, d, i]
+            short_imp[d, i] = max(u, 0.0)
+            unmet_total += short_imp[d, i]
+        if unmet_total <= 0.0:
+            continue
+        spare = np.zeros(M)
+        for o in range(M):
+            controlling = False
+            for k in range(K):
+                if ctl_active[k] and ctl_origin[k] == o:
+                    controlling = True
+            if not controlling:
+                spare[o] = max(S[o, i] - S0[o, i] - want_item[o, i], 0.0)
+                spare_total += spare[o]
+        if spare_total <= 0.0:
+            continue
+        moved = min(spare_total, unmet_total)
+        for o in range(M):
+            if spare[o] <= 0.0:
+                continue
+            give = moved * spare[o] / spare_total
+            for d in range(M):
+                if d == o or short_imp[d, i] <= 0.0:
+                    continue
+                q = give * short_imp[d, i] / unmet_total
+                S[o, i] -= q
+                S[d, i] += q
+                out_exp[o, i] += q
+                out_imp[d, i] += q
+        for d in range(M):
+            short_imp[d, i] *= 1.0 - moved / unmet_total
+    # ---- 6. use ---------------------------------------------------------------------
+    for m in range(M):
+        for l in range(L):
+            out_del[m, l] = 0.0
+            out_cons[m, l] = 0.0
+        # lines are ordered by (item, priority): serve each item's lines in that order
+        n = 0
+        while n < L:
+            i = line_item[line_order[n]]
+            avail = max(S[m, i], 0.0)
+            end = n
+            while end < L and line_item[line_order[end]] == i:
+                end += 1
+            j = n
+            while j < end:  # one priority class at a time, pro rata within it
+                p_ = line_prio[line_order[j]]
+                k2 = j
+                asked = 0.0
+                while k2 < end and line_prio[line_order[k2]] == p_:
+                    l = line_order[k2]
+                    if demand0[m, l] > 0.0:
+                        asked += max(out_want[m, l] + (B0[m, l] - B[m, l]) / tau_b, 0.0)
+                    k2 += 1
+                fill = min(1.0, avail / asked) if asked > 0.0 else 0.0
+                for jj in range(j, k2):
+                    l = line_order[jj]
+                    if demand0[m, l] <= 0.0:
+                        continue
+                    q = max(out_want[m, l] + (B0[m, l] - B[m, l]) / tau_b, 0.0) * fill
+                    out_del[m, l] = q
+                    avail -= q
+                    S[m, i] -= q
+                j = k2
+            n = end
+        for l in range(L):  # buyers' own stocks, spread across buyers
+            if demand0[m, l] <= 0.0:
+                continue
+            w, q = out_want[m, l], out_del[m, l]
+            if q >= w:
+                out_cons[m, l] = w
+                B[m, l] += q - w
+            else:
+                z = _months_drawn(B[m, l] / B0[m, l], frac_left) * frac_grid_step
+                still = 1.0 - _interp(z, 0.0, frac_grid_step, cdf)
+                draw = min(B[m, l], (w - q) * still)
+                B[m, l] -= draw
+                out_cons[m, l] = q + draw
+    # ---- 7. prices ------------------------------------------------------------------
+    for m in range(M):
+        for e in range(E):
+            if price0[m, e] <= 0.0:
+                continue
+            held = S[m, e] + S[m, E + e]
+            target = S0[m, e] + S0[m, E + e]
+            for g in range(G):
+                held += S[m, 2 * E + g] * grade_reo[g, e]
+                target += S0[m, 2 * E + g] * grade_reo[g, e]
+            cover = held / target if target > 0.0 else 1.0
+            cover = max(cover, floor_cover)
+            goal = np.log(price0[m, e]) - k_exp * np.log(cover)
+            lp[m, e] = a_smooth * lp[m, e] + (1.0 - a_smooth) * goal
+            # ---- 8. respond -----------------------------------------------------------
+            r = np.exp(lp[m, e]) / price0[m, e]
+            ramp = min(max((r - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
+            sub[m, e] = min(sub_max, sub[m, e] + sub_rate * ramp)
+
+
+@njit(cache=True, parallel=True)
+def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
+         conc_in, cap, dem_factor, inflow, ctl_active, approval, review_n0, review_frac, slot,
+         W, S0, B0, demand0, line_item, line_order, line_prio, elasticity, item_form, item_el,
+         grade_reo, metal_per_magnet, swarf_per_magnet, grade_w, price0, cov, ctl_origin,
+         leakage, frac_grid_step, frac_left, cdf, par,
+         out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
+         out_price, out_conc_used):
+    """One month for every path of a chunk: arrays carry a leading paths axis."""
+    for p in prange(S.shape[0]):
+        step_path(S[p], C[p], B[p], plan[p], lp[p], sub[p], swarf_last[p], short_imp[p],
+                  queue[p], conc_in[p], cap[p], dem_factor[p], inflow[p], ctl_active[p],
+                  approval[p], review_n0[p], review_frac[p], slot,
+                  W, S0, B0, demand0, line_item, line_order, line_prio, elasticity, item_form,
+                  item_el, grade_reo, metal_per_magnet, swarf_per_magnet, grade_w, price0, cov,
+                  ctl_origin, leakage, frac_grid_step, frac_left, cdf, par,
+                  out_prod[p], out_imp[p], out_exp[p], out_drawn[p], out_del[p], out_cons[p],
+                  out_need[p], out_want[p], out_price[p], out_conc_used[p])

@@ -1,0 +1,225 @@
+"""What the engine hands out each month, and the observers that keep what a run reports.
+
+`MonthView` is the typed interface: one month's flows and end-of-month stocks for a block of
+paths, every array with a leading paths axis and the axes named in its comment. Observers
+(`start_block`, `on_month`, `end_block`) keep what they need indexed by each path's global
+index, so results do not depend on how a run was split into blocks. Nothing outside the
+engine reads engine internals: the report, the web app and the stockpile planner are
+observers or read the finished result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from oreflow.simulate.market import MarketBase
+
+WEEKS_PER_MONTH = 52.0 / 12.0
+
+
+@dataclass(frozen=True)
+class MonthView:
+    """One month of a block of paths. M market regions, E elements, I items, L demand lines.
+    Flows are t a month (t REO-eq; magnet items t of finished magnet), stocks end-of-month."""
+
+    t: int
+    paths: np.ndarray  # [P] global path indices
+    base: MarketBase
+    price_usd_per_kg: np.ndarray  # [P, M, E] oxide price this month (0: untraded)
+    production_t: np.ndarray  # [P, M, I] output (oxide: separation + swarf recovered)
+    imports_t: np.ndarray  # [P, M, I]
+    exports_t: np.ndarray  # [P, M, I]
+    inputs_used_t: np.ndarray  # [P, M, I] oxide into metal, metal into magnets
+    inflow_t: np.ndarray  # [P, M, I] new supply, recycling, stockpile releases
+    deliveries_t: np.ndarray  # [P, M, L] to end users
+    consumption_t: np.ndarray  # [P, M, L] used by end users (deliveries + own stock drawn)
+    need_t: np.ndarray  # [P, M, L] demand before the price response
+    want_t: np.ndarray  # [P, M, L] demand after the price response
+    concentrate_in_t: np.ndarray  # [P, M, E] concentrate arriving at separators
+    concentrate_used_t: np.ndarray  # [P, M, E]
+    mined_lost_t: np.ndarray  # [P, E] mine output lost to outages
+    stock_t: np.ndarray  # [P, M, I] merchant stocks
+    concentrate_stock_t: np.ndarray  # [P, M, E]
+    buyer_stock_t: np.ndarray  # [P, M, L] end users' own stocks
+    first_shock_month: np.ndarray  # [P] start of the earliest shock (nan: none)
+
+    @property
+    def physical_unmet_t(self) -> np.ndarray:
+        """[P, M, L] wanted but not consumed: the physical shortage."""
+        return np.maximum(self.want_t - self.consumption_t, 0.0)
+
+    @property
+    def demand_reduction_t(self) -> np.ndarray:
+        """[P, M, L] given up because of price (need - want)."""
+        return np.maximum(self.need_t - self.want_t, 0.0)
+
+
+class Observer(Protocol):
+    def start_block(self, engine, paths: np.ndarray) -> None: ...
+
+    def on_month(self, view: MonthView) -> None: ...
+
+    def end_block(self, engine, paths: np.ndarray) -> None: ...
+
+
+class _Base:
+    def start_block(self, engine, paths: np.ndarray) -> None:
+        pass
+
+    def end_block(self, engine, paths: np.ndarray) -> None:
+        pass
+
+
+def line_maps(base: MarketBase) -> tuple[np.ndarray, np.ndarray]:
+    """[L, E] t of each element per unit of each line's item, and [L, S] sector membership."""
+    per_item = base.item_element_t()
+    el = per_item[base.line_item]
+    sec = np.zeros((len(base.line_item), len(base.sectors)))
+    sec[np.arange(len(base.line_item)), base.line_sector] = 1.0
+    return el, sec
+
+
+class PathSummary(_Base):
+    """Per-path totals over the horizon: peak price ratios by region and outside zone,
+    physical shortage and demand reduction (t element) by region and sector and by region
+    and element, and the week each sector first stops in each region."""
+
+    def __init__(self, base: MarketBase, paths: int, months: int, threshold: float,
+                 offset: int = 0):
+        M, E, S = len(base.regions), len(base.elements), len(base.sectors)
+        self.base, self.offset, self.months, self.threshold = base, offset, months, threshold
+        self.el, self.sec = line_maps(base)
+        self.el_total = self.el.sum(1)  # t element per unit of each line's item
+        c = base.controller_index
+        use = base.use0[:, :E] * (np.arange(M) != c)[:, None]
+        self.outside_w = use / np.maximum(use.sum(0, keepdims=True), 1e-300)
+        self.inv_p0 = np.divide(1.0, base.price0, out=np.zeros_like(base.price0),
+                                where=base.price0 > 0)
+        self.peak = np.full((paths, M, E), np.nan)
+        self.peak_outside = np.full((paths, E), np.nan)
+        self.unmet = np.zeros((paths, M, S))
+        self.reduction = np.zeros((paths, M, S))
+        self.unmet_el = np.zeros((paths, M, E))
+        self.reduction_el = np.zeros((paths, M, E))
+        self.need = np.zeros((paths, M, S))
+        self.first = np.full((paths, M, S), np.inf)
+        self._prev = np.zeros((paths, M, S))
+        self.first_shock = np.full(paths, np.nan)
+
+    def on_month(self, v: MonthView) -> None:
+        i = v.paths - self.offset
+        ratio = v.price_usd_per_kg * self.inv_p0
+        self.peak[i] = np.fmax(self.peak[i], np.where(self.inv_p0 > 0, ratio, np.nan))
+        outside = (ratio * self.outside_w).sum(1)
+        self.peak_outside[i] = np.fmax(self.peak_outside[i], outside)
+        phys, red = v.physical_unmet_t, v.demand_reduction_t
+        self.unmet_el[i] += phys @ self.el
+        self.reduction_el[i] += red @ self.el
+        phys_s = (phys * self.el_total) @ self.sec
+        self.unmet[i] += phys_s
+        self.reduction[i] += (red * self.el_total) @ self.sec
+        need_s = (v.need_t * self.el_total) @ self.sec
+        self.need[i] += need_s
+        share = np.divide(phys_s, need_s, out=np.zeros_like(phys_s), where=need_s > 0)
+        prev = self._prev[i]
+        hit = (share >= self.threshold) & np.isinf(self.first[i])
+        # interpolate the crossing within the month (the share ramps from last month's)
+        f = np.clip(np.divide(self.threshold - prev, share - prev, out=np.ones_like(share),
+                              where=share > prev), 0.0, 1.0)
+        self.first[i] = np.where(hit, v.t + f, self.first[i])
+        self._prev[i] = share
+        self.first_shock[i] = v.first_shock_month
+
+    def first_stoppage_week(self) -> np.ndarray:
+        """[P, M, S] weeks from the first shock to the first stoppage (inf: none)."""
+        start = np.nan_to_num(self.first_shock, nan=0.0)[:, None, None]
+        return np.maximum(self.first - start, 0.0) * WEEKS_PER_MONTH
+
+
+class BandSketch(_Base):
+    """Monthly quantiles (p5, p50, p95) of a variable over paths, from histograms with fixed
+    log-spaced bins: counts add up, so the bands are the same however the paths were split
+    into blocks or workers (a mergeable sketch; within a bin values are interpolated
+    geometrically, so a band is exact to about half a bin: `BINS` bins over `DECADES`
+    decades, ~1% of the value)."""
+
+    BINS = 512
+    DECADES = 10.0
+
+    def __init__(self, name: str, months: int, shape: tuple[int, ...], scale: np.ndarray,
+                 extract, offset: int = 0):
+        self.name, self.extract, self.offset = name, extract, offset
+        self.scale = np.maximum(np.asarray(scale, float), 1e-12)  # value / scale is binned
+        self.counts = np.zeros((months, *shape, self.BINS + 1), np.int64)  # last bin: zero
+        self.lo = -self.DECADES / 2
+
+    def on_month(self, v: MonthView) -> None:
+        x = self.extract(v) / self.scale  # [P, *shape]
+        zero = x <= 0.0
+        b = ((np.log10(np.maximum(x, 1e-300)) - self.lo) / self.DECADES * self.BINS)
+        b = np.clip(b.astype(np.int64), 0, self.BINS - 1)
+        b = np.where(zero, self.BINS, b)
+        flat = self.counts[v.t].reshape(-1, self.BINS + 1)
+        cells = np.broadcast_to(np.arange(flat.shape[0]).reshape(x.shape[1:]), x.shape)
+        np.add.at(flat, (cells.ravel(), b.ravel()), 1)
+
+    def quantiles(self, qs=(0.05, 0.5, 0.95)) -> np.ndarray:
+        """[Q, months, *shape] in the variable's units."""
+        c = self.counts
+        n = c.sum(-1, keepdims=True)
+        # order: zero bin first (values are >= 0), then the log bins
+        ordered = np.concatenate([c[..., -1:], c[..., :-1]], -1)
+        cum = np.cumsum(ordered, -1)
+        out = []
+        edges = self.lo + np.arange(self.BINS + 1) * self.DECADES / self.BINS
+        for q in qs:
+            target = q * n[..., 0]
+            k = (cum < target[..., None]).sum(-1)  # index in ordered
+            below = np.take_along_axis(cum, np.clip(k - 1, 0, None)[..., None], -1)[..., 0]
+            below = np.where(k > 0, below, 0)
+            inbin = np.take_along_axis(ordered, np.clip(k, 0, self.BINS)[..., None], -1)[..., 0]
+            frac = np.divide(target - below, inbin, out=np.full(target.shape, 0.5),
+                             where=inbin > 0)
+            j = np.clip(k - 1, 0, self.BINS - 1)  # log bin index
+            logv = edges[j] + np.clip(frac, 0.0, 1.0) * (edges[j + 1] - edges[j])
+            val = np.where(k == 0, 0.0, 10.0 ** logv)
+            out.append(val * self.scale)
+        return np.stack(out)
+
+
+class BalanceCheck(_Base):
+    """Stocks rebuilt from cumulative flows, independently of the step, against the stocks
+    the step carries: merchant (production + inflow + imports - exports - inputs used -
+    deliveries), concentrate (arrivals - used) and end users' (deliveries - consumption).
+    Keeps the largest relative gap over every month, path, region and item."""
+
+    def __init__(self, base: MarketBase, conc0: np.ndarray):
+        self.base, self.conc0 = base, conc0
+        self.max_rel = 0.0
+        onehot = np.zeros((len(base.line_item), base.n_items))
+        onehot[np.arange(len(base.line_item)), base.line_item] = 1.0
+        self.line_to_item = onehot
+        self.scale = max(float(base.stock0.sum()), 1.0)
+
+    def start_block(self, engine, paths: np.ndarray) -> None:
+        n = len(paths)
+        b = self.base
+        self.S = np.repeat(b.stock0[None], n, 0).astype(float)
+        self.C = np.repeat(self.conc0[None], n, 0).astype(float)
+        self.B = np.repeat(b.buyer_stock0[None], n, 0).astype(float)
+
+    def on_month(self, v: MonthView) -> None:
+        delivered = v.deliveries_t @ self.line_to_item
+        self.S += (v.production_t + v.inflow_t + v.imports_t - v.exports_t - v.inputs_used_t
+                   - delivered)
+        self.C += v.concentrate_in_t - v.concentrate_used_t
+        self.B += v.deliveries_t - v.consumption_t
+        gaps = [np.abs(self.S - v.stock_t).max(), np.abs(self.C - v.concentrate_stock_t).max(),
+                np.abs(self.B - v.buyer_stock_t).max()]
+        worst = max(gaps) / self.scale
+        if not np.isfinite(worst):
+            worst = np.inf
+        self.max_rel = max(self.max_rel, float(worst))

@@ -1,0 +1,206 @@
+"""A stress run's result: the xarray Dataset, its headline summary, and its file I/O.
+
+The Dataset holds per-path totals (peak price ratios, physical shortage and demand reduction
+by region and sector, first stoppage week) and monthly p5/p50/p95 bands, with the run's seed,
+scenario hash, dataset version and the largest balance residual in its attributes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from oreflow.io import atomic_write
+
+QUANTILES = (0.05, 0.5, 0.95)
+OUTSIDE = "ROW"
+"""Zone key of everything outside the controller (today's key for the outside price)."""
+ENGINE = "markets-v2"
+UNITS = {
+    "price_usd_per_kg": "USD/kg oxide",
+    "price_peak_ratio": "peak monthly price / base price",
+    "price_peak_ratio_outside": "peak of the outside price (regions weighted by base use) / base",
+    "unmet_physical_t": "t element over the horizon: wanted but not delivered (physical)",
+    "demand_reduction_t": "t element over the horizon: given up because of price",
+    "unmet_physical_element_t": "t element over the horizon (physical shortage)",
+    "demand_reduction_element_t": "t element over the horizon (demand given up for price)",
+    "need_t": "t element over the horizon: demand before the price response",
+    "first_stoppage_week": "weeks after the first shock until the stoppage threshold (inf: none)",
+    "stock_t": "t REO-eq in merchant stocks (oxide, metal and magnets)",
+    "supply_t": "t REO-eq a month separated (incl. swarf recovered)",
+    "use_t": "t element a month consumed by end users",
+    "unmet_month_t": "t element a month physically short",
+    "unmet_sector_t": "t element a month physically short, by sector",
+}
+
+
+class ResultError(ValueError):
+    """A result file that cannot be read or is not an oreflow stress result."""
+
+
+def assemble(summary_obs, bands: dict, base, scenario, seed: int, sha: str, version: str,
+             max_resid: float, notes: list[str], leakage: float) -> xr.Dataset:
+    """The result Dataset from the run's observers."""
+    b = base
+    months = scenario.months
+    dates = pd.period_range(scenario.start, periods=months, freq="M").astype(str)
+    coords = {"path": np.arange(summary_obs.peak.shape[0]), "month": np.arange(months),
+              "region": list(b.regions), "element": list(b.elements), "sector": list(b.sectors),
+              "quantile": list(QUANTILES)}
+    p = summary_obs
+    data = {
+        "price_peak_ratio": (("path", "region", "element"), p.peak),
+        "price_peak_ratio_outside": (("path", "element"), p.peak_outside),
+        "unmet_physical_t": (("path", "region", "sector"), p.unmet),
+        "demand_reduction_t": (("path", "region", "sector"), p.reduction),
+        "unmet_physical_element_t": (("path", "region", "element"), p.unmet_el),
+        "demand_reduction_element_t": (("path", "region", "element"), p.reduction_el),
+        "need_t": (("path", "region", "sector"), p.need),
+        "first_stoppage_week": (("path", "region", "sector"), p.first_stoppage_week()),
+        "base_price_usd_per_kg": (("region", "element"), b.price0),
+    }
+    for name, (dims, sketch) in bands.items():
+        data[name] = (("quantile", "month", *dims), sketch.quantiles(QUANTILES))
+    ds = xr.Dataset(data, coords={**coords, "date": ("month", list(dates))})
+    for k, u in UNITS.items():
+        if k in ds:
+            ds[k].attrs["units"] = u
+    ds.attrs.update({
+        "scenario": scenario.name, "scenario_sha256": sha, "seed": int(seed),
+        "paths": int(p.peak.shape[0]), "months": int(months), "start": scenario.start,
+        "controller": b.controller, "dataset_version": version,
+        "max_rel_balance_residual": float(max_resid), "engine": ENGINE,
+        "leakage": float(leakage), "notes": json.dumps(notes),
+        "oreflow_version": _version(),
+    })
+    return ds
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("oreflow")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _num(x, none_if_inf: bool = False):
+    v = float(x)
+    if not np.isfinite(v):
+        return None if none_if_inf or np.isnan(v) else v
+    return round(v, 4)
+
+
+def perspective_markets(ds: xr.Dataset, regions: list[str] | None) -> list[str]:
+    """Market regions of a perspective's network regions (None: every region)."""
+    if not regions:
+        return [str(r) for r in ds["region"].values]
+    return [r for r in ds["region"].values if r in set(regions)]
+
+
+def summary(ds: xr.Dataset, perspective: str | None = None,
+            markets: list[str] | None = None) -> dict:
+    """Headline numbers as JSON-ready data: medians over paths. Sector figures are for the
+    perspective's market regions (`markets`; default: every region)."""
+    ctrl = ds.attrs["controller"]
+    regions = [str(r) for r in ds["region"].values]
+    outside = [r for r in regions if r != ctrl]
+    sel = markets or regions
+    peak = ds["price_peak_ratio"].median("path")
+    peak_out = ds["price_peak_ratio_outside"].median("path")
+    base = ds["base_price_usd_per_kg"]
+    prices = {}
+    for e in ds["element"].values:
+        if float(base.sel(element=e).max()) <= 0:
+            continue
+        row = {ctrl: _num(peak.sel(region=ctrl, element=e)),
+               OUTSIDE: _num(peak_out.sel(element=e))}
+        row.update({r: _num(peak.sel(region=r, element=e)) for r in outside})
+        prices[str(e)] = row
+    phys = ds["unmet_physical_t"].sel(region=sel).sum("region")
+    red = ds["demand_reduction_t"].sel(region=sel).sum("region")
+    first = ds["first_stoppage_week"].sel(region=sel).min("region")
+    by_region_phys = ds["unmet_physical_t"].sum("sector").median("path")
+    by_region_red = ds["demand_reduction_t"].sum("sector").median("path")
+    first_region = ds["first_stoppage_week"].min("sector").median("path")
+    sectors = [str(s) for s in ds["sector"].values]
+    out = {
+        "scenario": ds.attrs["scenario"],
+        "paths": int(ds.attrs["paths"]),
+        "seed": int(ds.attrs["seed"]),
+        "months": int(ds.attrs["months"]),
+        "start": ds.attrs["start"],
+        "dataset_version": ds.attrs["dataset_version"],
+        "controller": ctrl,
+        "perspective": perspective or "all regions",
+        "perspective_regions": sel,
+        "price_peak_ratio": prices,
+        "shortfall_t": {s: _num(phys.sel(sector=s).median("path")) for s in sectors},
+        "first_shortfall_week": {s: _num(first.sel(sector=s).median("path"), True)
+                                 for s in sectors},
+        "unmet_physical_t": {s: _num(phys.sel(sector=s).median("path")) for s in sectors},
+        "unmet_physical_t_p95": {s: _num(phys.sel(sector=s).quantile(0.95, "path"))
+                                 for s in sectors},
+        "demand_reduction_t": {s: _num(red.sel(sector=s).median("path")) for s in sectors},
+        "unmet_physical_t_by_region": {r: _num(by_region_phys.sel(region=r)) for r in regions},
+        "demand_reduction_t_by_region": {r: _num(by_region_red.sel(region=r)) for r in regions},
+        "first_stoppage_week_by_region": {r: _num(first_region.sel(region=r), True)
+                                          for r in regions},
+        "notes": json.loads(ds.attrs.get("notes", "[]")),
+        "units": {
+            "price_peak_ratio": f"median over paths of the peak monthly oxide price / base "
+                                f"price; keys: the controller ({ctrl}), {OUTSIDE} (every region "
+                                f"outside it, weighted by base use) and each market region",
+            "shortfall_t": "t element over the horizon, median over paths: physical shortage "
+                           "(wanted, not delivered) in the perspective's regions",
+            "first_shortfall_week": "weeks after the first shock until a sector first loses "
+                                    "the stoppage threshold of its demand physically (median; "
+                                    "null: not on the median path)",
+            "unmet_physical_t": "t element, physical shortage, median over paths",
+            "demand_reduction_t": "t element given up because of price (not a shortage)",
+            "unmet_physical_t_by_region": "t element over the horizon, all sectors, median",
+            "demand_reduction_t_by_region": "t element over the horizon, all sectors, median",
+            "first_stoppage_week_by_region": "weeks until the first sector of the region "
+                                             "stops (median; null: none)",
+        },
+    }
+    return out
+
+
+def save_result(ds: xr.Dataset, path: Path | str) -> Path:
+    """Write the result as NetCDF, atomically."""
+    return atomic_write(path, lambda p: ds.to_netcdf(p, engine="h5netcdf"))
+
+
+REQUIRED = ("price_peak_ratio", "unmet_physical_t", "demand_reduction_t",
+            "first_stoppage_week", "price_usd_per_kg")
+
+
+def check_result(ds: xr.Dataset, label: str = "result") -> xr.Dataset:
+    """Refuse a Dataset that is not an oreflow stress result of this engine."""
+    if ds.attrs.get("engine") != ENGINE:
+        raise ResultError(f"{label}: not an oreflow stress result of engine {ENGINE} "
+                          f"(engine attribute: {ds.attrs.get('engine')!r}); re-run the stress "
+                          "test")
+    missing = [v for v in REQUIRED if v not in ds]
+    if missing:
+        raise ResultError(f"{label}: missing variable(s) {', '.join(missing)}")
+    return ds
+
+
+def load_result(path: Path | str) -> xr.Dataset:
+    p = Path(path)
+    if not p.is_file():
+        raise ResultError(f"{p}: no such file")
+    try:
+        with xr.open_dataset(p, engine="h5netcdf") as ds:
+            ds = ds.load()
+    except Exception as e:  # h5py/h5netcdf raise many types for a file that is not NetCDF
+        raise ResultError(f"{p}: not a readable NetCDF file ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+    return check_result(ds, str(p))
