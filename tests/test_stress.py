@@ -1,155 +1,243 @@
-"""The stress engine: invariants (mass balance, reproducibility, monotonicity), the baseline,
-the calibration episode's shape, results on disk and scenario errors."""
+"""The stress engine: balance, licence queue, regions and leakage, reproducibility, outputs."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-import xarray as xr
-from typer.testing import CliRunner
 
-from oreflow.cli import app
-from oreflow.scenario import ScenarioError, builtin_names, load_scenario, parse_scenario
-from oreflow.simulate import run_stress, save_result, summary
+from oreflow.scenario import builtin_names, parse_scenario
+from oreflow.simulate import load_result, run_stress, save_result, summary
+from oreflow.simulate.observers import MonthView
+
+
+def _scenario(network, body: str, months: int = 24):
+    return parse_scenario(f"name: test\nstart: \"2026-01\"\nmonths: {months}\nshocks:\n{body}",
+                          network=network)
+
+
+@pytest.fixture(scope="module")
+def baseline(network):
+    return run_stress("baseline", paths=40, seed=3, network=network)
+
+
+def test_baseline_has_no_physical_shortage_and_flat_prices(baseline):
+    assert float(baseline["unmet_physical_t"].max()) <= 1e-6
+    price = baseline["price_usd_per_kg"]
+    base = baseline["base_price_usd_per_kg"]
+    ratio = (price / base.where(base > 0)).values
+    ratio = ratio[np.isfinite(ratio)]
+    assert ratio.min() >= 0.95 and ratio.max() <= 1.05  # every zone, month and quantile
+    assert baseline.attrs["max_rel_balance_residual"] < 1e-9
 
 
 @pytest.mark.parametrize("name", builtin_names())
-def test_mass_is_conserved_every_month_every_path(network, name):
-    """production + imports + releases = use + exports + stock change + losses, per zone."""
-    ds = run_stress(name, paths=40, seed=3, network=network)
+def test_independent_balance_holds_in_every_builtin_scenario(network, name):
+    """Stocks rebuilt from cumulative flows (BalanceCheck) agree with the stocks the step
+    carries, every month, path, region and item."""
+    ds = run_stress(name, paths=12, seed=1, network=network, months=24)
     assert ds.attrs["max_rel_balance_residual"] < 1e-9
 
 
-def test_same_seed_same_result(network):
-    a = run_stress("licensing-2025-04", paths=64, seed=11, network=network)
-    b = run_stress("licensing-2025-04", paths=64, seed=11, network=network)
-    xr.testing.assert_identical(a, b)
-    c = run_stress("licensing-2025-04", paths=64, seed=12, network=network)
-    assert not np.array_equal(a["shortfall_t"].values, c["shortfall_t"].values)
+class _Licences:
+    """Observer: licence requests filed and approvals per month, summed over paths."""
+
+    def __init__(self, months):
+        self.filed = np.zeros(months)
+        self.approved = np.zeros(months)
+
+    def start_block(self, engine, paths):
+        pass
+
+    def end_block(self, engine, paths):
+        pass
+
+    def on_month(self, v: MonthView):
+        self.filed[v.t] += v.licence_filed_t.sum()
+        self.approved[v.t] += v.licence_approved_t.sum()
 
 
-def test_result_does_not_depend_on_chunking(network):
-    a = run_stress("myanmar-halt-6m", paths=50, seed=5, network=network, chunk=50)
-    b = run_stress("myanmar-halt-6m", paths=50, seed=5, network=network, chunk=7, threads=1)
-    np.testing.assert_allclose(a["shortfall_t"], b["shortfall_t"], rtol=1e-12, atol=1e-9)
-    np.testing.assert_allclose(a["price_peak_ratio"], b["price_peak_ratio"], rtol=1e-12)
+@pytest.mark.parametrize("review", [2.0, 1.5])
+def test_licence_queue_with_full_approval_delivers_every_request(network, review):
+    sc = _scenario(network, f"""  - type: export_control
+    elements: all
+    approval: [[0, 1.0]]
+    review_months: {review}
+""", months=18)
+    obs = _Licences(18)
+    ds = run_stress(sc, paths=6, seed=2, network=network, observers=[obs])
+    f, a = obs.filed, obs.approved
+    assert f.sum() > 0
+    n0, frac = int(review), review - int(review)
+    expected = np.zeros_like(f)
+    expected[n0:] += (1 - frac) * f[:len(f) - n0]
+    expected[n0 + 1:] += frac * f[:len(f) - n0 - 1]
+    np.testing.assert_allclose(a, expected, rtol=1e-12, atol=1e-9)
+    # every request filed up to month T is approved by month T + ceil(review), none is lost
+    up = int(np.ceil(review))
+    T = len(f) - up - 1
+    early = (1 - frac) * f[T + 1] if frac > 0 else 0.0  # part of T + 1's, decided early
+    assert a[:T + up + 1].sum() == pytest.approx(f[:T + 1].sum() + early, rel=1e-12)
+    assert ds.attrs["max_rel_balance_residual"] < 1e-9
 
 
-def _control(approval: float) -> str:
-    return f"""
-name: approval-{approval}
-start: "2025-04"
-months: 24
-shocks:
-  - type: export_control
-    elements: [Dy, Tb, Sm, Y]
-    start: {{dist: uniform, low: 0, high: 3}}
-    duration: {{dist: uniform, low: 6, high: 18}}
-    approval: [[0, {approval}]]
-    approval_scale: {{dist: uniform, low: 0.8, high: 1.0}}
+def test_results_do_not_depend_on_chunks_or_blocks(network):
+    a = run_stress("licensing-2025-04", paths=60, seed=5, network=network, chunk=17)
+    b = run_stress("licensing-2025-04", paths=60, seed=5, network=network, chunk=60)
+    for v in a.data_vars:
+        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+    part1 = run_stress("licensing-2025-04", paths=60, seed=5, network=network, block=(0, 25))
+    part2 = run_stress("licensing-2025-04", paths=60, seed=5, network=network, block=(25, 60))
+    for v in ("price_peak_ratio", "unmet_physical_t", "demand_reduction_t",
+              "first_stoppage_week"):
+        joined = np.concatenate([part1[v].values, part2[v].values])
+        np.testing.assert_array_equal(joined, a[v].values, err_msg=v)
+
+
+def test_same_seed_same_result_other_seed_other_draws(network):
+    a = run_stress("licensing-2025-04", paths=20, seed=7, network=network, months=12)
+    b = run_stress("licensing-2025-04", paths=20, seed=7, network=network, months=12)
+    c = run_stress("licensing-2025-04", paths=20, seed=8, network=network, months=12)
+    np.testing.assert_array_equal(a["price_peak_ratio"].values, b["price_peak_ratio"].values)
+    assert not np.array_equal(a["price_peak_ratio"].values, c["price_peak_ratio"].values)
+
+
+EMBARGO = """  - type: export_control
+    elements: [Dy, Tb]
+    destinations: [USA]
+    duration: 12
+    approval: [[0, 0.0]]
+    leakage: {leak}
 """
 
 
-def test_lower_approval_never_lowers_any_shortfall(network):
+def test_us_embargo_hits_the_us_first_and_leakage_closes_the_gap(network):
+    gaps = []
+    for leak in (0.0, 0.5, 1.0):
+        ds = run_stress(_scenario(network, EMBARGO.format(leak=leak)), paths=8, seed=1,
+                        network=network)
+        by_region = summary(ds)["unmet_physical_t_by_region"]
+        others = [v for r, v in by_region.items() if r not in ("USA", "CHN")]
+        if leak == 0.0:
+            assert by_region["USA"] > 0 and by_region["USA"] >= max(others)
+        gaps.append(by_region["USA"] - max(others))
+    assert gaps[0] > gaps[1] >= gaps[2] and gaps[2] <= 1e-6 * max(gaps[0], 1.0)
+
+
+def test_new_capacity_outside_china_creates_no_shortage_inside(network):
+    ds = run_stress(_scenario(network, """  - type: new_capacity
+    region: USA
+    stage: separation
+    t_per_year: 8000
+    ramp_months: 6
+"""), paths=10, seed=1, network=network)
+    assert float(ds["unmet_physical_t"].sel(region="CHN").max()) <= 1e-9
+
+
+def test_export_refusal_can_lower_the_price_inside(network):
+    """Chinese separators keep producing for a while when exports are refused: the surplus
+    is trapped inside and the inside price falls (the dataset's SMM quotes: Dy -22% in 2025)."""
+    ds = run_stress(_scenario(network, """  - type: export_control
+    elements: [Dy, Tb]
+    approval: [[0, 0.0]]
+"""), paths=8, seed=1, network=network)
+    p = ds["price_usd_per_kg"].sel(quantile=0.5, region="CHN", element="Dy")
+    base = float(ds["base_price_usd_per_kg"].sel(region="CHN", element="Dy"))
+    assert float(p.min()) < 0.99 * base
+
+
+def test_control_on_one_element_leaves_others_physically_whole(network):
+    ds = run_stress(_scenario(network, """  - type: export_control
+    elements: [La]
+    stages: [separation, metal]
+    approval: [[0, 0.0]]
+"""), paths=8, seed=1, network=network)
+    short = ds["unmet_physical_element_t"].sum("region").median("path")
+    others = short.drop_sel(element="La")
+    assert float(others.max()) <= 1e-6 * max(float(short.sel(element="La")), 1.0)
+
+
+def test_harsher_approval_never_lowers_the_physical_shortage(network):
     """Common random numbers: the same draws, only the approval share differs."""
     totals = []
-    for approval in [1.0, 0.75, 0.5, 0.25, 0.0]:
-        sc = parse_scenario(_control(approval), network=network)
-        ds = run_stress(sc, paths=80, seed=7, network=network)
-        totals.append(ds["shortfall_t"].sum("zone").values)  # [path, sector]
-    for milder, harsher in zip(totals, totals[1:], strict=False):
-        assert (harsher >= milder - 1e-6).all()
-    assert totals[-1].sum() > totals[0].sum() > -1e-9
+    for share in (1.0, 0.6, 0.3, 0.0):
+        ds = run_stress(_scenario(network, f"""  - type: export_control
+    elements: [Dy, Tb, Y]
+    approval: [[0, {share}]]
+    approval_scale: {{dist: uniform, low: 0.8, high: 1.0}}
+"""), paths=10, seed=4, network=network)
+        totals.append(float(ds["unmet_physical_t"].drop_sel(region="CHN").sum()))
+    assert all(b >= a - 1e-6 for a, b in zip(totals, totals[1:], strict=False))
+    assert totals[-1] > totals[0]
 
 
-def test_baseline_has_no_shortfall_and_flat_prices(network):
-    ds = run_stress("baseline", paths=20, seed=0, network=network)
-    assert float(ds["shortfall_t"].max()) < 1e-9
-    ratio = ds["price_peak_ratio"].values
-    ratio = ratio[np.isfinite(ratio)]
-    assert np.all(np.abs(ratio - 1.0) <= 0.05)
-    low = (ds["price_usd_per_kg"].sel(quantile=0.05) / ds["base_price_usd_per_kg"]).values
-    assert np.all(np.abs(low[np.isfinite(low)] - 1.0) <= 0.05)
+def test_another_controller_runs_with_its_own_flows(network):
+    sc = parse_scenario("""name: us-controls
+start: "2026-01"
+months: 12
+controller: USA
+shocks:
+  - type: export_control
+    origin: USA
+    elements: all
+    approval: [[0, 0.0]]
+""", network=network)
+    ds = run_stress(sc, paths=4, seed=1, network=network)
+    assert ds.attrs["controller"] == "USA"
+    assert ds.attrs["max_rel_balance_residual"] < 1e-9
 
 
-def test_quota_2010_reproduces_the_episode_shape(network):
-    """Outside-China Dy peaks at >= 5x, >= 3x above inside China, 6-18 months after the
-    first cut, and falls below half its peak two years on."""
-    ds = run_stress("quota-2010", paths=200, seed=2010, network=network)
-    p50 = ds["price_usd_per_kg"].sel(quantile=0.5, element="Dy")
-    row = (p50.sel(zone="ROW") / ds["base_price_usd_per_kg"].sel(zone="ROW", element="Dy")).values
-    peak = int(np.argmax(row))
-    assert row[peak] >= 5.0
-    assert float(p50.sel(zone="ROW")[peak] / p50.sel(zone="CHN")[peak]) >= 3.0
-    assert 6 <= peak <= 18
-    assert row[peak + 24] < 0.5 * row[peak]
+def test_a_controller_without_a_market_is_refused_at_validation(network):
+    from oreflow.scenario import ScenarioError
 
-
-def test_controls_hit_controlled_elements_only(network):
-    ds = run_stress("licensing-2025-04", paths=100, seed=1, network=network)
-    s = summary(ds)["price_peak_ratio"]
-    assert s["Dy"]["ROW"] > 3 and s["Tb"]["ROW"] > 3
-    assert s["Ce"]["ROW"] == pytest.approx(1.0, abs=0.01)  # neither controlled nor in magnets
-    assert s["Dy"]["CHN"] < 1.1  # prices inside the controlling country stay flat
-    # Nd moves only because the licensed magnets carry it: licensing the Dy and Tb alone
-    # leaves it flat
-    assert s["Nd"]["ROW"] > 1.5
-    sc, _ = load_scenario("licensing-2025-04", network)
-    parts = sc.model_copy(update={"shocks": [sh.model_copy(update={"whole_magnets": False})
-                                             for sh in sc.shocks]})
-    s = summary(run_stress(parts, paths=100, seed=1, network=network))["price_peak_ratio"]
-    assert s["Nd"]["ROW"] == pytest.approx(1.0, abs=0.01)
-    assert s["Dy"]["ROW"] > 3
+    with pytest.raises(ScenarioError, match="controller 'MMR'.*allowed: CHN, USA, EU"):
+        parse_scenario("name: x\nstart: \"2026-01\"\ncontroller: MMR\n", network=network)
 
 
 def test_result_records_provenance_and_survives_netcdf(network, tmp_path):
-    ds = run_stress("myanmar-halt-6m", paths=30, seed=9, network=network)
-    assert ds.attrs["seed"] == 9 and ds.attrs["dataset_version"] == network.dataset.version
+    ds = run_stress("myanmar-halt-6m", paths=10, seed=11, network=network)
+    for key in ("seed", "scenario_sha256", "dataset_version", "max_rel_balance_residual",
+                "controller", "engine", "leakage", "band_paths"):
+        assert key in ds.attrs
     assert len(ds.attrs["scenario_sha256"]) == 64
     path = save_result(ds, tmp_path / "r.nc")
-    back = xr.open_dataset(path, engine="h5netcdf")
-    assert back.attrs["scenario_sha256"] == ds.attrs["scenario_sha256"]
-    np.testing.assert_allclose(back["shortfall_t"], ds["shortfall_t"])
-    assert not list(tmp_path.glob(".*.tmp"))
+    back = load_result(path)
+    np.testing.assert_array_equal(back["unmet_physical_t"].values, ds["unmet_physical_t"].values)
 
 
-def test_cli_json_summary():
-    res = CliRunner().invoke(app, ["stress", "licensing-2025-04", "--paths", "50", "--seed",
-                                   "4", "--months", "12", "--format", "json"])
-    assert res.exit_code == 0, res.output
-    out = json.loads(res.stdout)
-    assert {"scenario", "paths", "seed", "months", "dataset_version", "price_peak_ratio",
-            "shortfall_t", "first_shortfall_week"} <= set(out)
-    assert out["paths"] == 50 and out["months"] == 12
-    assert set(out["price_peak_ratio"]["Dy"]) == {"CHN", "ROW"}
-    assert out["first_shortfall_week"]["batteries"] is None
+def test_summary_keys_with_a_perspective(network):
+    ds = run_stress("heavy-embargo-usa-12m", paths=6, seed=1, network=network)
+    s = summary(ds, "USA", ["USA"])
+    for key in ("price_peak_ratio", "shortfall_t", "first_shortfall_week",
+                "unmet_physical_t_by_region", "demand_reduction_t_by_region",
+                "first_stoppage_week_by_region", "units"):
+        assert key in s
+    assert set(s["unmet_physical_t_by_region"]) == set(ds["region"].values)
+    assert {"CHN", "ROW", "USA", "EU", "JPN"} <= set(s["price_peak_ratio"]["Dy"])
+    assert s["shortfall_t"]["wind"] == pytest.approx(
+        float(ds["unmet_physical_t"].sel(region="USA", sector="wind").median("path")), abs=1e-3)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("name: x\nstart: '2025-13'\n", "start"),
-    ("name: x\nstart: '2025-01'\nshocks:\n  - type: export_control\n    elements: [Xx]\n",
-     "shocks[0] (export_control).elements: unknown name 'Xx'"),
-    ("name: x\nstart: '2025-01'\nshocks:\n  - type: export_control\n    elements: [Dy]\n"
-     "    approval: [[0, 1.5]]\n", "approval shares must lie in [0, 1]"),
-    ("name: x\nstart: '2025-01'\nshocks:\n  - type: outage\n    region: ATL\n"
-     "    stage: mining\n    share_lost: 0.5\n", "region: unknown name 'ATL'"),
-    ("name: x\nstart: '2025-01'\nshocks:\n  - type: outage\n    region: MMR\n"
-     "    stage: mining\n    share_lost: 1.5\n", "share_lost must lie in [0, 1]"),
-    ("name: x\nstart: '2025-01'\nshocks:\n  - type: meteor\n", "type"),
-    ("name: x\nstart: '2025-01'\nmonths: 36\ncolour: red\n", "colour"),
-    ("name: x\nstart: '2025-01'\nshocks:\n  - type: export_control\n    elements: [Dy]\n"
-     "    destinations: [CHN]\n", "cannot control exports to itself"),
-    ("name: [unclosed\n", "not valid YAML"),
-])
-def test_bad_scenarios_name_the_field(network, text, message):
-    with pytest.raises(ScenarioError) as exc:
-        parse_scenario(text, "bad.yaml", network)
-    assert "bad.yaml" in str(exc.value) and message in str(exc.value)
+def test_cli_json_with_a_perspective(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "oreflow.cli", "stress", "heavy-embargo-usa-12m",
+                        "--paths", "4", "--perspective", "usa", "--format", "json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["perspective"] == "USA" and d["perspective_regions"] == ["USA"]
+    assert d["unmet_physical_t_by_region"]["USA"] > 0
 
 
-def test_unknown_scenario_name():
-    res = CliRunner().invoke(app, ["stress", "no-such-scenario", "--paths", "5"])
-    assert res.exit_code != 0
-    assert "unknown scenario 'no-such-scenario'" in res.output
+@pytest.mark.parametrize("out", ["result.txt", "folder"])
+def test_cli_refuses_a_bad_out_before_running(tmp_path, out):
+    (tmp_path / "folder.nc").mkdir()
+    target = tmp_path / ("folder.nc" if out == "folder" else out)
+    r = subprocess.run([sys.executable, "-m", "oreflow.cli", "stress", "baseline", "--paths",
+                        "10000000", "--out", str(target)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0
+    assert "--out" in r.stderr and ("must end in .nc" in r.stderr or "not a regular file"
+                                    in r.stderr)

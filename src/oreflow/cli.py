@@ -241,68 +241,113 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
            paths: int = typer.Option(1000, "--paths", min=1, max=10_000_000),
            seed: int = typer.Option(0, "--seed"),
            months: int = typer.Option(None, "--months", min=1, max=600),
-           out_file: Path = typer.Option(None, "--out", help="write the full result (NetCDF)"),
+           perspective: str = typer.Option(None, "--perspective", "-p",
+                                           help="read sector figures for a region or bloc "
+                                                "(USA, EU, JPN, KOR, IND, CHN, G7, ...); "
+                                                "default: every region"),
+           out_file: Path = typer.Option(None, "--out", help="write the full result (NetCDF, "
+                                         ".nc)"),
            fmt: Format = typer.Option(Format.table, "--format")) -> None:
-    """Monte Carlo stress test of a scenario: prices, shortfalls, first weeks short."""
+    """Monte Carlo stress test of a scenario: prices by region, physical shortage and demand
+    given up because of price, first stoppage by sector and region."""
     from oreflow.network import Network
     from oreflow.scenario import ScenarioError
     from oreflow.simulate import run_stress, save_result, summary
+    from oreflow.simulate.market import MarketError, market_base, perspective_markets
+    from oreflow.simulate.run import RunError
 
+    if out_file is not None:
+        _check_out(out_file, ".nc")
     net = Network.from_dataset(_dataset(None))
     try:
         ds = _run_with_progress(run_stress, scenario, paths, seed, months, net,
                                 quiet=fmt is not Format.table)
-    except (ScenarioError, ValueError) as e:
+        markets, note = (perspective_markets(market_base(net, ds.attrs["controller"]),
+                                             net.dataset, perspective)
+                         if perspective else (None, ""))
+    except (ScenarioError, MarketError, RunError, ValueError) as e:
         fail(str(e))
+    ds.attrs["perspective"] = perspective.upper() if perspective else "all regions"
+    ds.attrs["perspective_regions"] = json.dumps(markets or [])
+    for n in json.loads(ds.attrs.get("notes", "[]")) + ([note] if note else []):
+        err.print(f"note: {n}", highlight=False)
     if out_file is not None:
-        save_result(ds, out_file)
-    result = summary(ds)
+        try:
+            save_result(ds, out_file)
+        except OSError as e:
+            fail(f"{out_file}: cannot write the result ({e.strerror or e})")
+    result = summary(ds, perspective.upper() if perspective else None, markets)
     if fmt is Format.json:
         print(json.dumps(result, indent=1))
+    elif fmt is Format.csv:
+        from oreflow.report import sector_table
+
+        print(sector_table(ds).to_csv(index=False, float_format="%.6g"), end="")
     else:
         _print_stress(result, ds)
     if out_file is not None and fmt is Format.table:
         out.print(f"Full result: {out_file.resolve()}")
 
 
+def _check_out(path: Path, suffix: str) -> None:
+    """Refuse an --out that cannot take the result, before a long run starts."""
+    if path.suffix != suffix:
+        fail(f"--out {path}: the file name must end in {suffix}")
+    if path.exists() and not path.is_file():
+        fail(f"--out {path}: exists and is not a regular file")
+    if path.is_symlink():
+        fail(f"--out {path}: is a symbolic link; give the real path")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        fail(f"--out {path}: folder {parent} does not exist")
+    import os
+
+    if not os.access(parent, os.W_OK):
+        fail(f"--out {path}: folder {parent} is not writable")
+
+
 def _run_with_progress(run_stress, scenario, paths, seed, months, net, quiet: bool):
-    """Run with a progress bar on long runs; the result also carries monthly unmet-demand
-    bands by sector (for the report's fan charts)."""
+    """Run with a progress bar on long runs."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from oreflow.report import SectorUnmet
-
-    by_sector = SectorUnmet(net, paths)
     if quiet or paths * (months or 36) < 200_000:
-        return by_sector.add_to(run_stress(scenario, paths=paths, seed=seed, months=months,
-                                           network=net, on_month=by_sector))
+        return run_stress(scenario, paths=paths, seed=seed, months=months, network=net)
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task("run", total=1.0)
-        return by_sector.add_to(run_stress(
-            scenario, paths=paths, seed=seed, months=months, network=net, on_month=by_sector,
-            progress=lambda d, t: bar.update(task, completed=d / t)))
+        return run_stress(scenario, paths=paths, seed=seed, months=months, network=net,
+                          progress=lambda d, t: bar.update(task, completed=d / t))
 
 
 def _print_stress(result: dict, ds) -> None:
+    from oreflow.report import region_table, sector_table
+
     head = (f"{result['scenario']}: {result['paths']} paths, {result['months']} months from "
             f"{ds.attrs['start']}, seed {result['seed']}, dataset {result['dataset_version']}")
     out.print(head)
-    peaks = pd.DataFrame([(e, v["CHN"], v["ROW"]) for e, v in result["price_peak_ratio"].items()],
-                         columns=["element", "peak_price_x_CHN", "peak_price_x_ROW"])
-    peaks = peaks[(peaks["peak_price_x_ROW"] > 1.01) | (peaks["peak_price_x_CHN"] > 1.01)]
+    ctrl = result["controller"]
+    regions = result["perspective_regions"]
+    shown = [r for r in regions if r != ctrl][:3] if len(regions) < 7 else []
+    rows = []
+    for e, v in result["price_peak_ratio"].items():
+        rows.append((e, v[ctrl], v["ROW"], *(v[r] for r in shown)))
+    cols = ["element", f"peak_x_{ctrl}", "peak_x_outside", *(f"peak_x_{r}" for r in shown)]
+    peaks = pd.DataFrame(rows, columns=cols)
+    peaks = peaks[(peaks[cols[1:]] > 1.01).any(axis=1) | (peaks[cols[1:]] < 0.99).any(axis=1)]
     if len(peaks):
-        print_frame(peaks, Format.table, title="Peak price / base price (median over paths)",
-                    digits={"peak_price_x_CHN": ".2f", "peak_price_x_ROW": ".2f"})
-    sec = pd.DataFrame([(s, result["shortfall_t"][s], result["first_shortfall_week"][s])
-                        for s in result["shortfall_t"]],
-                       columns=["sector", "shortfall_t_p50", "first_short_week_p50"])
-    sec["shortfall_t_p95"] = ds["shortfall_t"].sum("zone").quantile(0.95, "path").values
-    sec = sec.sort_values("shortfall_t_p50", ascending=False)
-    print_frame(sec[["sector", "shortfall_t_p50", "shortfall_t_p95", "first_short_week_p50"]],
-                Format.table, title="Unmet demand over the horizon, t of element",
-                digits={"shortfall_t_p50": ",.0f", "shortfall_t_p95": ",.0f",
-                        "first_short_week_p50": ".1f"})
+        print_frame(peaks, Format.table, digits={c: ".2f" for c in cols[1:]},
+                    title="Peak price / base price (median over paths)")
+    sec = sector_table(ds)
+    print_frame(sec[["sector", "unmet_physical_t_p50", "unmet_physical_t_p95",
+                     "demand_reduction_t_p50", "first_stoppage_week_p50"]],
+                Format.table, title=f"By sector, {result['perspective']}: physical shortage "
+                                    "and demand given up because of price, t of element",
+                digits={"unmet_physical_t_p50": ",.0f", "unmet_physical_t_p95": ",.0f",
+                        "demand_reduction_t_p50": ",.0f", "first_stoppage_week_p50": ".1f"})
+    print_frame(region_table(ds), Format.table,
+                title="By region (all sectors), t of element",
+                digits={"unmet_physical_t_p50": ",.0f", "unmet_physical_t_p95": ",.0f",
+                        "demand_reduction_t_p50": ",.0f", "first_stoppage_week_p50": ".1f"})
 
 
 @app.command()
@@ -328,8 +373,9 @@ def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the
 
     result = _run_with_progress(run_stress, "licensing-2025-04", 2000, 0, None, net,
                                 quiet=True)
+    result.attrs["perspective"], result.attrs["perspective_regions"] = "USA", '["USA"]'
     save_result(result, out_dir / "licensing-2025-04.nc")
-    _print_stress(summary(result), result)
+    _print_stress(summary(result, "USA", ["USA"]), result)
     out.print(f"Full result: {(out_dir / 'licensing-2025-04.nc').resolve()}")
     from oreflow.report import write_report
 
@@ -555,3 +601,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"),
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

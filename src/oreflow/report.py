@@ -11,8 +11,8 @@ version. The same tables export to CSV, Excel and Parquet. Every file is written
 from __future__ import annotations
 
 import io
+import json
 import math
-import threading
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,116 +24,39 @@ import xarray as xr
 
 from oreflow.io import atomic_write, atomic_write_text
 from oreflow.network import Network
+from oreflow.simulate.results import ResultError, check_result, load_result  # noqa: F401
+
+ReportError = ResultError
+"""A result that cannot be reported on, or a bad export request (the same family)."""
 
 STAGE_NAMES = {"mining": "Mining", "separation": "Separation", "metal": "Metal",
                "magnet": "Magnets"}
 STAGE_COLOURS = {"mining": "#8c6d31", "separation": "#3182bd", "metal": "#756bb1",
                  "magnet": "#e6550d", "sector": "#31a354", "loss": "#969696"}
 LOSSES = "Process losses"
-ZONE_COLOURS = ("#d62728", "#1f77b4")  # controller, rest of world
+REGION_COLOURS = ("#d62728", "#1f77b4")  # controller, perspective
 TABLE_FORMATS = ("csv", "xlsx", "parquet")
-REQUIRED_VARS = ("price_usd_per_kg", "unmet_t", "shortfall_t", "price_peak_ratio",
-                 "first_shortfall_week", "base_price_usd_per_kg")
-REQUIRED_ATTRS = ("scenario", "seed", "paths", "months", "controller", "dataset_version")
-
-
-class ReportError(ValueError):
-    """A result file that cannot be reported on, or a bad export request; says which and why."""
 
 
 # ---- reading a result ------------------------------------------------------------------
-def check_result(ds: xr.Dataset, label: str = "result") -> xr.Dataset:
-    """Raise ReportError unless `ds` looks like an `oreflow stress` result."""
-    missing = [v for v in REQUIRED_VARS if v not in ds.data_vars]
-    missing += [f"attribute {a}" for a in REQUIRED_ATTRS if a not in ds.attrs]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise ReportError(f"{label}: not an oreflow stress result (missing "
-                          f"{', '.join(missing[:3])}{more}); write one with "
-                          "`oreflow stress ... --out`")
-    return ds
+def perspective_region(ds: xr.Dataset) -> str:
+    """The outside region a report shows beside the controller: the run's perspective if it
+    has one market region, else the outside region with the largest physical shortage."""
+    ctrl = ds.attrs["controller"]
+    regions = [str(r) for r in ds["region"].values]
+    chosen = json.loads(ds.attrs.get("perspective_regions", "[]"))
+    chosen = [r for r in chosen if r != ctrl and r in regions]
+    if len(chosen) == 1:
+        return chosen[0]
+    outside = [r for r in regions if r != ctrl]
+    short = ds["unmet_physical_t"].sum("sector").median("path").sel(region=outside)
+    return outside[int(np.argmax(short.values))] if float(short.max()) > 0 else outside[0]
 
 
-def load_result(path: Path | str) -> xr.Dataset:
-    """Open a result written by `save_result`, fully in memory (the file is closed again)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ReportError(f"{p}: no such file")
-    try:
-        with xr.open_dataset(p, engine="h5netcdf") as ds:
-            ds = ds.load()
-    except Exception as e:  # h5py/h5netcdf raise many types for a file that is not NetCDF
-        raise ReportError(f"{p}: not a readable NetCDF file ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
-    return check_result(ds, str(p))
-
-
-# ---- monthly unmet demand by sector --------------------------------------------------------
-SECTOR_BAND_PATHS = 5_000
-"""Monthly sector bands are quantiles over the first SECTOR_BAND_PATHS paths (memory: months x
-2 zones x sectors x paths float32, 62 MB at 120 months)."""
-
-
-class SectorUnmet:
-    """`on_month` hook of `run_stress` that keeps unmet demand by zone and sector each month
-    (t of element), for fan charts by sector; `add_to(ds)` adds the bands as `unmet_sector_t`.
-
-    The stress result keeps only horizon totals by sector. This splits each demand group's
-    monthly shortfall among its sectors with the same fixed weights the engine's recorder
-    uses for `shortfall_t` (a sector's share of its group's base demand), so summing the
-    months gives `shortfall_t` back path by path (tested)."""
-
-    def __init__(self, network: Network, paths: int, keep: int = SECTOR_BAND_PATHS) -> None:
-        mpo = network.dataset["elements"].set_index("element")["metal_per_oxide"]
-        self._mpo_all, self.keep = mpo, max(1, min(paths, keep))
-        self._lock = threading.Lock()
-        self.W = None  # [zone, group, element, sector]
-
-    def _init(self, engine) -> None:
-        b, g = engine.b, engine.sector_group
-        G, E, S = len(engine.groups), b.n_elements, len(b.sectors)
-        W = np.zeros((2, G, E, S))
-        for zone, (d_sec, d_grp) in enumerate([(b.sector_demand_in.T, engine.d0_in),
-                                               (b.sector_demand_out.sum(2).T, engine.d0_out)]):
-            w = np.divide(d_sec, d_grp[g], out=np.zeros_like(d_sec), where=d_grp[g] > 0)
-            for s in range(S):
-                W[zone, g[s], :, s] = w[s]
-        mpo = self._mpo_all.reindex(b.elements).to_numpy(float)
-        self.W = W * mpo[None, None, :, None]  # t REO-eq -> t element
-        self.sectors = list(b.sectors)
-        self.unmet = np.zeros((engine.months, 2, S, self.keep), np.float32)
-        self.filled = 0
-
-    def __call__(self, engine, sl: slice, t: int, state: dict) -> None:
-        if self.W is None:
-            with self._lock:
-                if self.W is None:
-                    self._init(engine)
-        n = min(sl.stop, self.keep) - sl.start
-        if n <= 0:
-            return
-        for zone, key in enumerate(("short_in", "short_out")):
-            self.unmet[t, zone, :, sl.start:sl.start + n] = np.einsum(
-                "gpe,ges->sp", state[key][:, :n], self.W[zone])
-        if t == self.unmet.shape[0] - 1:
-            with self._lock:
-                self.filled = max(self.filled, sl.start + n)
-
-    def per_path(self) -> np.ndarray:
-        """[month, zone, sector, path] of the kept paths."""
-        return self.unmet[..., :self.filled]
-
-    def add_to(self, ds: xr.Dataset) -> xr.Dataset:
-        """The result with `unmet_sector_t` (quantile, month, zone, sector) added."""
-        if self.W is None or self.filled == 0:
-            return ds
-        q = np.quantile(self.per_path(), [0.05, 0.5, 0.95], axis=-1)
-        da = xr.DataArray(q, dims=("quantile", "month", "zone", "sector"),
-                          coords={"quantile": ds["quantile"].values, "month": ds["month"],
-                                  "zone": ds["zone"], "sector": self.sectors})
-        da.attrs.update(units="t element per month",
-                        paths=f"quantiles over the first {self.filled} paths")
-        return ds.assign(unmet_sector_t=da)
+def perspective_of(ds: xr.Dataset) -> list[str]:
+    """Market regions the run's perspective reads (all regions if none was given)."""
+    chosen = json.loads(ds.attrs.get("perspective_regions", "[]"))
+    return chosen or [str(r) for r in ds["region"].values]
 
 
 # ---- the base-year chain -----------------------------------------------------------------
@@ -257,8 +180,8 @@ def _fade(hex_colour: str, alpha: float = 0.35) -> str:
 # ---- fan charts ----------------------------------------------------------------------------
 def _active_elements(ds: xr.Dataset) -> list[str]:
     """Elements that trade and flow in this run (others have flat, empty bands)."""
-    base = ds["base_price_usd_per_kg"].max("zone")
-    flows = ds["use_t"].sel(quantile=0.5).sum(("month", "zone")) if "use_t" in ds else base
+    base = ds["base_price_usd_per_kg"].max("region")
+    flows = ds["use_t"].sel(quantile=0.5).sum(("month", "region"))
     return [str(e) for e in ds["element"].values
             if float(base.sel(element=e)) > 0 and float(flows.sel(element=e)) > 0]
 
@@ -270,11 +193,12 @@ def default_element(ds: xr.Dataset) -> str:
 
 def _default_element(ds: xr.Dataset, elements: list[str]) -> str:
     """The element whose price rise outside the controller costs most: (median peak ratio - 1)
-    x base price x what the rest of the world uses (falls back to the largest use by value)."""
-    peak = ds["price_peak_ratio"].sel(zone="ROW").median("path").fillna(1.0)
-    price = ds["base_price_usd_per_kg"].sel(zone="ROW")
-    use = (ds["use_t"].sel(quantile=0.5, zone="ROW").sum("month") if "use_t" in ds
-           else xr.ones_like(price))
+    x base price x what the regions outside use (falls back to the largest use by value)."""
+    ctrl = ds.attrs["controller"]
+    outside = [r for r in ds["region"].values if r != ctrl]
+    peak = ds["price_peak_ratio_outside"].median("path").fillna(1.0)
+    price = ds["base_price_usd_per_kg"].sel(region=outside).mean("region")
+    use = ds["use_t"].sel(quantile=0.5, region=outside).sum(("month", "region"))
     value = price * use
 
     def score(e: str) -> tuple[float, float]:
@@ -285,19 +209,17 @@ def _default_element(ds: xr.Dataset, elements: list[str]) -> str:
 
 
 def default_sector(ds: xr.Dataset) -> str | None:
-    """The sector the monthly sector fan opens on: the largest median unmet demand."""
-    if "unmet_sector_t" not in ds:
-        return None
-    tot = ds["unmet_sector_t"].sel(quantile=0.5).sum(("month", "zone"))
+    """The sector the monthly sector fan opens on: the largest median physical shortage."""
+    tot = ds["unmet_sector_t"].sel(quantile=0.5).sum(("month", "region"))
     return str(tot["sector"].values[int(np.argmax(tot.values))])
 
 
 def fan_figure(ds: xr.Dataset, var: str, title: str, unit: str,
                pick: str | None = None) -> dict:
-    """p5-p95 band and median per zone over the months, one element (or sector, for
-    variables by sector) at a time, chosen from a menu; opens on `pick` if given.
+    """p5-p95 band and median inside the controller and in the perspective region over the
+    months, one element (or sector) at a time, chosen from a menu; opens on `pick` if given.
 
-    Returned as a plain figure dict: its ~90 traces are built directly, which is ten times
+    Returned as a plain figure dict: its traces are built directly, which is ten times
     faster than validating them one by one as plotly objects."""
     dim = "sector" if "sector" in ds[var].dims else "element"
     if dim == "element":
@@ -308,29 +230,30 @@ def fan_figure(ds: xr.Dataset, var: str, title: str, unit: str,
         first = pick if pick in items else default_sector(ds)
     dates = [str(d) for d in ds["date"].values] if "date" in ds.coords else \
         list(map(int, ds["month"].values))
-    zones = [str(z) for z in ds["zone"].values]
-    arr = ds[var].transpose("quantile", "month", "zone", dim)
+    ctrl = ds.attrs["controller"]
+    shown = [ctrl, perspective_region(ds)]
+    arr = ds[var].sel(region=shown).transpose("quantile", "month", "region", dim)
     qs = [float(q) for q in arr["quantile"].values]
     names = list(map(str, arr[dim].values))
     data = []
     for item in items:
         ii = names.index(item)
-        for zi, (z, colour) in enumerate(zip(zones, ZONE_COLOURS, strict=False)):
+        for zi, (z, colour) in enumerate(zip(shown, REGION_COLOURS, strict=True)):
             lo, mid, hi = (arr.values[qs.index(q), :, zi, ii].tolist() for q in (0.05, 0.5,
                                                                                   0.95))
-            name = "inside " + z if z != "ROW" else "outside (ROW)"
+            name = f"inside {z}" if z == ctrl else z
             common = {"type": "scatter", "x": dates, "mode": "lines", "legendgroup": z,
                       "visible": item == first}
             data += [
                 {**common, "y": hi, "line": {"width": 0}, "hoverinfo": "skip",
-                 "showlegend": False, "meta": {dim: item, "zone": z, "q": 0.95}},
+                 "showlegend": False, "meta": {dim: item, "region": z, "q": 0.95}},
                 {**common, "y": lo, "line": {"width": 0}, "fill": "tonexty",
                  "fillcolor": _fade(colour, 0.2), "name": f"{name} p5-p95",
-                 "meta": {dim: item, "zone": z, "q": 0.05}},
+                 "meta": {dim: item, "region": z, "q": 0.05}},
                 {**common, "y": mid, "line": {"color": colour}, "name": f"{name} median",
-                 "meta": {dim: item, "zone": z, "q": 0.5}},
+                 "meta": {dim: item, "region": z, "q": 0.5}},
             ]
-    per = 3 * len(zones)
+    per = 3 * len(shown)
     buttons = [{"label": item, "method": "update",
                 "args": [{"visible": [j // per == i for j in range(per * len(items))]},
                          {"title.text": f"{title}: {item}"}]}
@@ -345,18 +268,27 @@ def fan_figure(ds: xr.Dataset, var: str, title: str, unit: str,
 
 
 def sector_figure(ds: xr.Dataset) -> go.Figure:
-    """Unmet demand by sector over the horizon: median bar, p5-p95 whisker over paths."""
-    t = sector_table(ds).sort_values("shortfall_t_p50")
-    fig = go.Figure(go.Bar(
-        y=t["sector"], x=t["shortfall_t_p50"], orientation="h", marker_color="#e6550d",
-        name="median", error_x={"type": "data", "symmetric": False,
-                                "array": (t["shortfall_t_p95"] - t["shortfall_t_p50"]).tolist(),
-                                "arrayminus": (t["shortfall_t_p50"] - t["shortfall_t_p5"]
-                                               ).tolist()},
-        hovertemplate="%{y}: median %{x:,.0f} t<extra></extra>"))
-    fig.update_layout(title="Unmet demand by sector over the horizon, t of element<br>"
-                            "<sup>bar: median; whisker: p5-p95 over paths</sup>",
-                      height=420, margin={"l": 140, "r": 10, "t": 50, "b": 40})
+    """Physical shortage by sector over the horizon in the perspective's regions: median
+    bar, p5-p95 whisker over paths; demand given up because of price beside it."""
+    t = sector_table(ds).sort_values("unmet_physical_t_p50")
+    fig = go.Figure([
+        go.Bar(y=t["sector"], x=t["unmet_physical_t_p50"], orientation="h",
+               marker_color="#e6550d", name="physical shortage (median)",
+               error_x={"type": "data", "symmetric": False,
+                        "array": (t["unmet_physical_t_p95"] - t["unmet_physical_t_p50"]).tolist(),
+                        "arrayminus": (t["unmet_physical_t_p50"] - t["unmet_physical_t_p5"]
+                                       ).tolist()},
+               hovertemplate="%{y}: median %{x:,.0f} t short<extra></extra>"),
+        go.Bar(y=t["sector"], x=t["demand_reduction_t_p50"], orientation="h",
+               marker_color="#9ecae1", name="given up because of price (median)",
+               hovertemplate="%{y}: median %{x:,.0f} t given up<extra></extra>")])
+    who = ", ".join(perspective_of(ds))
+    fig.update_layout(title=f"By sector over the horizon ({who}), t of element<br>"
+                            "<sup>physical shortage: median, whisker p5-p95 over paths; demand "
+                            "given up because of price is not a shortage</sup>",
+                      barmode="group", height=460,
+                      margin={"l": 140, "r": 10, "t": 60, "b": 40},
+                      legend={"orientation": "h", "y": -0.12})
     return fig
 
 
@@ -364,20 +296,20 @@ def figures(ds: xr.Dataset, network: Network | None = None, element: str | None 
             sector: str | None = None) -> dict[str, go.Figure | dict]:
     """Every chart of the report, by name (the web pages show the same ones). Element fans
     open on `element` (default: the element whose price rise costs most), the sector fan on
-    `sector` (default: the most unmet). Unmet demand is by sector when the result has
-    monthly sector bands (`SectorUnmet`; runs from the web app), else by element."""
+    `sector` (default: the most short)."""
     ctrl = ds.attrs["controller"]
     figs: dict[str, go.Figure | dict] = {
         "prices": fan_figure(ds, "price_usd_per_kg",
-                             f"Price inside {ctrl} and outside, p5/p50/p95", "USD/kg oxide",
-                             element)}
-    if "unmet_sector_t" in ds:
-        figs["unmet_sector"] = fan_figure(ds, "unmet_sector_t",
-                                          "Unmet demand per month by sector, p5/p50/p95",
-                                          "t of element per month", sector)
-    figs["unmet"] = fan_figure(ds, "unmet_t", "Unmet demand per month by element, p5/p50/p95",
-                               "t REO-eq per month", element)
-    figs["sectors"] = sector_figure(ds)
+                             f"Price inside {ctrl} and in {perspective_region(ds)}, "
+                             "p5/p50/p95", "USD/kg oxide", element),
+        "unmet_sector": fan_figure(ds, "unmet_sector_t",
+                                   "Physical shortage per month by sector, p5/p50/p95",
+                                   "t of element per month", sector),
+        "unmet": fan_figure(ds, "unmet_month_t",
+                            "Physical shortage per month by element, p5/p50/p95",
+                            "t of element per month", element),
+        "sectors": sector_figure(ds),
+    }
     if network is not None:
         figs = {"sankey": sankey_figure(network), **figs}
     return figs
@@ -385,35 +317,55 @@ def figures(ds: xr.Dataset, network: Network | None = None, element: str | None 
 
 # ---- headline tables -------------------------------------------------------------------
 def sector_table(ds: xr.Dataset) -> pd.DataFrame:
-    """Per sector: horizon shortfall p5/p50/p95, share of paths short, median first week."""
-    short = ds["shortfall_t"].sum("zone")
-    q = short.quantile([0.05, 0.5, 0.95], "path")
-    weeks = ds["first_shortfall_week"].median("path").values
+    """Per sector, in the perspective's regions: physical shortage over the horizon
+    p5/p50/p95, demand given up because of price (median), share of paths with a physical
+    shortage, median week of the first stoppage."""
+    regions = perspective_of(ds)
+    phys = ds["unmet_physical_t"].sel(region=regions).sum("region")
+    red = ds["demand_reduction_t"].sel(region=regions).sum("region")
+    q = phys.quantile([0.05, 0.5, 0.95], "path")
+    weeks = ds["first_stoppage_week"].sel(region=regions).min("region").median("path").values
     df = pd.DataFrame({
         "sector": [str(s) for s in ds["sector"].values],
-        "shortfall_t_p5": q.sel(quantile=0.05).values,
-        "shortfall_t_p50": q.sel(quantile=0.5).values,
-        "shortfall_t_p95": q.sel(quantile=0.95).values,
-        "paths_short_share": (short > 0).mean("path").values,
-        "first_short_week_p50": np.where(np.isfinite(weeks), weeks, np.nan),
+        "unmet_physical_t_p5": q.sel(quantile=0.05).values,
+        "unmet_physical_t_p50": q.sel(quantile=0.5).values,
+        "unmet_physical_t_p95": q.sel(quantile=0.95).values,
+        "demand_reduction_t_p50": red.median("path").values,
+        "paths_short_share": (phys > 1e-9).mean("path").values,
+        "first_stoppage_week_p50": np.where(np.isfinite(weeks), weeks, np.nan),
     })
-    return df.sort_values("shortfall_t_p50", ascending=False, kind="stable",
+    return df.sort_values("unmet_physical_t_p50", ascending=False, kind="stable",
                           ignore_index=True)
 
 
+def region_table(ds: xr.Dataset) -> pd.DataFrame:
+    """Per market region: physical shortage and demand reduction over the horizon (median,
+    t of element) and the median week its first sector stops."""
+    phys = ds["unmet_physical_t"].sum("sector")
+    red = ds["demand_reduction_t"].sum("sector")
+    first = ds["first_stoppage_week"].min("sector").median("path")
+    return pd.DataFrame({
+        "region": [str(r) for r in ds["region"].values],
+        "unmet_physical_t_p50": phys.median("path").values,
+        "unmet_physical_t_p95": phys.quantile(0.95, "path").values,
+        "demand_reduction_t_p50": red.median("path").values,
+        "first_stoppage_week_p50": np.where(np.isfinite(first.values), first.values, np.nan),
+    })
+
+
 def price_table(ds: xr.Dataset) -> pd.DataFrame:
-    """Per element and zone: base price and the peak price ratio p5/p50/p95 over paths."""
+    """Per element and region: base price and the peak price ratio p5/p50/p95 over paths."""
     q = ds["price_peak_ratio"].quantile([0.05, 0.5, 0.95], "path")
     rows = []
     for e in _active_elements(ds):
-        for z in ds["zone"].values:
-            rows.append({"element": e, "zone": str(z),
+        for z in ds["region"].values:
+            rows.append({"element": e, "region": str(z),
                          "base_price_usd_per_kg": float(ds["base_price_usd_per_kg"]
-                                                        .sel(zone=z, element=e)),
-                         **{f"peak_ratio_p{int(p * 100)}": float(q.sel(quantile=p, zone=z,
+                                                        .sel(region=z, element=e)),
+                         **{f"peak_ratio_p{int(p * 100)}": float(q.sel(quantile=p, region=z,
                                                                        element=e))
                             for p in (0.05, 0.5, 0.95)}})
-    return pd.DataFrame(rows, columns=["element", "zone", "base_price_usd_per_kg",
+    return pd.DataFrame(rows, columns=["element", "region", "base_price_usd_per_kg",
                                        "peak_ratio_p5", "peak_ratio_p50", "peak_ratio_p95"])
 
 
@@ -432,16 +384,17 @@ def _with_dates(df: pd.DataFrame, ds: xr.Dataset, at: int) -> pd.DataFrame:
     return df
 
 
+MONTHLY_VARS = ("price_usd_per_kg", "stock_t", "supply_t", "use_t", "unmet_month_t")
+
+
 def monthly_sector_table(ds: xr.Dataset) -> pd.DataFrame:
-    """Monthly p5/p50/p95 of unmet demand by zone and sector (t of element), long form."""
+    """Monthly p5/p50/p95 of physical shortage by region and sector (t of element)."""
     return _with_dates(_bands_long(ds["unmet_sector_t"]), ds, 1)
 
 
 def monthly_table(ds: xr.Dataset) -> pd.DataFrame:
-    """Monthly p5/p50/p95 of every banded variable, long form."""
-    frames = [_bands_long(ds[var]).assign(variable=var)
-              for var in ("price_usd_per_kg", "inventory_t", "supply_t", "use_t", "unmet_t")
-              if var in ds]
+    """Monthly p5/p50/p95 of every banded variable by region and element, long form."""
+    frames = [_bands_long(ds[var]).assign(variable=var) for var in MONTHLY_VARS if var in ds]
     df = pd.concat(frames, ignore_index=True)
     df = df[["variable", *[c for c in df.columns if c != "variable"]]]
     return _with_dates(df, ds, 2)
@@ -449,21 +402,20 @@ def monthly_table(ds: xr.Dataset) -> pd.DataFrame:
 
 def run_table(ds: xr.Dataset) -> pd.DataFrame:
     """The run's settings and provenance as key/value rows."""
-    keys = ("scenario", "seed", "paths", "months", "start", "controller", "dataset_version",
-            "scenario_sha256", "oreflow_version", "max_rel_balance_residual")
+    keys = ("scenario", "seed", "paths", "months", "start", "controller", "perspective",
+            "dataset_version", "scenario_sha256", "oreflow_version",
+            "max_rel_balance_residual", "leakage", "notes")
     return pd.DataFrame([(k, str(ds.attrs[k])) for k in keys if k in ds.attrs],
                         columns=["key", "value"])
 
 
 def headline_tables(ds: xr.Dataset) -> dict[str, pd.DataFrame]:
-    """The tables every report shows and exports: sectors, prices, monthly bands (and monthly
-    bands by sector when the result has them), run."""
+    """The tables every report shows and exports: sectors (perspective), regions, prices,
+    monthly bands, monthly bands by sector, run."""
     check_result(ds)
-    tables = {"sectors": sector_table(ds), "prices": price_table(ds),
-              "monthly": monthly_table(ds)}
-    if "unmet_sector_t" in ds:
-        tables["monthly_sector"] = monthly_sector_table(ds)
-    return {**tables, "run": run_table(ds)}
+    return {"sectors": sector_table(ds), "regions": region_table(ds),
+            "prices": price_table(ds), "monthly": monthly_table(ds),
+            "monthly_sector": monthly_sector_table(ds), "run": run_table(ds)}
 
 
 # ---- exports ---------------------------------------------------------------------------
@@ -560,6 +512,7 @@ def render_report(ds: xr.Dataset, network: Network | None = None) -> str:
     net = network if network is not None else Network.from_dataset()
     figs = figures(ds, net)
     tables = headline_tables(ds)
+    regions = tables["regions"].to_dict("records")
     prices = tables["prices"]
     prices = prices[(prices["peak_ratio_p50"] > 1.01) | (prices["peak_ratio_p95"] > 1.01)]
     env = _jinja()
@@ -568,6 +521,7 @@ def render_report(ds: xr.Dataset, network: Network | None = None) -> str:
     return env.get_template("report.html").render(
         attrs=ds.attrs, charts={k: figure_html(f, f"chart-{k}") for k, f in figs.items()},
         sectors=tables["sectors"].to_dict("records"), prices=prices.to_dict("records"),
+        regions=regions, perspective=", ".join(perspective_of(ds)),
         network_version=net.dataset.version, mismatch=mismatch, plotlyjs=get_plotlyjs(),
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 

@@ -355,11 +355,18 @@ def parse_scenario(text: str, label: str = "<scenario>", network=None) -> Scenar
         raise ScenarioError(f"{label}: {_format_validation(e)}") from None
     if network is not None:
         ds = network.dataset
+        from oreflow.simulate.market import market_codes
+
+        markets = market_codes(ds)
         try:
-            sc.check_names(set(network.elements), set(ds["regions"]["region"]),
+            sc.check_names(set(network.elements), set(ds["regions"]["region"]) | set(markets),
                            set(network.sectors), set(ds["sources"]["source_id"]))
         except ValueError as e:
             raise ScenarioError(f"{label}: {e}") from None
+        if sc.controller not in markets:
+            raise ScenarioError(f"{label}: controller {sc.controller!r}: the engine models "
+                                f"controls by a market region; allowed: {', '.join(markets)} "
+                                "(market_regions.csv)")
     return sc
 
 

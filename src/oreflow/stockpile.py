@@ -146,76 +146,107 @@ def sector_value_usd_per_t(network: Network, elements: list[str]) -> np.ndarray:
     return multiplier[:, None] * price[None, :] * 1e3
 
 
-def economy(network: Network, perspective: str, terms: Terms, engine) -> Economy:
-    """Everything the planner needs about the perspective, from the base year and the
-    engine's demand groups (so that unmet demand per group can be valued)."""
-    b = engine.b
-    r, member, d_group = _group_demand(engine, perspective)
-    E = b.n_elements
-    group_form = np.array([f for f, _ in engine.groups])
-    d = b.sector_demand_out  # [E, S, R] t per month
-    mine = d_group[:, :, r]
-    v_sector = sector_value_usd_per_t(network, b.elements)  # [S, E]
-    weighted = np.einsum("es,sg,se->ge", d[:, :, r], member, v_sector)
-    value = np.divide(weighted, mine, out=np.zeros_like(mine), where=mine > 0)
-    # groups with no demand in the perspective still get the sector-average value
-    fallback = np.einsum("es,sg,se->ge", d.sum(2), member, v_sector)
-    value = np.where(mine > 0, value, np.divide(fallback, d_group.sum(2),
-                                                out=np.zeros_like(mine),
-                                                where=d_group.sum(2) > 0))
+def planner_groups(base) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Demand groups of the planner: (form, priority) pairs of the engine's demand lines, in
+    order, and each line's group [L]."""
+    form = base.item_form[base.line_item]
+    pairs = sorted(set(zip(form.tolist(), base.line_priority.tolist(), strict=True)))
+    return pairs, np.array([pairs.index((f, p)) for f, p in
+                            zip(form, base.line_priority, strict=True)])
 
-    y = np.array([1.0, b.yields["metal"], b.yields["magnet"]])
+
+def economy(network: Network, perspective: str, terms: Terms, base) -> Economy:
+    """Everything the planner needs about the perspective, from the engine's base year:
+    demand groups, what their unmet demand is worth, use, imports, prices, the market."""
+    markets = _perspective_markets(base, network, perspective)
+    pairs, group = planner_groups(base)
+    G, E = len(pairs), len(base.elements)
+    line_reo = base.item_reo()[base.line_item]  # [L, E]
+    mk = np.isin(base.regions, markets)
+    d_line = base.demand0[mk].sum(0)[:, None] * line_reo  # [L, E] perspective, t a month
+    member = np.zeros((len(group), G))
+    member[np.arange(len(group)), group] = 1.0
+    v_sector = sector_value_usd_per_t(network, base.elements)  # [S, E]
+    v_line = v_sector[base.line_sector]  # [L, E]
+    d_group = member.T @ d_line  # [G, E]
+    value = np.divide(member.T @ (d_line * v_line), d_group, out=np.zeros((G, E)),
+                      where=d_group > 0)
+    world = base.demand0.sum(0)[:, None] * line_reo
+    fallback = np.divide(member.T @ (world * v_line), member.T @ world,
+                         out=np.zeros((G, E)), where=(member.T @ world) > 0)
+    value = np.where(d_group > 0, value, fallback)
+    group_form = np.array([f for f, _ in pairs])
+    ym = base.yields["metal"]
+    ymag = base.yields["sintering"] * base.yields["machining"]
+    y = np.array([1.0, ym, ymag])
     yields = np.zeros((3, 3))
     lead = np.full((3, 3), np.inf)
     for f in range(3):
         for g in range(f, 3):
             yields[f, g] = np.prod(y[f + 1:g + 1])
             lead[f, g] = terms.lead_months[f + 1:g + 1].sum()
+    c = base.controller_index
+    p_out = np.delete(base.price0, c, 0).max(0)
     price = np.zeros((E, 3))
-    price[:, 0] = b.price_out * 1e3
+    price[:, 0] = p_out * 1e3
     for f in (1, 2):
         price[:, f] = price[:, f - 1] / y[f] + terms.processing_usd_per_t[f]
-    market = np.stack([b.demand_out[f:].sum(0) for f in range(3)], 1)  # [E, F]
-    use_by_form = np.stack([d[:, b.sector_form == f, r].sum(1) for f in range(3)], 1)
-    downstream = np.cumsum(use_by_form[:, ::-1], 1)[:, ::-1]  # use of form f or later
+    outside = np.arange(len(base.regions)) != c
+    form = base.item_form[base.line_item]
+    use_out = np.stack([(base.demand0[outside].sum(0)[:, None] * line_reo)[form == f].sum(0)
+                        for f in range(3)], 1)  # [E, F] end use of each form outside
+    market = np.cumsum(use_out[:, ::-1], 1)[:, ::-1]  # use of form f or later
+    use_p = np.stack([d_line[form == f].sum(0) for f in range(3)], 1)
+    downstream = np.cumsum(use_p[:, ::-1], 1)[:, ::-1]
     allowed = (downstream > 0) & (market > 0) & (price > 0)
     carry = (terms.storage_usd_per_t_year[None, :]
              + (terms.insurance_rate_per_year
                 + terms.rotation_cost_share / terms.shelf_life_years[None, :]) * price)
-    cap = np.array([0.0, *(terms.conversion_capacity_share * b.prod_out[f].sum()
-                           for f in ("metal", "magnet"))])
+    E_ = len(base.elements)
+    prod_out = base.prod0[outside]
+    cap = np.array([0.0, terms.conversion_capacity_share * prod_out[:, E_:2 * E_].sum(),
+                    terms.conversion_capacity_share * (prod_out[:, 2 * E_:]
+                                                       @ base.grade_reo).sum()])
+    regions = _perspective_regions(network, perspective, base)
     return Economy(
-        perspective=perspective, elements=list(b.elements), group_form=group_form,
-        value_usd_per_t=value, use_t_per_year=d[:, :, r].sum(1) * 12,
-        net_imports_t_per_year=_net_imports(network, perspective, b.elements),
+        perspective=perspective, elements=list(base.elements), group_form=group_form,
+        value_usd_per_t=value, use_t_per_year=d_line.sum(0) * 12,
+        net_imports_t_per_year=_net_imports(network, regions, base.elements),
         price_usd_per_t=price, market_t_per_month=market, conversion_cap_t_per_month=cap,
         yields=yields, conversion_lead_months=lead, carry_usd_per_t_year=carry,
         allowed=allowed)
 
 
-def _group_demand(engine, perspective: str) -> tuple[int, np.ndarray, np.ndarray]:
-    """The perspective's index among the outside regions, sector membership of the engine's
-    demand groups [S, G], and outside demand by group [G, E, R] (t per month)."""
-    b = engine.b
-    if perspective == b.controller:
-        raise PlanError(f"perspective {perspective!r} is the controlling country of the "
-                        "scenarios; plan for a region outside it")
-    if perspective not in b.out_regions:
-        raise PlanError(f"unknown perspective {perspective!r}: choose one of "
-                        f"{', '.join(sorted(b.out_regions))}")
-    member = engine.sector_group[:, None] == np.arange(len(engine.groups))[None, :]
-    d_group = np.einsum("esr,sg->ger", b.sector_demand_out, member)
-    return b.out_regions.index(perspective), member, d_group
+def _perspective_markets(base, network: Network, perspective: str) -> list[str]:
+    from oreflow.simulate.market import MarketError, perspective_markets
+
+    try:
+        markets, _ = perspective_markets(base, network.dataset, perspective)
+    except MarketError as e:
+        raise PlanError(str(e)) from None
+    if base.controller in markets:
+        raise PlanError(f"perspective {perspective!r} is (or includes) the controlling "
+                        f"country of the scenarios ({base.controller}); plan for a region "
+                        "outside it")
+    return markets
 
 
-def _net_imports(network: Network, region: str, elements: list[str]) -> np.ndarray:
-    """[E, F] the region's base-year net imports of oxide, metal and magnets (t REO-eq/yr)."""
+def _perspective_regions(network: Network, perspective: str, base) -> list[str]:
+    """Network regions of the perspective's markets (for its base-year imports)."""
+    markets = _perspective_markets(base, network, perspective)
+    return [r for i, r in enumerate(base.network_regions)
+            if base.regions[base.region_market[i]] in markets]
+
+
+def _net_imports(network: Network, regions: list[str], elements: list[str]) -> np.ndarray:
+    """[E, F] the regions' base-year net imports of oxide, metal and magnets (t REO-eq/yr)."""
     trade = network.trade_t.sel(element=elements)
     out = np.zeros((len(elements), 3))
+    others = [r for r in network.regions if r not in regions]
     for f, stage in enumerate(("separation", "metal", "magnet")):
         t = trade.sel(stage=stage)
-        inflow = t.sel(dest=region).drop_sel(origin=region, errors="ignore").sum("origin")
-        outflow = t.sel(origin=region).drop_sel(dest=region, errors="ignore").sum("dest")
+        inflow = t.sel(dest=regions, origin=others).sum(("origin", "dest"))
+        outflow = t.sel(origin=regions, dest=others).sum(("origin", "dest"))
         out[:, f] = np.maximum((inflow - outflow).transpose("element").to_numpy(), 0.0)
     return out
 
@@ -223,12 +254,13 @@ def _net_imports(network: Network, region: str, elements: list[str]) -> np.ndarr
 # ---- scenario paths ---------------------------------------------------------------------
 @dataclass
 class UnmetPaths:
-    """The perspective's unmet demand on each simulated path, with the path's probability."""
+    """The perspective's physical shortage on each simulated path, with the path's probability
+    (demand given up because of price is not in it: a stockpile cannot serve it)."""
 
     unmet_t: np.ndarray  # [P, T, G, E] t REO-eq per month
     weight: np.ndarray  # [P] probabilities summing to 1
     scenario: np.ndarray  # [P] scenario name of each path
-    engine: object = field(repr=False)
+    base: object = field(repr=False)
 
     @property
     def start_month(self) -> np.ndarray:
@@ -261,9 +293,9 @@ def parse_scenario_weights(text: str | None) -> dict[str, float]:
 def simulate_unmet(scenarios: dict[str, float], paths: int, seed: int, months: int,
                    perspective: str, network: Network | None = None) -> UnmetPaths:
     """Run each scenario through the stress engine for its share of `paths` and keep the
-    perspective's unmet demand per path, month, demand group and element."""
+    perspective's physical shortage per path, month, demand group and element."""
     from oreflow.scenario import ScenarioError, load_scenario
-    from oreflow.simulate.run import run_stress
+    from oreflow.simulate.run import RunError, run_stress
 
     net = network if network is not None else Network.from_dataset()
     total = sum(scenarios.values())
@@ -273,45 +305,58 @@ def simulate_unmet(scenarios: dict[str, float], paths: int, seed: int, months: i
     counts[np.argsort(counts - share)[:paths - int(counts.sum())]] += 1
     counts = np.maximum(counts, 1)
     seeds = np.random.SeedSequence(seed).spawn(len(names))
-    blocks, weights, labels, engine = [], [], [], None
+    blocks, weights, labels, base = [], [], [], None
     for name, n, ss in zip(names, counts.astype(int), seeds, strict=True):
         try:
             sc, sha = load_scenario(name, net)
         except ScenarioError as e:
             raise PlanError(str(e)) from None
-        keep = _Keep(n, months, perspective)
-        run_stress(sc.model_copy(update={"months": months}), paths=n,
-                   seed=int(ss.generate_state(1)[0]), network=net, on_month=keep,
-                   scenario_sha256=sha)
-        if engine is not None and keep.engine.groups != engine.groups:
-            raise PlanError(f"scenario {name!r} has other demand groups than the first")
-        engine = keep.engine
+        keep = _Keep(n, months, perspective, net)
+        try:
+            run_stress(sc.model_copy(update={"months": months}), paths=n,
+                       seed=int(ss.generate_state(1)[0]), network=net, observers=[keep],
+                       scenario_sha256=sha)
+        except RunError as e:
+            raise PlanError(str(e)) from None
+        if base is not None and keep.base.controller != base.controller:
+            raise PlanError(f"scenario {name!r} has another controller than the first")
+        base = keep.base
         blocks.append(keep.unmet)
         weights.append(np.full(n, scenarios[name] / total / n))
         labels.append(np.full(n, name, dtype=object))
     return UnmetPaths(np.concatenate(blocks), np.concatenate(weights),
-                      np.concatenate(labels), engine)
+                      np.concatenate(labels), base)
 
 
 class _Keep:
-    """`on_month` hook of run_stress: keeps outside-China unmet demand per group, scaled to
-    the perspective's share (the engine rations the outside market pro rata by region)."""
+    """Observer of run_stress: keeps the perspective's physical shortage per path, month,
+    demand group and element (t REO-eq)."""
 
-    def __init__(self, paths: int, months: int, perspective: str):
+    def __init__(self, paths: int, months: int, perspective: str, network: Network):
         self.paths, self.months, self.perspective = paths, months, perspective
+        self.network = network
         self.unmet = None
-        self.engine = None
-        self._lock = threading.Lock()
+        self.base = None
 
-    def __call__(self, engine, sl: slice, t: int, state: dict) -> None:
-        with self._lock:
-            if self.unmet is None:
-                r, _, dg = _group_demand(engine, self.perspective)
-                self.engine = engine
-                self.share = np.divide(dg[:, :, r], dg.sum(2), out=np.zeros(dg.shape[:2]),
-                                       where=dg.sum(2) > 0)
-                self.unmet = np.zeros((self.paths, self.months, *dg.shape[:2]))
-        self.unmet[sl, t] = state["short_out"].transpose(1, 0, 2) * self.share
+    def start_block(self, engine, paths) -> None:
+        if self.unmet is None:
+            b = engine.base
+            self.base = b
+            markets = _perspective_markets(b, self.network, self.perspective)
+            self.mk = np.isin(b.regions, markets)
+            pairs, group = planner_groups(b)
+            reo = b.item_reo()[b.line_item]  # [L, E]
+            member = np.zeros((len(group), len(pairs)))
+            member[np.arange(len(group)), group] = 1.0
+            self.to_group = np.einsum("lg,le->lge", member, reo)  # [L, G, E]
+            self.unmet = np.zeros((self.paths, self.months, len(pairs), len(b.elements)))
+
+    def on_month(self, view) -> None:
+        short = view.physical_unmet_t[:, self.mk].sum(1)  # [P, L]
+        self.unmet[view.paths, view.t] = np.einsum("pl,lge->pge", short, self.to_group)
+
+    def end_block(self, engine, paths) -> None:
+        pass
 
 
 # ---- the optimisation -------------------------------------------------------------------
@@ -671,7 +716,7 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
     seed_fit, seed_eval = (int(s.generate_state(1)[0])
                            for s in np.random.SeedSequence(seed).spawn(2))
     fit = simulate_unmet(mix, paths, seed_fit, months, perspective, net)
-    econ = economy(net, perspective, terms, fit.engine)
+    econ = economy(net, perspective, terms, fit.base)
     if elements is not None:
         unknown = [e for e in elements if e not in econ.elements]
         if unknown:

@@ -102,6 +102,8 @@ class Engine:
             "grade_reo": b.grade_reo.copy(), "metal_per_magnet": b.metal_per_magnet.copy(),
             "swarf_per_magnet": b.swarf_per_magnet.copy(),
             "grade_w": self._grade_weights(), "price0": b.price0.copy(),
+            "line_el": b.item_element_t()[b.line_item],
+            "line_sector": b.line_sector.astype(np.int64),
         }
         step, left, cdf = buyer_cover_table(beh.buyer_cover_months, beh.buyer_cover_cv)
         self.cover_table = (step, left, cdf)
@@ -113,7 +115,11 @@ class Engine:
         self.conc_base = np.einsum("re,rme->me", b.mine, b.feed_share)
         self.swarf0 = b.prod0[:, 2 * E:] @ b.swarf_per_magnet
         self.plan0 = b.prod0.copy()
-        self.plan0[:, :E] -= self.swarf0
+        self.plan0[:, :E] = np.maximum(b.prod0[:, :E] - self.swarf0, 0.0)
+        # swarf a region recovers beyond what it ships in the base year (magnet makers with no
+        # use for it) went to unsold stock then; it keeps going there, from stock above target
+        self.unsold0 = np.zeros((M, self.I))
+        self.unsold0[:, :E] = np.maximum(self.swarf0 - b.prod0[:, :E], 0.0)
         # the world market the endogenous new supply answers (share of world use)
         self.world_use = b.use0[:, :E].sum(0)
         outside = np.arange(M) != b.controller_index
@@ -160,10 +166,14 @@ class Engine:
             review[:, k] = c.review
         n0 = np.floor(review).astype(np.int64)
         frac = review - n0
-        out = {k: np.zeros((n, M, I)) for k in ("prod", "imp", "exp", "drawn")}
+        out = {k: np.zeros((n, M, I)) for k in ("prod", "imp", "exp", "drawn", "filed",
+                                                  "approved")}
         out.update({k: np.zeros((n, M, L)) for k in ("del", "cons", "need", "want")})
-        out["price"] = np.zeros((n, M, E))
-        out["conc_used"] = np.zeros((n, M, E))
+        S_ = len(b.sectors)
+        for k, shape in (("price", E), ("conc_used", E), ("phys_el", E), ("red_el", E),
+                         ("phys_sec", S_), ("red_sec", S_), ("need_sec", S_),
+                         ("short_item", I), ("unsold", I)):
+            out[k] = np.zeros((n, M, shape))
         holdings = [np.full(n, h.t) for h in sh.holdings]
         resp = np.zeros((n, E))
         lead = max(int(round(beh.supply_response_lead_months)), 0)
@@ -203,10 +213,13 @@ class Engine:
                         out_prod=out["prod"], out_imp=out["imp"], out_exp=out["exp"],
                         out_drawn=out["drawn"], out_del=out["del"], out_cons=out["cons"],
                         out_need=out["need"], out_want=out["want"], out_price=out["price"],
-                        out_conc_used=out["conc_used"])
-            short = out["want"] - out["cons"]
-            last_short = np.zeros((n, M, I))
-            np.add.at(last_short, (slice(None), slice(None), b.line_item), short)
+                        out_conc_used=out["conc_used"], out_filed=out["filed"],
+                        out_approved=out["approved"], out_short_item=out["short_item"],
+                        out_phys_el=out["phys_el"], out_red_el=out["red_el"],
+                        out_phys_sec=out["phys_sec"], out_red_sec=out["red_sec"],
+                        out_need_sec=out["need_sec"], unsold0=self.unsold0,
+                        out_unsold=out["unsold"])
+            last_short = out["short_item"]
             view = MonthView(
                 t=t, paths=paths, base=b, price_usd_per_kg=out["price"],
                 production_t=out["prod"], imports_t=out["imp"], exports_t=out["exp"],
@@ -214,7 +227,11 @@ class Engine:
                 consumption_t=out["cons"], need_t=out["need"], want_t=out["want"],
                 concentrate_in_t=inp["conc_in"], concentrate_used_t=out["conc_used"],
                 mined_lost_t=inp["mined_lost"], stock_t=st["S"], concentrate_stock_t=st["C"],
-                buyer_stock_t=st["B"], first_shock_month=sh.first_start)
+                buyer_stock_t=st["B"], first_shock_month=sh.first_start,
+                licence_filed_t=out["filed"], licence_approved_t=out["approved"],
+                unmet_physical_element_t=out["phys_el"], demand_reduction_element_t=out["red_el"],
+                unmet_physical_sector_t=out["phys_sec"], demand_reduction_sector_t=out["red_sec"],
+                need_sector_t=out["need_sec"], unsold_t=out["unsold"])
             for obs in observers:
                 obs.on_month(view)
             # responses outside the month kernel: new supply after its lead time, recycling

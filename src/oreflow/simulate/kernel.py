@@ -79,7 +79,9 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         ctl_origin, leakage, frac_grid_step, frac_left, cdf, par,
         # outputs for this path (overwritten)
         out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
-        out_price, out_conc_used):
+        out_price, out_conc_used, out_filed, out_approved,
+        line_el, line_sector, out_short_item, out_phys_el, out_red_el, out_phys_sec,
+        out_red_sec, out_need_sec, unsold0, out_unsold):
     M, I = S.shape
     E = lp.shape[1]
     G = grade_reo.shape[0]
@@ -148,6 +150,10 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
                     req[o, d, i] = purch[d, i] * W[o, d, i]
     # ---- 3. licences ----------------------------------------------------------------
     eff = req.copy()
+    for d in range(M):
+        for i in range(I):
+            out_filed[d, i] = 0.0
+            out_approved[d, i] = 0.0
     Lq = queue.shape[1]  # queue: [K, Lq, M, I] requests waiting for review, by month filed
     for k in range(K):
         c = ctl_origin[k]
@@ -158,6 +164,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
                     continue
                 if ctl_active[k]:
                     queue[k, slot % Lq, d, i] = req[c, d, i] * cv
+                    out_filed[d, i] += req[c, d, i] * cv
                     eff[c, d, i] = req[c, d, i] * (1.0 - cv)
                 else:
                     queue[k, slot % Lq, d, i] = 0.0
@@ -167,6 +174,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
                 processed = (1.0 - review_frac[k]) * q0 + review_frac[k] * q1
                 share = approval[k, item_form[i]] if ctl_active[k] else 1.0
                 eff[c, d, i] += processed * share
+                out_approved[d, i] += processed * share
     orders = np.zeros((M, I))
     for o in range(M):
         for i in range(I):
@@ -361,6 +369,43 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
                 draw = min(B[m, l], (w - q) * still)
                 B[m, l] -= draw
                 out_cons[m, l] = q + draw
+    # a region's output it could not sell in the base year goes on to unsold stock, from
+    # what it holds above target (swarf at magnet makers with no use for it)
+    for m in range(M):
+        for i in range(I):
+            take = 0.0
+            if unsold0[m, i] > 0.0:
+                take = min(unsold0[m, i], max(S[m, i] - S0[m, i], 0.0))
+                S[m, i] -= take
+            out_unsold[m, i] = take
+    # what the month leaves short, by item, element and sector (t of element)
+    for m in range(M):
+        for i in range(I):
+            out_short_item[m, i] = 0.0
+        for e in range(E):
+            out_phys_el[m, e] = 0.0
+            out_red_el[m, e] = 0.0
+        for s_ in range(out_phys_sec.shape[1]):
+            out_phys_sec[m, s_] = 0.0
+            out_red_sec[m, s_] = 0.0
+            out_need_sec[m, s_] = 0.0
+        for l in range(L):
+            if demand0[m, l] <= 0.0:
+                continue
+            short = max(out_want[m, l] - out_cons[m, l], 0.0)
+            red = max(out_need[m, l] - out_want[m, l], 0.0)
+            out_short_item[m, line_item[l]] += short
+            tot = 0.0
+            for e in range(E):
+                f = line_el[l, e]
+                if f > 0.0:
+                    out_phys_el[m, e] += short * f
+                    out_red_el[m, e] += red * f
+                    tot += f
+            sc = line_sector[l]
+            out_phys_sec[m, sc] += short * tot
+            out_red_sec[m, sc] += red * tot
+            out_need_sec[m, sc] += out_need[m, l] * tot
     # ---- 7. prices ------------------------------------------------------------------
     for m in range(M):
         for e in range(E):
@@ -388,7 +433,9 @@ def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
          grade_reo, metal_per_magnet, swarf_per_magnet, grade_w, price0, cov, ctl_origin,
          leakage, frac_grid_step, frac_left, cdf, par,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
-         out_price, out_conc_used):
+         out_price, out_conc_used, out_filed, out_approved,
+         line_el, line_sector, out_short_item, out_phys_el, out_red_el, out_phys_sec,
+         out_red_sec, out_need_sec, unsold0, out_unsold):
     """One month for every path of a chunk: arrays carry a leading paths axis."""
     for p in prange(S.shape[0]):
         step_path(S[p], C[p], B[p], plan[p], lp[p], sub[p], swarf_last[p], short_imp[p],
@@ -398,4 +445,7 @@ def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
                   item_el, grade_reo, metal_per_magnet, swarf_per_magnet, grade_w, price0, cov,
                   ctl_origin, leakage, frac_grid_step, frac_left, cdf, par,
                   out_prod[p], out_imp[p], out_exp[p], out_drawn[p], out_del[p], out_cons[p],
-                  out_need[p], out_want[p], out_price[p], out_conc_used[p])
+                  out_need[p], out_want[p], out_price[p], out_conc_used[p], out_filed[p],
+                  out_approved[p], line_el, line_sector, out_short_item[p], out_phys_el[p],
+                  out_red_el[p], out_phys_sec[p], out_red_sec[p], out_need_sec[p], unsold0,
+                  out_unsold[p])

@@ -357,3 +357,30 @@ def _check(b: MarketBase, swarf: np.ndarray, unrec: np.ndarray, I: int) -> None:
         m_, e_ = np.unravel_index(short.argmax(), short.shape)
         raise MarketError(f"market base year: separation of {b.elements[e_]} in {b.regions[m_]} "
                           "needs more feed than its mines supply")
+
+
+def perspective_markets(base: MarketBase, dataset, perspective: str) -> tuple[list[str], str]:
+    """The market regions a perspective reads (a market code, a network region or a bloc of
+    `blocs.csv`, any case) and a note when the mapping is not one to one."""
+    key = perspective.strip().upper()
+    if key in base.regions:
+        return [key], ""
+    if key in base.network_regions:
+        m = base.regions[base.region_market[base.network_regions.index(key)]]
+        return [m], f"{key} is part of market region {m}: its figures are {m}'s"
+    blocs = dataset["blocs"]
+    if key in set(blocs["bloc"]):
+        members = set(blocs.loc[blocs["bloc"] == key, "region"])
+        markets = [m for m in base.regions
+                   if any(base.network_regions[i] in members and base.regions[
+                       base.region_market[i]] == m for i in range(len(base.network_regions)))]
+        whole = [m for m in markets if all(
+            base.network_regions[i] in members for i in range(len(base.network_regions))
+            if base.regions[base.region_market[i]] == m)]
+        part = [m for m in markets if m not in whole]
+        note = f"{key}: market regions {', '.join(markets)}"
+        if part:
+            note += f" ({', '.join(part)} only in part: its figures are for the whole market)"
+        return markets, note
+    allowed = sorted(set(base.regions) | set(blocs["bloc"]) | set(base.network_regions))
+    raise MarketError(f"unknown perspective {perspective!r}; allowed: {', '.join(allowed)}")

@@ -45,6 +45,15 @@ class MonthView:
     concentrate_stock_t: np.ndarray  # [P, M, E]
     buyer_stock_t: np.ndarray  # [P, M, L] end users' own stocks
     first_shock_month: np.ndarray  # [P] start of the earliest shock (nan: none)
+    licence_filed_t: np.ndarray  # [P, M, I] requests to a controlling origin filed (queued)
+    licence_approved_t: np.ndarray  # [P, M, I] decided and approved this month (shipped
+    #                                 as far as the origin has the material)
+    unmet_physical_element_t: np.ndarray  # [P, M, E] t element physically short
+    demand_reduction_element_t: np.ndarray  # [P, M, E] t element given up because of price
+    unmet_physical_sector_t: np.ndarray  # [P, M, S] t element physically short
+    demand_reduction_sector_t: np.ndarray  # [P, M, S]
+    need_sector_t: np.ndarray  # [P, M, S] t element needed (before the price response)
+    unsold_t: np.ndarray  # [P, M, I] output put to unsold stock (as in the base year)
 
     @property
     def physical_unmet_t(self) -> np.ndarray:
@@ -113,15 +122,13 @@ class PathSummary(_Base):
         i = v.paths - self.offset
         ratio = v.price_usd_per_kg * self.inv_p0
         self.peak[i] = np.fmax(self.peak[i], np.where(self.inv_p0 > 0, ratio, np.nan))
-        outside = (ratio * self.outside_w).sum(1)
-        self.peak_outside[i] = np.fmax(self.peak_outside[i], outside)
-        phys, red = v.physical_unmet_t, v.demand_reduction_t
-        self.unmet_el[i] += phys @ self.el
-        self.reduction_el[i] += red @ self.el
-        phys_s = (phys * self.el_total) @ self.sec
+        self.peak_outside[i] = np.fmax(self.peak_outside[i],
+                                       np.einsum("pme,me->pe", ratio, self.outside_w))
+        self.unmet_el[i] += v.unmet_physical_element_t
+        self.reduction_el[i] += v.demand_reduction_element_t
+        phys_s, need_s = v.unmet_physical_sector_t, v.need_sector_t
         self.unmet[i] += phys_s
-        self.reduction[i] += (red * self.el_total) @ self.sec
-        need_s = (v.need_t * self.el_total) @ self.sec
+        self.reduction[i] += v.demand_reduction_sector_t
         self.need[i] += need_s
         share = np.divide(phys_s, need_s, out=np.zeros_like(phys_s), where=need_s > 0)
         prev = self._prev[i]
@@ -139,55 +146,33 @@ class PathSummary(_Base):
         return np.maximum(self.first - start, 0.0) * WEEKS_PER_MONTH
 
 
-class BandSketch(_Base):
-    """Monthly quantiles (p5, p50, p95) of a variable over paths, from histograms with fixed
-    log-spaced bins: counts add up, so the bands are the same however the paths were split
-    into blocks or workers (a mergeable sketch; within a bin values are interpolated
-    geometrically, so a band is exact to about half a bin: `BINS` bins over `DECADES`
-    decades, ~1% of the value)."""
+BAND_PATHS = 1_000
+"""Monthly bands are exact quantiles over the paths with global index below BAND_PATHS: the
+same paths whatever the chunking or the blocks a run is split into (totals per path use every
+path). Memory: paths x months x cells x 4 bytes per banded variable."""
 
-    BINS = 512
-    DECADES = 10.0
 
-    def __init__(self, name: str, months: int, shape: tuple[int, ...], scale: np.ndarray,
-                 extract, offset: int = 0):
-        self.name, self.extract, self.offset = name, extract, offset
-        self.scale = np.maximum(np.asarray(scale, float), 1e-12)  # value / scale is binned
-        self.counts = np.zeros((months, *shape, self.BINS + 1), np.int64)  # last bin: zero
-        self.lo = -self.DECADES / 2
+class PathBands(_Base):
+    """Monthly p5/p50/p95 over paths of one variable, from the values of the paths with
+    global index < `keep` (exact quantiles; identical however the run was split)."""
+
+    def __init__(self, name: str, months: int, shape: tuple[int, ...], extract,
+                 keep: int = BAND_PATHS):
+        self.name, self.extract, self.keep = name, extract, keep
+        self.values = np.full((keep, months, *shape), np.nan, np.float32)
 
     def on_month(self, v: MonthView) -> None:
-        x = self.extract(v) / self.scale  # [P, *shape]
-        zero = x <= 0.0
-        b = ((np.log10(np.maximum(x, 1e-300)) - self.lo) / self.DECADES * self.BINS)
-        b = np.clip(b.astype(np.int64), 0, self.BINS - 1)
-        b = np.where(zero, self.BINS, b)
-        flat = self.counts[v.t].reshape(-1, self.BINS + 1)
-        cells = np.broadcast_to(np.arange(flat.shape[0]).reshape(x.shape[1:]), x.shape)
-        np.add.at(flat, (cells.ravel(), b.ravel()), 1)
+        sel = v.paths < self.keep
+        if sel.any():
+            self.values[v.paths[sel], v.t] = self.extract(v, sel)
 
     def quantiles(self, qs=(0.05, 0.5, 0.95)) -> np.ndarray:
-        """[Q, months, *shape] in the variable's units."""
-        c = self.counts
-        n = c.sum(-1, keepdims=True)
-        # order: zero bin first (values are >= 0), then the log bins
-        ordered = np.concatenate([c[..., -1:], c[..., :-1]], -1)
-        cum = np.cumsum(ordered, -1)
-        out = []
-        edges = self.lo + np.arange(self.BINS + 1) * self.DECADES / self.BINS
-        for q in qs:
-            target = q * n[..., 0]
-            k = (cum < target[..., None]).sum(-1)  # index in ordered
-            below = np.take_along_axis(cum, np.clip(k - 1, 0, None)[..., None], -1)[..., 0]
-            below = np.where(k > 0, below, 0)
-            inbin = np.take_along_axis(ordered, np.clip(k, 0, self.BINS)[..., None], -1)[..., 0]
-            frac = np.divide(target - below, inbin, out=np.full(target.shape, 0.5),
-                             where=inbin > 0)
-            j = np.clip(k - 1, 0, self.BINS - 1)  # log bin index
-            logv = edges[j] + np.clip(frac, 0.0, 1.0) * (edges[j + 1] - edges[j])
-            val = np.where(k == 0, 0.0, 10.0 ** logv)
-            out.append(val * self.scale)
-        return np.stack(out)
+        """[Q, months, *shape] over the kept paths that ran."""
+        ran = ~np.isnan(self.values[:, 0].reshape(self.keep, -1)[:, 0])
+        vals = self.values[ran].astype(float)
+        if len(vals) == 0:
+            return np.full((len(qs), *self.values.shape[1:]), np.nan)
+        return np.quantile(vals, qs, axis=0)
 
 
 class BalanceCheck(_Base):
@@ -214,7 +199,7 @@ class BalanceCheck(_Base):
     def on_month(self, v: MonthView) -> None:
         delivered = v.deliveries_t @ self.line_to_item
         self.S += (v.production_t + v.inflow_t + v.imports_t - v.exports_t - v.inputs_used_t
-                   - delivered)
+                   - delivered - v.unsold_t)
         self.C += v.concentrate_in_t - v.concentrate_used_t
         self.B += v.deliveries_t - v.consumption_t
         gaps = [np.abs(self.S - v.stock_t).max(), np.abs(self.C - v.concentrate_stock_t).max(),

@@ -75,9 +75,16 @@ def assemble(summary_obs, bands: dict, base, scenario, seed: int, sha: str, vers
         "controller": b.controller, "dataset_version": version,
         "max_rel_balance_residual": float(max_resid), "engine": ENGINE,
         "leakage": float(leakage), "notes": json.dumps(notes),
+        "band_paths": int(min(p.peak.shape[0], _band_paths())),
         "oreflow_version": _version(),
     })
     return ds
+
+
+def _band_paths() -> int:
+    from oreflow.simulate.observers import BAND_PATHS
+
+    return BAND_PATHS
 
 
 def _version() -> str:

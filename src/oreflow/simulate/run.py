@@ -17,7 +17,7 @@ from oreflow.network import Network
 from oreflow.scenario import Scenario, load_scenario
 from oreflow.simulate.engine import Behaviour, Engine
 from oreflow.simulate.market import market_base
-from oreflow.simulate.observers import BalanceCheck, BandSketch, Observer, PathSummary
+from oreflow.simulate.observers import BAND_PATHS, BalanceCheck, Observer, PathBands, PathSummary
 from oreflow.simulate.results import assemble, save_result, summary  # noqa: F401 (API)
 
 DEFAULT_CHUNK = 4_000
@@ -27,34 +27,30 @@ class RunError(ValueError):
     """A run that cannot start, or whose result is not finite; the message says why."""
 
 
-def _bands(engine: Engine, offset: int) -> dict[str, tuple[tuple[str, ...], BandSketch]]:
-    """The monthly bands a result keeps, each as (dims, sketch)."""
+def _bands(engine: Engine, block: tuple[int, int]) -> dict[str, tuple[tuple[str, ...],
+                                                                      PathBands]]:
+    """The monthly bands a result keeps, each as (dims, observer)."""
     b = engine.base
     E, M = len(b.elements), len(b.regions)
     reo = b.item_reo()  # [I, E]
-    el, sec = _line_maps(b)
-    use_scale = np.maximum((b.demand0[:, :, None] * el[None]).sum(1), 1e-3)  # [M, E]
-    stock_scale = np.maximum(b.stock0 @ reo, 1e-3)
-    supply_scale = np.maximum(b.prod0[:, :E], 1e-3)
-    sector_scale = np.maximum((b.demand0 * el.sum(1)[None]) @ sec, 1e-3)
-    price_scale = np.where(b.price0 > 0, b.price0, 1.0)
+    el, _ = _line_maps(b)
     months = engine.months
+    keep = max(0, min(BAND_PATHS, block[1]))
 
-    def sketch(name, dims, shape, scale, fn):
-        return name, (dims, BandSketch(name, months, shape, scale, fn, offset))
+    def band(name, dims, shape, fn):
+        return name, (dims, PathBands(name, months, shape, fn, keep))
 
     return dict([
-        sketch("price_usd_per_kg", ("region", "element"), (M, E), price_scale,
-               lambda v: v.price_usd_per_kg),
-        sketch("stock_t", ("region", "element"), (M, E), stock_scale, lambda v: v.stock_t @ reo),
-        sketch("supply_t", ("region", "element"), (M, E), supply_scale,
-               lambda v: v.production_t[:, :, :E]),
-        sketch("use_t", ("region", "element"), (M, E), use_scale,
-               lambda v: v.consumption_t @ el),
-        sketch("unmet_month_t", ("region", "element"), (M, E), use_scale,
-               lambda v: v.physical_unmet_t @ el),
-        sketch("unmet_sector_t", ("region", "sector"), (M, len(b.sectors)), sector_scale,
-               lambda v: (v.physical_unmet_t * el.sum(1)) @ sec),
+        band("price_usd_per_kg", ("region", "element"), (M, E),
+             lambda v, s: v.price_usd_per_kg[s]),
+        band("stock_t", ("region", "element"), (M, E), lambda v, s: v.stock_t[s] @ reo),
+        band("supply_t", ("region", "element"), (M, E),
+             lambda v, s: v.production_t[s][:, :, :E]),
+        band("use_t", ("region", "element"), (M, E), lambda v, s: v.consumption_t[s] @ el),
+        band("unmet_month_t", ("region", "element"), (M, E),
+             lambda v, s: v.unmet_physical_element_t[s]),
+        band("unmet_sector_t", ("region", "sector"), (M, len(b.sectors)),
+             lambda v, s: v.unmet_physical_sector_t[s]),
     ])
 
 
@@ -94,7 +90,7 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
         raise RunError(f"block {block!r}: need 0 <= start < stop")
     n = hi - lo
     summ = PathSummary(base, n, sc.months, beh.stoppage_threshold, offset=lo)
-    bands = _bands(engine, lo)
+    bands = _bands(engine, (lo, hi))
     balance = BalanceCheck(base, engine.conc_base)
     watchers = [summ, balance, *(s for _, s in bands.values()), *observers]
     total, done = n * sc.months, 0

@@ -370,11 +370,11 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
 
 
 def _compare_table(sides: list[dict]) -> list[dict]:
-    """Sector by sector: median unmet demand of run A and B and the difference."""
+    """Sector by sector: median physical shortage of run A and B and the difference."""
     a, b = (s["tables"]["sectors"].set_index("sector") for s in sides)
     rows = []
     for sector in a.index.union(b.index):
-        va = float(a["shortfall_t_p50"].get(sector, float("nan")))
-        vb = float(b["shortfall_t_p50"].get(sector, float("nan")))
+        va = float(a["unmet_physical_t_p50"].get(sector, float("nan")))
+        vb = float(b["unmet_physical_t_p50"].get(sector, float("nan")))
         rows.append({"sector": sector, "a": va, "b": vb, "diff": vb - va})
     return sorted(rows, key=lambda r: -max(abs(r["a"]), abs(r["b"])))

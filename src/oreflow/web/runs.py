@@ -195,7 +195,6 @@ class RunManager:
 
     def _work(self, run_id: str, sc: Scenario, sha: str, paths: int, seed: int,
               months: int) -> None:
-        from oreflow.report import SectorUnmet
         from oreflow.simulate import run_stress, save_result, summary
 
         try:
@@ -206,10 +205,9 @@ class RunManager:
                     raise _Interrupted
                 self._progress[run_id] = done / total
 
-            by_sector = SectorUnmet(self.network, paths)  # monthly bands by sector too
             ds = run_stress(sc, paths=paths, seed=seed, months=months, network=self.network,
-                            scenario_sha256=sha, progress=progress, on_month=by_sector)
-            save_result(by_sector.add_to(ds), self.result_path(run_id))
+                            scenario_sha256=sha, progress=progress)
+            save_result(ds, self.result_path(run_id))
             self._update(run_id, status="done", finished_at=_now(),
                          dataset_version=ds.attrs["dataset_version"],
                          summary=json.dumps(summary(ds)))
