@@ -270,9 +270,38 @@ class Network:
         return self.magnet_t / self.parameter("machining_yield")
 
     @cached_property
-    def swarf_secondary_t(self) -> xr.DataArray:
-        """Swarf recovered as separated product where the magnet is made (element, region)."""
+    def swarf_t(self) -> xr.DataArray:
+        """Swarf recoverable where magnets are machined, t REO-eq (element, region)."""
         return (self.magnet_blank_t - self.magnet_t) * self.parameter("swarf_recovery_yield")
+
+    @cached_property
+    def swarf_route(self) -> xr.DataArray:
+        """Where swarf is recycled (element, region, dest): where the magnet is made if that
+        country separates the element, else where it sends the feed it cannot separate (the
+        country itself: kept unprocessed)."""
+        own = xr.DataArray(np.eye(len(self.regions)), dims=("region", "dest"),
+                           coords={"region": self.regions, "dest": self.regions})
+        local = (self.separable > 0).astype(float)
+        return (local * own + (1 - local) * self.forward_to).transpose("element", "region",
+                                                                        "dest")
+
+    @cached_property
+    def swarf_secondary_t(self) -> xr.DataArray:
+        """Swarf recovered as separated product where it is recycled (element, region)."""
+        own = xr.DataArray(np.eye(len(self.regions)), dims=("region", "dest"),
+                           coords={"region": self.regions, "dest": self.regions})
+        kept = (self.separable <= 0) * own
+        moved = self.swarf_t * self.swarf_route * (1 - kept)
+        return moved.sum("region").rename(dest="region").transpose("element", "region")
+
+    @cached_property
+    def swarf_kept_t(self) -> xr.DataArray:
+        """Swarf a country keeps unprocessed: it separates none of that element and sends its
+        unseparable feed nowhere else (element, region)."""
+        own = xr.DataArray(np.eye(len(self.regions)), dims=("region", "dest"),
+                           coords={"region": self.regions, "dest": self.regions})
+        kept = ((self.separable <= 0) * own * self.swarf_route).sum("dest")
+        return (self.swarf_t * kept).transpose("element", "region")
 
     @cached_property
     def metal_for_magnets_t(self) -> xr.DataArray:
@@ -371,7 +400,10 @@ class Network:
         dest): mine -> separation country as routed, then the part that country cannot
         separate on to `forward_to` (Malaysia's heavy fraction to China, say)."""
         first = self.mine_t * self.routing  # element, region (origin), dest
-        legs = first + self._feed_legs["onward"]
+        own = xr.DataArray(np.eye(len(self.regions)), dims=("region", "dest"),
+                           coords={"region": self.regions, "dest": self.regions})
+        swarf = self.swarf_t * self.swarf_route * (1 - own)
+        legs = first + self._feed_legs["onward"] + swarf
         return legs.rename(region="origin").transpose("element", "origin", "dest")
 
     @cached_property
@@ -481,11 +513,11 @@ class Network:
     @cached_property
     def losses_t(self) -> xr.DataArray:
         """Process losses of each stage where it happens (element, stage, region); magnets:
-        sintering losses and swarf not recovered."""
+        sintering losses, swarf not recovered and swarf kept unprocessed."""
         y = self.yields
         swarf = self.magnet_blank_t - self.magnet_t
         magnet = (self.metal_for_magnets_t - self.magnet_blank_t
-                  + swarf * (1 - self.parameter("swarf_recovery_yield")))
+                  + swarf * (1 - self.parameter("swarf_recovery_yield")) + self.swarf_kept_t)
         arrs = [xr.zeros_like(self.mine_t), self.separation_feed_t * (1 - y["separation"]),
                 self.metal_t * (1 / y["metal"] - 1), magnet]
         return _stack_stages(arrs).transpose("element", "stage", "region")

@@ -104,6 +104,7 @@ class Engine:
             "grade_w": self._grade_weights(), "price0": b.price0.copy(),
             "line_el": b.item_element_t()[b.line_item],
             "line_sector": b.line_sector.astype(np.int64),
+            "swarf_share": np.ascontiguousarray(b.swarf_share),
         }
         step, left, cdf = buyer_cover_table(beh.buyer_cover_months, beh.buyer_cover_cv)
         self.cover_table = (step, left, cdf)
@@ -113,7 +114,8 @@ class Engine:
             beh.price_smoothing, beh.price_floor_cover, beh.substitution_rate_per_year / 12.0,
             beh.substitution_max, beh.substitution_full_price_ratio])
         self.conc_base = np.einsum("re,rme->me", b.mine, b.feed_share)
-        self.swarf0 = b.prod0[:, 2 * E:] @ b.swarf_per_magnet
+        made = b.prod0[:, 2 * E:] @ b.swarf_per_magnet  # [M, E] swarf made
+        self.swarf0 = np.einsum("me,mne->ne", made, b.swarf_share)  # recycled where it goes
         self.plan0 = b.prod0.copy()
         self.plan0[:, :E] = np.maximum(b.prod0[:, :E] - self.swarf0, 0.0)
         # swarf a region recovers beyond what it ships in the base year (magnet makers with no

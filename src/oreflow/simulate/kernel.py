@@ -81,7 +81,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
         out_price, out_conc_used, out_filed, out_approved,
         line_el, line_sector, out_short_item, out_phys_el, out_red_el, out_phys_sec,
-        out_red_sec, out_need_sec, unsold0, out_unsold):
+        out_red_sec, out_need_sec, unsold0, out_unsold, swarf_share):
     M, I = S.shape
     E = lp.shape[1]
     G = grade_reo.shape[0]
@@ -183,6 +183,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
                 if d != o:
                     orders[o, i] += eff[o, d, i]
     # ---- 4. produce -----------------------------------------------------------------
+    swarf_made = np.zeros((M, E))
     for m in range(M):
         for i in range(I):
             out_prod[m, i] = 0.0
@@ -218,8 +219,6 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
                 need += want_g[g] * metal_per_magnet[g, e]
             if need > S[m, E + e] and need > 0.0:
                 phi[e] = max(S[m, E + e], 0.0) / need
-        for e in range(E):
-            swarf_last[m, e] = 0.0
         for g in range(G):
             f = 1.0
             for e in range(E):
@@ -233,10 +232,22 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
                 drawn = q * metal_per_magnet[g, e]
                 S[m, E + e] -= drawn
                 out_drawn[m, E + e] += drawn
-                sw = q * swarf_per_magnet[g, e]
-                swarf_last[m, e] += sw
-                S[m, e] += sw
-                out_prod[m, e] += sw
+                swarf_made[m, e] += q * swarf_per_magnet[g, e]
+    # swarf goes back to separation where it is recycled (kept unprocessed elsewhere: lost)
+    for m in range(M):
+        for e in range(E):
+            swarf_last[m, e] = 0.0
+    for src in range(M):
+        for e in range(E):
+            made = swarf_made[src, e]
+            if made <= 0.0:
+                continue
+            for dst in range(M):
+                sw = made * swarf_share[src, dst, e]
+                if sw > 0.0:
+                    swarf_last[dst, e] += sw
+                    S[dst, e] += sw
+                    out_prod[dst, e] += sw
     # ---- 5. ship --------------------------------------------------------------------
     for m in range(M):
         for i in range(I):
@@ -435,7 +446,7 @@ def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
          out_price, out_conc_used, out_filed, out_approved,
          line_el, line_sector, out_short_item, out_phys_el, out_red_el, out_phys_sec,
-         out_red_sec, out_need_sec, unsold0, out_unsold):
+         out_red_sec, out_need_sec, unsold0, out_unsold, swarf_share):
     """One month for every path of a chunk: arrays carry a leading paths axis."""
     for p in prange(S.shape[0]):
         step_path(S[p], C[p], B[p], plan[p], lp[p], sub[p], swarf_last[p], short_imp[p],
@@ -448,4 +459,4 @@ def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
                   out_need[p], out_want[p], out_price[p], out_conc_used[p], out_filed[p],
                   out_approved[p], line_el, line_sector, out_short_item[p], out_phys_el[p],
                   out_red_el[p], out_phys_sec[p], out_red_sec[p], out_need_sec[p], unsold0,
-                  out_unsold[p])
+                  out_unsold[p], swarf_share)

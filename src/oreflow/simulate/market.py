@@ -18,6 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from oreflow.network import UNRECORDED_REGION, Network
 
@@ -97,6 +98,7 @@ class MarketBase:
     buyer_stock0: np.ndarray  # [M, L] buyers' own stocks at the start
     price0: np.ndarray  # [M, E] USD/kg oxide
     metal_per_oxide: np.ndarray  # [E] t element per t REO-eq
+    swarf_share: np.ndarray  # [M_src, M_dst, E] where swarf made in src is recycled (rest: lost)
     swarf_per_magnet: np.ndarray = field(repr=False)  # [G, E] oxide recovered per t magnet
     metal_per_magnet: np.ndarray = field(repr=False)  # [G, E] t REO-eq metal per t magnet
 
@@ -299,6 +301,7 @@ def _market_base(key: _Key) -> MarketBase:
         line_priority=prio[line_sector], line_elasticity=elasticity, demand0=demand0,
         buyer_stock0=buyer0, price0=price0,
         metal_per_oxide=net.metal_per_oxide.sel(element=elements).to_numpy(),
+        swarf_share=_swarf_share(net, elements, onehot),
         swarf_per_magnet=grade_reo * (1 / y["machining"] - 1) * y["swarf_recovery"],
         metal_per_magnet=grade_reo / (y["machining"] * y["sintering"]),
     )
@@ -307,6 +310,20 @@ def _market_base(key: _Key) -> MarketBase:
         if isinstance(v, np.ndarray):
             v.setflags(write=False)  # shared by every run through the cache
     return base
+
+
+def _swarf_share(net: Network, elements, onehot: np.ndarray) -> np.ndarray:
+    """[M_src, M_dst, E] share of the swarf made in a market that is recycled in another (or
+    in itself); swarf kept unprocessed is the rest."""
+    sw = net.swarf_t.sel(element=elements).transpose("element", "region").to_numpy()  # [E, R]
+    route = net.swarf_route.sel(element=elements).transpose("element", "region", "dest")
+    kept = ((net.separable.sel(element=elements) <= 0)
+            * xr.DataArray(np.eye(len(net.regions)), dims=("region", "dest"),
+                           coords={"region": net.regions, "dest": net.regions}))
+    eff = (route * (1 - kept)).transpose("element", "region", "dest").to_numpy()
+    flow = np.einsum("er,erd,rm,dn->mne", sw, eff, onehot, onehot)
+    made = np.einsum("er,rm->me", sw, onehot)
+    return np.divide(flow, made[:, None, :], out=np.zeros_like(flow), where=made[:, None] > 0)
 
 
 def _line_elasticity(net: Network, elements, sectors, line_sector, line_item, E, G,
