@@ -17,7 +17,6 @@ from oreflow.cli import app
 from oreflow.report import (
     LOSSES,
     ReportError,
-    SectorUnmet,
     export_bytes,
     export_tables,
     fan_figure,
@@ -71,6 +70,8 @@ def test_sankey_sources_and_sinks_match_the_network(network):
     assert (mining["inflow_t"] == 0).all()
     np.testing.assert_allclose(mining["outflow_t"].sum(), float(network.mine_t.sum()),
                                rtol=1e-9)
+    np.testing.assert_allclose(bal.loc["Unsold stock", "inflow_t"],
+                               float(network.stock_change_t.sum()), rtol=1e-9)
     demand = network.world_demand_t.sum("element").to_series()
     for sector, t in demand.items():
         if t > 0:
@@ -91,21 +92,21 @@ def test_sankey_is_by_country_with_small_ones_grouped(network):
 
 
 # ---- fan charts --------------------------------------------------------------------------
-@pytest.mark.parametrize("var", ["price_usd_per_kg", "unmet_t"])
+@pytest.mark.parametrize("var", ["price_usd_per_kg", "unmet_month_t"])
 def test_fan_bands_are_ordered_and_match_the_result(result, var):
     fig = fan_figure(result, var, "t", "u")
     bands: dict[tuple, dict[float, np.ndarray]] = {}
     for tr in fig["data"]:
         m = tr["meta"]
-        bands.setdefault((m["element"], m["zone"]), {})[m["q"]] = np.asarray(tr["y"], float)
+        bands.setdefault((m["element"], m["region"]), {})[m["q"]] = np.asarray(tr["y"], float)
     assert len(bands) >= 10
-    for (element, zone), b in bands.items():
+    for (element, region), b in bands.items():
         assert set(b) == {0.05, 0.5, 0.95}
         assert np.all(b[0.05] <= b[0.5] + 1e-9) and np.all(b[0.5] <= b[0.95] + 1e-9)
         np.testing.assert_allclose(b[0.5], result[var].sel(quantile=0.5, element=element,
-                                                            zone=zone).values)
+                                                            region=region).values)
     visible = [tr for tr in fig["data"] if tr["visible"]]
-    assert len(visible) == 6  # one element at a time: 3 traces x 2 zones
+    assert len(visible) == 6  # one element at a time: 3 traces x (controller, perspective)
 
 
 def test_default_element_is_one_that_moves(result):
@@ -114,54 +115,43 @@ def test_default_element_is_one_that_moves(result):
     # a licensed element, or one carried in the licensed magnets
     assert shown & {"Dy", "Tb", "Sm", "Gd", "Y", "Lu", "Nd", "Pr", "Ho"}
     (e,) = shown
-    peak = result["price_peak_ratio"].sel(zone="ROW", element=e).median("path")
+    peak = result["price_peak_ratio_outside"].sel(element=e).median("path")
     assert float(peak) > 1.5  # it moves
     nd = fan_figure(result, "price_usd_per_kg", "t", "u", pick="Nd")
     assert {tr["meta"]["element"] for tr in nd["data"] if tr["visible"]} == {"Nd"}
     assert nd["layout"]["title"]["text"] == "t: Nd"
 
 
-# ---- monthly unmet demand by sector ------------------------------------------------------
-@pytest.fixture(scope="module")
-def with_sectors(network):
-    hook = SectorUnmet(network, paths=90, keep=64)
-    ds = run_stress("myanmar-halt-6m", paths=90, seed=8, months=10, network=network,
-                    chunk=25, on_month=hook)  # four chunks on two threads
-    return hook, ds, hook.add_to(ds)
-
-
-def test_sector_months_add_up_to_the_horizon_shortfall(with_sectors):
-    """Summing the monthly sector split gives the engine's shortfall_t back, path by path."""
-    hook, ds, _ = with_sectors
-    monthly = hook.per_path()  # month, zone, sector, path
-    assert monthly.shape == (10, 2, ds.sizes["sector"], 64)
-    total = ds["shortfall_t"].isel(path=slice(0, 64)).transpose("zone", "sector", "path")
+# ---- monthly physical shortage by sector --------------------------------------------------
+def test_sector_months_add_up_to_the_horizon_shortfall(network):
+    """The monthly sector bands and the horizon totals come from the same shortage: on a
+    deterministic scenario (every path alike) the monthly medians add up to the total."""
+    ds = run_stress("heavy-embargo-usa-12m", paths=4, seed=8, months=18, network=network)
+    monthly = ds["unmet_sector_t"].sel(quantile=0.5).sum("month")
+    total = ds["unmet_physical_t"].median("path")
     assert float(total.max()) > 1  # the scenario does leave sectors short
-    np.testing.assert_allclose(monthly.sum(0), total.values, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(monthly.transpose("region", "sector").values,
+                               total.transpose("region", "sector").values, rtol=1e-5, atol=1e-3)
 
 
-def test_sector_fan_is_ordered_and_opens_on_the_largest(with_sectors):
-    _, ds, full = with_sectors
-    band = full["unmet_sector_t"]
-    assert band.dims == ("quantile", "month", "zone", "sector")
+def test_sector_fan_is_ordered_and_opens_on_the_largest(result):
+    band = result["unmet_sector_t"]
+    assert band.dims == ("quantile", "month", "region", "sector")
     assert (band.sel(quantile=0.05) <= band.sel(quantile=0.5) + 1e-6).all()
     assert (band.sel(quantile=0.5) <= band.sel(quantile=0.95) + 1e-6).all()
-    figs = figures(full)
+    figs = figures(result)
     assert list(figs) == ["prices", "unmet_sector", "unmet", "sectors"]
     shown = {tr["meta"]["sector"] for tr in figs["unmet_sector"]["data"] if tr["visible"]}
-    big = band.sel(quantile=0.5).sum(("month", "zone"))
+    big = band.sel(quantile=0.5).sum(("month", "region"))
     assert shown == {str(big["sector"].values[int(np.argmax(big.values))])}
-    assert "unmet_sector" not in figures(ds)  # a CLI result: by element only
 
 
-def test_sector_bands_export(with_sectors, tmp_path):
-    _, ds, full = with_sectors
-    assert "monthly_sector" not in headline_tables(ds)
-    tables = headline_tables(full)
+def test_sector_bands_export(result, tmp_path):
+    tables = headline_tables(result)
     t = tables["monthly_sector"]
-    row = t[(t["zone"] == "ROW") & (t["month"] == 4)].sort_values("p50").iloc[-1]
-    assert row["p50"] == pytest.approx(float(full["unmet_sector_t"].sel(
-        quantile=0.5, zone="ROW", month=4, sector=row["sector"])))
+    row = t[(t["region"] == "USA") & (t["month"] == 4)].sort_values("p50").iloc[-1]
+    assert row["p50"] == pytest.approx(float(result["unmet_sector_t"].sel(
+        quantile=0.5, region="USA", month=4, sector=row["sector"])))
     (back,) = [p for p in export_tables(tables, "csv", tmp_path) if p.stem == "monthly_sector"]
     _same(pd.read_csv(back), t)
 
@@ -188,12 +178,13 @@ def test_report_opens_offline(html):
 def test_report_headline_table_matches_the_result(result, html):
     t = headline_tables(result)["sectors"]
     top = t.iloc[0]
-    assert top["shortfall_t_p50"] == pytest.approx(
-        float(result["shortfall_t"].sum("zone").sel(sector=top["sector"]).median("path")))
+    assert top["unmet_physical_t_p50"] == pytest.approx(
+        float(result["unmet_physical_t"].sum("region").sel(sector=top["sector"])
+              .median("path")))
     assert f"<td>{top['sector']}</td>" in html
-    assert format(top["shortfall_t_p50"], ",.0f") in html
-    assert (t["shortfall_t_p5"] <= t["shortfall_t_p50"]).all()
-    assert (t["shortfall_t_p50"] <= t["shortfall_t_p95"]).all()
+    assert format(top["unmet_physical_t_p50"], ",.0f") in html
+    assert (t["unmet_physical_t_p5"] <= t["unmet_physical_t_p50"]).all()
+    assert (t["unmet_physical_t_p50"] <= t["unmet_physical_t_p95"]).all()
 
 
 def test_write_report_is_atomic(result, network, tmp_path, monkeypatch):
@@ -254,9 +245,9 @@ def test_export_bytes_one_table_or_all(result):
 
 def test_monthly_table_is_the_bands(result):
     m = headline_tables(result)["monthly"]
-    row = m[(m["variable"] == "price_usd_per_kg") & (m["zone"] == "ROW")
+    row = m[(m["variable"] == "price_usd_per_kg") & (m["region"] == "USA")
             & (m["element"] == "Dy") & (m["month"] == 5)].iloc[0]
-    band = result["price_usd_per_kg"].sel(zone="ROW", element="Dy", month=5)
+    band = result["price_usd_per_kg"].sel(region="USA", element="Dy", month=5)
     assert row["p50"] == pytest.approx(float(band.sel(quantile=0.5)))
     assert row["date"] == str(result["date"].values[5])
     assert (m["p5"] <= m["p50"] + 1e-9).all() and (m["p50"] <= m["p95"] + 1e-9).all()
@@ -266,7 +257,8 @@ def test_monthly_table_is_the_bands(result):
 def test_load_result_round_trips(result, result_file):
     back = load_result(result_file)
     assert back.attrs["seed"] == 17
-    np.testing.assert_array_equal(back["shortfall_t"].values, result["shortfall_t"].values)
+    np.testing.assert_array_equal(back["unmet_physical_t"].values,
+                                  result["unmet_physical_t"].values)
 
 
 def test_cli_report_writes_html_and_tables(result_file, tmp_path):
@@ -277,7 +269,8 @@ def test_cli_report_writes_html_and_tables(result_file, tmp_path):
     text = out.read_text(encoding="utf-8")
     assert "oreflow-data-" in text and 'content="17"' in text
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [
-        "monthly.parquet", "prices.parquet", "run.parquet", "sectors.parquet"]
+        "monthly.parquet", "monthly_sector.parquet", "prices.parquet", "regions.parquet",
+        "run.parquet", "sectors.parquet"]
 
 
 def _one_error_line(r) -> str:

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from oreflow.simulate.base import zone_base
 from typer.testing import CliRunner
 
 from oreflow.cli import app
@@ -15,7 +16,6 @@ from oreflow.data import load_dataset
 from oreflow.mfa import FixedLifetime, check_mass_balance
 from oreflow.scenario import ScenarioError, parse_scenario
 from oreflow.simulate import run_stress
-from oreflow.simulate.base import zone_base
 from oreflow.stocks import (
     StocksError,
     magnet_inflows,

@@ -60,16 +60,23 @@ def perspective_of(ds: xr.Dataset) -> list[str]:
 
 
 # ---- the base-year chain -----------------------------------------------------------------
+UNSOLD = "Unsold stock"
+SWARF_OUT = "Swarf to recycling"
+SWARF_IN = "Swarf recycled"
+UNRECORDED = "Unrecorded supply"
+
+
 def sankey_links(network: Network, min_share: float = 0.01) -> pd.DataFrame:
     """Flows of the base-year chain in t REO-eq per year, summed over elements.
 
     Nodes are (stage, country) for mining, separation, metal and magnets, one node per end-use
-    sector and one for process losses. A country with less than `min_share` of a stage's
-    world throughput joins that stage's "other" node. Product traded into a country is split
-    between its next stage and its end uses in proportion to what it uses of each (the
-    network pools trade, so every supplier's tonne is used alike). Columns: source, target,
-    t, kind ('flow' or 'loss'); every stage node's inflow equals its outflow plus losses.
-    """
+    sector, process losses, unsold stock, unrecorded supply and swarf (made at magnet plants,
+    recycled at separation plants: two nodes, so the chart has no loop). Concentrate goes from
+    mines to the country that separates it, and on (unseparated) where that country cannot;
+    product traded into a country is split between its next stage and its end uses in
+    proportion to what it uses of each. A country with less than `min_share` of a stage's
+    world throughput joins that stage's "other" node. Columns: source, target, t, kind
+    ('flow' or 'loss'); every stage node's inflow equals its outflow plus losses."""
     n = network
     y = n.yields
     trade, use, demand = n.trade_t, n.use_t, n.demand_t
@@ -78,16 +85,19 @@ def sankey_links(network: Network, min_share: float = 0.01) -> pd.DataFrame:
     labels = _stage_labels(n, min_share)
     parts: list[pd.DataFrame] = []
 
-    def add(da: xr.DataArray, src: str, dst: str, s_stage: str, d_stage: str | None,
+    def add(da: xr.DataArray, src: str, dst: str, s_stage: str | None, d_stage: str | None,
             kind: str = "flow") -> None:
         df = da.to_series().reset_index(name="t")
         df = df[df["t"] > 0]
         if df.empty:
             return
-        df["source"] = df[src].map(labels[s_stage])
+        df["source"] = df[src].map(labels[s_stage]) if s_stage else df[src]
         df["target"] = df[dst].map(labels[d_stage]) if d_stage else df[dst]
         df["kind"] = kind
         parts.append(df[["source", "target", "t", "kind"]])
+
+    def const(da: xr.DataArray, name: str) -> xr.DataArray:
+        return da.expand_dims(_n=[name])
 
     def split(stage: str, nxt: xr.DataArray | None, next_stage: str | None,
               sector_form: str) -> None:
@@ -106,12 +116,24 @@ def sankey_links(network: Network, min_share: float = 0.01) -> pd.DataFrame:
             d = demand.sel(sector=secs).rename(region="dest")
             add((t * share(d)).sum(("element", "dest")), "origin", "sector", stage, None)
 
-    add(trade.sel(stage="mining").sum("element"), "origin", "dest", "mining", "separation")
+    add((n.mine_t * n.routing).sum("element"), "region", "dest", "mining", "separation")
+    add(n._feed_legs["onward"].sum("element"), "region", "dest", "separation", "separation")
+    add(const(n.concentrate_stock_t.sum("element"), UNSOLD), "region", "_n", "separation",
+        None)
+    add(const(n.stock_change_t.sel(stage="separation").sum("element"), UNSOLD), "region", "_n",
+        "separation", None)
+    add(const(n.swarf_secondary_t.sum("element"), SWARF_IN), "_n", "region", None,
+        "separation")
+    add(const((n.swarf_t - n.swarf_kept_t).sum("element"), SWARF_OUT), "region", "_n",
+        "magnet", None)
+    unrec = xr.zeros_like(n.swarf_t)
+    unrec.loc[{"region": "CHN"}] = n.unrecorded_t
+    add(const(unrec.sum("element"), UNRECORDED), "_n", "region", None, "separation")
     for stage in ("separation", "metal", "magnet"):
         add(loss.sel(stage=stage).sum("element").expand_dims(_to=[LOSSES]), "region", "_to",
             stage, None, kind="loss")
     split("separation", n.metal_t / y["metal"], "metal", "oxide")
-    split("metal", n.magnet_t / y["magnet"], "magnet", "metal")
+    split("metal", n.metal_for_magnets_t, "magnet", "metal")
     split("magnet", None, None, "magnet")
     links = pd.concat(parts, ignore_index=True)
     return (links.groupby(["source", "target", "kind"], as_index=False, sort=False)["t"].sum()
@@ -123,7 +145,7 @@ def _stage_labels(n: Network, min_share: float) -> dict[str, dict[str, str]]:
     through = {"mining": n.mine_t.sum("element"),
                "separation": n.separation_feed_t.sum("element"),
                "metal": (n.metal_t / n.yields["metal"]).sum("element"),
-               "magnet": (n.magnet_t / n.yields["magnet"]).sum("element")}
+               "magnet": n.metal_for_magnets_t.sum("element")}
     out = {}
     for stage, da in through.items():
         s = da.to_series()
@@ -154,7 +176,9 @@ def sankey_figure(network: Network, min_share: float = 0.01) -> go.Figure:
         for stage, name in STAGE_NAMES.items():
             if node.startswith(name + " · "):
                 return STAGE_COLOURS[stage]
-        return STAGE_COLOURS["loss"] if node == LOSSES else STAGE_COLOURS["sector"]
+        if node in (LOSSES, UNSOLD, SWARF_OUT, SWARF_IN, UNRECORDED):
+            return STAGE_COLOURS["loss"]
+        return STAGE_COLOURS["sector"]
 
     link_colour = [("rgba(150,150,150,0.35)" if k == "loss" else _fade(colour(s)))
                    for s, k in zip(links["source"], links["kind"], strict=True)]

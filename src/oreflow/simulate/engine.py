@@ -146,7 +146,7 @@ class Engine:
                   progress=None) -> None:
         b, beh = self.base, self.beh
         paths = np.asarray(paths, dtype=np.int64)
-        n, E, G, M, I, L = len(paths), self.E, self.G, self.M, self.I, self.L
+        n, E, M, I, L = len(paths), self.E, self.M, self.I, self.L
         sh = self.shocks(paths)
         K = len(sh.controls)
         st = {

@@ -11,7 +11,6 @@ import numpy as np
 from oreflow.network import Network
 
 
-
 @dataclass(frozen=True)
 class RecyclingBase:
     """End-of-life magnets and recycling outside the controller in the base year, per month;

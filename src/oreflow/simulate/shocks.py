@@ -139,7 +139,7 @@ def control_coverage(shock: ExportControl, base: MarketBase, network) -> tuple[n
     """[M, I] share of each destination market's requests to the origin that needs a
     licence, and the magnet grades the control covers because they contain a controlled
     element."""
-    E, G = len(base.elements), len(base.grades)
+    E = len(base.elements)
     el = _mask(shock.elements, base.elements)
     items = np.zeros(base.n_items)
     widened = []
