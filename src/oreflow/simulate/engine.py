@@ -153,7 +153,7 @@ class Engine:
             "S": np.repeat(b.stock0[None], n, 0), "C": np.repeat(self.conc_base[None], n, 0),
             "B": np.repeat(b.buyer_stock0[None], n, 0), "plan": np.repeat(self.plan0[None], n, 0),
             "lp": np.repeat(np.log(np.where(b.price0 > 0, b.price0, 1.0))[None], n, 0),
-            "sub": np.zeros((n, M, E)), "swarf_last": np.repeat(self.swarf0[None], n, 0),
+            "sub": np.zeros((n, M, E + self.G)), "swarf_last": np.repeat(self.swarf0[None], n, 0),
             "short_imp": np.zeros((n, M, I)),
         }
         lq = int(np.ceil(max([np.nanmax(c.review) for c in sh.controls] or [0.0]))) + 2
@@ -195,8 +195,9 @@ class Engine:
                 approval[:, k] = c.approval(mid)
             inflow = np.zeros((n, M, I))
             inflow[:, self.new_supply_market, :E] += resp
-            if rec is not None:
-                inflow[:, :, :E] += rec.secondary(mid)
+            secondary = rec.secondary(mid) if rec is not None else np.zeros((n, M, E))
+            inflow[:, :, :E] += secondary
+            released = np.zeros((n, M, I))
             ratio = np.exp(st["lp"]) / np.where(b.price0 > 0, b.price0, 1.0)
             for h, hold in zip(sh.holdings, holdings, strict=True):
                 e = h.item % E
@@ -204,7 +205,8 @@ class Engine:
                 take = np.minimum(np.minimum(hold, h.max_release), last_short[:, h.market, h.item])
                 take = np.where(on, take, 0.0)
                 hold -= take
-                inflow[:, h.market, h.item] += take
+                released[:, h.market, h.item] += take
+            inflow += released
             kernel.step(st["S"], st["C"], st["B"], st["plan"], st["lp"], st["sub"],
                         st["swarf_last"], st["short_imp"], queue,
                         inp["conc_in"], inp["cap"], inp["dem_factor"], inflow, active,
@@ -233,7 +235,8 @@ class Engine:
                 licence_filed_t=out["filed"], licence_approved_t=out["approved"],
                 unmet_physical_element_t=out["phys_el"], demand_reduction_element_t=out["red_el"],
                 unmet_physical_sector_t=out["phys_sec"], demand_reduction_sector_t=out["red_sec"],
-                need_sector_t=out["need_sec"], unsold_t=out["unsold"])
+                need_sector_t=out["need_sec"], unsold_t=out["unsold"],
+                secondary_t=secondary, new_supply_t=resp, releases_t=released)
             for obs in observers:
                 obs.on_month(view)
             # responses outside the month kernel: new supply after its lead time, recycling

@@ -17,7 +17,8 @@ runs them for every path of a chunk in parallel (`prange`). The phases, in order
                  spread across buyers (gamma-distributed cover): unmet want is physical
                  shortage, want given up because of price is demand reduction
 7. `prices`      each region's price moves towards base x (cover / target)^-k, smoothed
-8. `respond`     substitution builds up while prices are high
+8. `respond`     substitution builds up while prices are high (by element, and by magnet
+                 grade where magnets themselves are scarce)
 
 Equations and parameters: docs/model.md, section 3. Units: t REO-eq a month (magnets: t of
 finished magnet). Every array argument is one path's slice; `step` takes the [P, ...] arrays.
@@ -100,6 +101,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
             out_price[m, e] = np.exp(lp[m, e]) if price0[m, e] > 0 else 0.0
     # ---- 1. demand ------------------------------------------------------------------
     want_item = np.zeros((M, I))
+    grade_ratio = np.ones((M, G))
     for m in range(M):
         for l in range(L):
             d0 = demand0[m, l]
@@ -113,12 +115,21 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
                 r = ratio[m, e]
                 s = sub[m, e]
             else:
+                # a grade's price: its elements' prices, or its own scarcity where magnets are
+                # the short form (magnet merchants' cover, as for elements)
                 g = i - 2 * E
                 r = 0.0
                 s = 0.0
                 for e2 in range(E):
                     r += grade_w[g, e2] * ratio[m, e2]
                     s += grade_w[g, e2] * sub[m, e2]
+                if S0[m, i] > 0.0:
+                    own = max(S[m, i] / S0[m, i], floor_cover) ** (-k_exp)
+                    if own > r:
+                        r = own
+                grade_ratio[m, g] = r
+                if sub[m, E + g] > s:  # thrifting and redesign away from a scarce grade
+                    s = sub[m, E + g]
             need = d0 * dem_factor[m, l] * (1.0 - s)
             want = need * r ** elasticity[l] if r > 0 else need
             out_need[m, l] = need
@@ -435,6 +446,9 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
             r = np.exp(lp[m, e]) / price0[m, e]
             ramp = min(max((r - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
             sub[m, e] = min(sub_max, sub[m, e] + sub_rate * ramp)
+        for g in range(G):
+            ramp = min(max((grade_ratio[m, g] - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
+            sub[m, E + g] = min(sub_max, sub[m, E + g] + sub_rate * ramp)
 
 
 @njit(cache=True, parallel=True)

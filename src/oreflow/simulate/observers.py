@@ -54,6 +54,9 @@ class MonthView:
     demand_reduction_sector_t: np.ndarray  # [P, M, S]
     need_sector_t: np.ndarray  # [P, M, S] t element needed (before the price response)
     unsold_t: np.ndarray  # [P, M, I] output put to unsold stock (as in the base year)
+    secondary_t: np.ndarray  # [P, M, E] recycled oxide above the base-year level (in inflow_t)
+    new_supply_t: np.ndarray  # [P, E] new primary supply outside (in inflow_t, rest of world)
+    releases_t: np.ndarray  # [P, M, I] stockpile releases (in inflow_t)
 
     @property
     def physical_unmet_t(self) -> np.ndarray:
@@ -117,6 +120,8 @@ class PathSummary(_Base):
         self.first = np.full((paths, M, S), np.inf)
         self._prev = np.zeros((paths, M, S))
         self.first_shock = np.full(paths, np.nan)
+        self.secondary = np.zeros((paths, E))
+        self.new_supply = np.zeros((paths, E))
 
     def on_month(self, v: MonthView) -> None:
         i = v.paths - self.offset
@@ -124,6 +129,9 @@ class PathSummary(_Base):
         self.peak[i] = np.fmax(self.peak[i], np.where(self.inv_p0 > 0, ratio, np.nan))
         self.peak_outside[i] = np.fmax(self.peak_outside[i],
                                        np.einsum("pme,me->pe", ratio, self.outside_w))
+        mpo = self.base.metal_per_oxide
+        self.secondary[i] += v.secondary_t.sum(1) * mpo
+        self.new_supply[i] += v.new_supply_t * mpo
         self.unmet_el[i] += v.unmet_physical_element_t
         self.reduction_el[i] += v.demand_reduction_element_t
         phys_s, need_s = v.unmet_physical_sector_t, v.need_sector_t

@@ -35,6 +35,9 @@ UNITS = {
     "use_t": "t element a month consumed by end users",
     "unmet_month_t": "t element a month physically short",
     "unmet_sector_t": "t element a month physically short, by sector",
+    "secondary_added_t": "t element over the horizon: recycled outside the controller above "
+                         "its base-year level",
+    "new_supply_t": "t element over the horizon: new primary supply outside the controller",
 }
 
 
@@ -62,6 +65,8 @@ def assemble(summary_obs, bands: dict, base, scenario, seed: int, sha: str, vers
         "need_t": (("path", "region", "sector"), p.need),
         "first_stoppage_week": (("path", "region", "sector"), p.first_stoppage_week()),
         "base_price_usd_per_kg": (("region", "element"), b.price0),
+        "secondary_added_t": (("path", "element"), p.secondary),
+        "new_supply_t": (("path", "element"), p.new_supply),
     }
     for name, (dims, sketch) in bands.items():
         data[name] = (("quantile", "month", *dims), sketch.quantiles(QUANTILES))
