@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from oreflow.data import TABLES, DatasetError, check_dataset, load_dataset
-from oreflow.io import atomic_write_text
+from oreflow.io import atomic_write_text, json_records
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Stress-test rare-earth supply chains.")
@@ -39,9 +39,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
-    recs = df.to_dict(orient="records")
-    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-             for k, v in r.items()} for r in recs]
+    return json_records(df)
 
 
 def print_frame(df: pd.DataFrame, fmt: Format, title: str | None = None,
