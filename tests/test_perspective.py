@@ -176,10 +176,12 @@ def test_scenario_names_resolve(network):
 
 @pytest.mark.parametrize("old, new, words", [
     ("destinations: [eu, usa, ita]", "destinations: [atlantis]",
-     ["shocks[0] (export_control).destinations 'atlantis'", "blocs: EU, G7, MSP, QUAD"]),
-    ("region: mys", "region: g7", ["shocks[1] (outage).region 'g7' stands for several"]),
+     ["shocks[0] (export_control).destinations: unknown name 'atlantis'; allowed (any case)",
+      "blocs: EU, G7, MSP, QUAD"]),
+    ("region: mys", "region: g7",
+     ["shocks[1] (outage).region: 'g7' stands for several regions; give one of them (DEU,"]),
     ("elements: [dy, TB]", "elements: [dy, Kr]",
-     ["shocks[0] (export_control).elements: unknown element 'Kr'; allowed: Ce"]),
+     ["shocks[0] (export_control).elements: unknown name 'Kr'; allowed: Ce, Dy"]),
 ])
 def test_scenario_name_errors(network, old, new, words):
     from oreflow.scenario import ScenarioError, parse_scenario

@@ -204,7 +204,7 @@ def test_min_days_rule(net):
     ({"elements": ["Nd", "Xx"]}, "unknown element 'Xx'; allowed"),
     ({"min_days": {"Kr": 30.0}}, "unknown element 'Kr'"),
     ({"perspective": "ATL"}, "unknown perspective 'ATL'"),
-    ({"perspective": "G7"}, "stands for several regions of use (USA, JPN)"),
+    ({"perspective": "G7"}, "stands for several regions of use (JPN, USA)"),
     ({"perspective": "CHN"}, "is the controlling country"),
     ({"scenarios": "no-such-scenario"}, "no-such-scenario"),
     ({"scenarios": "quota-2010:-1"}, "must be a number >= 0"),

@@ -28,9 +28,12 @@ REST_OF_WORLD = "XOT"
 class UnknownNameError(ValueError):
     """A name that resolves to nothing; the message lists every allowed code."""
 
-    def __init__(self, message: str, allowed: Sequence[str] = ()):
+    def __init__(self, message: str, allowed: Sequence[str] = (), name: str = "",
+                 detail: str = ""):
         super().__init__(message)
         self.allowed = list(allowed)
+        self.name = name
+        self.detail = detail  # "allowed (any case): ...", for callers that word it their way
 
 
 class UnknownPerspectiveError(UnknownNameError):
@@ -127,8 +130,8 @@ def _unknown(name: str, allowed: dict[str, list[str]], what: str, extra: str = "
                      [("regions", allowed["regions"]), ("blocs", allowed["blocs"]),
                       ("member states (mapped to the region that holds their demand)",
                        allowed["member states"])] if v)
-    return UnknownPerspectiveError(
-        f"unknown {what} {name!r}; allowed (any case): {text}{extra}", codes)
+    detail = f"allowed (any case): {text}{extra}"
+    return UnknownPerspectiveError(f"unknown {what} {name!r}; {detail}", codes, name, detail)
 
 
 def resolve_perspective(name: str, source, within: Sequence[str] | None = None,
@@ -178,9 +181,10 @@ def resolve_region(name: str, source, within: Sequence[str] | None = None,
     """One region code for `name`; a bloc that stands for several regions is an error."""
     p = resolve_perspective(name, source, within, what)
     if len(p.regions) != 1:
+        detail = f"give one of them ({', '.join(p.regions)})"
         raise UnknownPerspectiveError(
             f"{what} {name!r} stands for several regions ({', '.join(p.regions)}); give one "
-            "of them", list(p.regions))
+            "of them", list(p.regions), name, detail)
     return p.regions[0]
 
 
@@ -199,9 +203,8 @@ def resolve_elements(names: str | Iterable[str] | None, known: Sequence[str],
     for e in items:
         if e.lower() not in by_lower:
             qual = f" ({label})" if label else ""
-            raise UnknownElementError(
-                f"unknown element {e!r}; allowed{qual}: {', '.join(allowed)} (any case)",
-                allowed)
+            detail = f"allowed{qual}: {', '.join(allowed)} (any case)"
+            raise UnknownElementError(f"unknown element {e!r}; {detail}", allowed, e, detail)
         out.append(by_lower[e.lower()])
     return list(dict.fromkeys(out))
 

@@ -286,6 +286,7 @@ def resolve_names(sc: Scenario, network) -> Scenario:
     that holds its demand. Errors name the shock and field and list what is allowed."""
     from oreflow.perspective import (
         UnknownNameError,
+        UnknownPerspectiveError,
         resolve_elements,
         resolve_perspective,
         resolve_region,
@@ -293,11 +294,16 @@ def resolve_names(sc: Scenario, network) -> Scenario:
 
     users = list(dict.fromkeys(network.dataset["sector_regions"]["region"]))
 
+    def fail(where: str, e: UnknownNameError) -> ValueError:
+        if isinstance(e, UnknownPerspectiveError) and e.detail.startswith("give one"):
+            return ValueError(f"{where}: {e.name!r} stands for several regions; {e.detail}")
+        return ValueError(f"{where}: unknown name {e.name!r}; {e.detail}")
+
     def one(value: str, where: str, within=None) -> str:
         try:
             return resolve_region(value, network, within=within, what=where)
         except UnknownNameError as e:
-            raise ValueError(str(e)) from None
+            raise fail(where, e) from None
 
     def els(value, where: str):
         if value == "all":
@@ -305,7 +311,7 @@ def resolve_names(sc: Scenario, network) -> Scenario:
         try:
             return resolve_elements(value, network.elements, allow_total=False)
         except UnknownNameError as e:
-            raise ValueError(f"{where}: {e}") from None
+            raise fail(where, e) from None
 
     shocks = []
     for i, s in enumerate(sc.shocks):
@@ -322,10 +328,9 @@ def resolve_names(sc: Scenario, network) -> Scenario:
                 dest: list[str] = []
                 for d in s.destinations:
                     try:
-                        dest += resolve_perspective(d, network,
-                                                    what=f"{where}.destinations").regions
+                        dest += resolve_perspective(d, network).regions
                     except UnknownNameError as e:
-                        raise ValueError(str(e)) from None
+                        raise fail(f"{where}.destinations", e) from None
                 update["destinations"] = list(dict.fromkeys(dest))
         if isinstance(s, Outage | NewCapacity):
             update["region"] = one(s.region, f"{where}.region")
