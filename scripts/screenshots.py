@@ -74,6 +74,11 @@ def main() -> None:
         page.wait_for_selector("#b-chart-sectors .main-svg")
         shot(page, "compare")
 
+        # the risk page: the EU's suppliers of Dy
+        page.goto(base + "/risk?perspective=EU&element=Dy")
+        page.wait_for_selector("#chart-src-flow .sankey")
+        shot(page, "risk")
+
         # the stockpile planner
         page.goto(base + "/stockpile")
         page.fill("#sp-paths", "300")

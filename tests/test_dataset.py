@@ -153,7 +153,7 @@ def test_row_without_source(dataset_copy):
         df.loc[0, "source_id"] = ""
     _edit(dataset_copy, "enduse_demand", corrupt)
     msg = _problems(dataset_copy)
-    assert "enduse_shares.csv, line 2, column 'source_id'" in msg
+    assert "enduse_demand.csv, line 2, column 'source_id'" in msg
     assert "empty value where one is required" in msg
 
 

@@ -178,8 +178,9 @@ def test_cli_collection_rate_raises_secondary():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--element", "Xx"], "unknown element 'Xx'"),
-    (["--region", "Mars"], "unknown region 'Mars'; allowed: CHN"),
+    (["--element", "Xx"], "unknown element 'Xx'; allowed (elements in magnets): Ce, Dy, Gd"),
+    (["--region", "Mars"], "unknown region 'Mars'; allowed (any case): regions: CHN, IND, JPN"),
+    (["--region", "Mars"], "blocs: EU, G7, MSP, QUAD; member states"),
     (["--year", "2030"], "year 2030: allowed 1990..2024"),
 ])
 def test_cli_bad_names(args, message):

@@ -75,3 +75,36 @@ def test_bad_yaml_shows_the_message(base_url, page):
     page.wait_for_selector("#run-error:not([hidden])")
     assert "start" in page.inner_text("#run-error")
     assert page.url.rstrip("/") == base_url
+
+
+def test_risk_page_shows_the_perspectives_suppliers(base_url, page):
+    """Pick EU and Dy on the risk page: the separation chart has data, and its shares are the
+    API's (the numbers of `oreflow risk --sources`)."""
+    page.goto(base_url + "/risk?perspective=USA&element=Nd")
+    page.select_option("#perspective", "EU")
+    page.select_option("#element", "Dy")
+    page.click("#risk-button")
+    page.wait_for_url("**/risk?*perspective=EU*")
+    page.wait_for_selector("#chart-src-separation .barlayer .trace")
+    chart = page.evaluate("""() => {
+        const gd = document.getElementById('chart-src-separation');
+        const out = {};
+        for (const t of gd.data) t.y.forEach((o, i) => { out[o] = (out[o] || 0) + t.x[i]; });
+        return {shares: out, bars: gd.querySelectorAll('.barlayer .point').length};
+    }""")
+    api = page.evaluate("""async () => {
+        const r = await fetch('/api/risk/sources?perspective=EU&element=Dy');
+        return (await r.json()).rows.filter(x => x.stage === 'separation');
+    }""")
+    want = {}
+    for r in api:
+        want[r["origin"]] = want.get(r["origin"], 0.0) + r["share"]
+    assert chart["bars"] > 0 and set(chart["shares"]) == set(want)
+    assert chart["shares"] == pytest.approx(want, rel=1e-9)
+    assert chart["shares"]["CHN"] > 0.9
+    flow = page.evaluate("() => document.getElementById('chart-src-flow').data[0].link"
+                         ".value.length")
+    assert flow >= 3
+    assert page.locator("#risk-table tr").count() == 5  # header + four stages
+    assert page.locator("#chokepoint-table tr").count() == 11
+    assert "EU = DEU, EST, FRA, XEU" in page.inner_text("#risk-perspective")

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from oreflow.data import TABLES, DatasetError, check_dataset, load_dataset
-from oreflow.io import atomic_write_text
+from oreflow.io import atomic_write_text, json_records
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Stress-test rare-earth supply chains.")
@@ -39,9 +39,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
-    recs = df.to_dict(orient="records")
-    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-             for k, v in r.items()} for r in recs]
+    return json_records(df)
 
 
 def print_frame(df: pd.DataFrame, fmt: Format, title: str | None = None,
@@ -152,42 +150,75 @@ def data_build(raw_dir: Path = typer.Option(None, "--raw-dir",
     out.print(f"wrote {len(written)} tables to {target}")
 
 
+class TradeFactors(str, Enum):
+    ec = "ec"
+    current = "current"
+
+
+RISK_COLUMNS = ["element", "stage", "world_t", "china_share", "hhi", "wgi_hhi",
+                "import_reliance", "eu_sr", "eu_sr_ec"]
+RISK_DIGITS = {"world_t": ",.0f", "china_share": ".0%", "hhi": ",.0f", "wgi_hhi": ".2f",
+               "import_reliance": ".0%", "eu_sr": ".2f", "eu_sr_ec": ".2f", "chokepoint": ".2f",
+               "t": ",.1f", "share": ".1%"}
+TC_TITLES = {"ec": "t_c 'ec': agreements and restrictions of the EC 2023 assessment's vintage",
+             "current": "t_c 'current': agreements and export controls in force today"}
+
+
 @app.command()
 def risk(perspective: str = typer.Option("USA", "--perspective", "-p",
-                                         help="region (USA, JPN, IND, ...) or bloc "
-                                         "(EU, G7, QUAD, MSP)"),
+                                         help="region (USA, JPN, IND, ...), bloc (EU, G7, QUAD, "
+                                         "MSP) or member state; any case"),
          element: list[str] = typer.Option(None, "--element", "-e",
-                                           help="element symbol or REO; repeat for several"),
+                                           help="element symbol or REO (any case); repeat for "
+                                           "several"),
          fmt: Format = typer.Option(Format.table, "--format"),
-         top: int = typer.Option(10, "--top", help="chokepoints to list (table format)")) -> None:
-    """Concentration and supply risk by element and stage, for a perspective."""
+         top: int = typer.Option(10, "--top", help="chokepoints to list (table format)"),
+         sources: bool = typer.Option(False, "--sources",
+                                      help="who supplies the perspective at each stage, with "
+                                      "the basis of each flow, instead of the indicators"),
+         trade_factors: TradeFactors = typer.Option(
+             TradeFactors.current, "--trade-factors",
+             help="t_c of the EU supply risk: 'ec' (vintage of the EC 2023 assessment) or "
+                  "'current' (controls in force today)")) -> None:
+    """Concentration and supply risk by element and stage, for a perspective; or, with
+    --sources, who supplies it. JSON is a list of rows either way."""
     from oreflow.network import Network
-    from oreflow.risk import UnknownPerspectiveError, indicator_table
+    from oreflow.perspective import resolve_perspective
+    from oreflow.risk import indicator_table, sources_table
 
+    net = Network.from_dataset(_dataset(None))
     try:
-        net = Network.from_dataset(_dataset(None))
-        table = indicator_table(net, perspective, element or None)
-    except (UnknownPerspectiveError, ValueError) as e:
+        p = resolve_perspective(perspective, net)
+        if sources:
+            table = sources_table(net, p, element or None)
+        else:
+            table = indicator_table(net, p, element or None, trade_factors.value)
+    except ValueError as e:
         fail(str(e))
-    cols = ["element", "stage", "world_t", "china_share", "hhi", "wgi_hhi", "import_reliance",
-            "eu_sr"]
+    if p.note:
+        err.print(f"note: {p.note}", highlight=False)
     if fmt is not Format.table:
-        print_frame(table[["perspective", *cols, "chokepoint"]], fmt)
+        print_frame(table, fmt)
         return
-    _print_risk(table, cols, perspective, top, net.year)
+    if sources:
+        print_frame(table.drop(columns="perspective"), Format.table, digits=RISK_DIGITS,
+                    title=f"Who supplies {p.code} ({', '.join(p.regions)}), {net.year}, t REO-eq "
+                          "a year; basis: domestic, observed, routed, allocated")
+        return
+    _print_risk(table, RISK_COLUMNS, p.code, top, net.year, trade_factors.value)
 
 
 def _print_risk(table: pd.DataFrame, cols: list[str], perspective: str, top: int,
-                year: int) -> None:
+                year: int, setting: str = "current") -> None:
     from oreflow.risk import chokepoints
 
-    digits = {"world_t": ",.0f", "china_share": ".0%", "hhi": ",.0f", "wgi_hhi": ".2f",
-              "import_reliance": ".0%", "eu_sr": ".2f", "chokepoint": ".2f"}
-    print_frame(table[cols], Format.table, digits=digits,
-                title=f"Rare earths by stage, {year} (t REO-eq), perspective {perspective.upper()}")
-    print_frame(chokepoints(table, top)[["element", "stage", "china_share", "hhi",
+    print_frame(table[cols], Format.table, digits=RISK_DIGITS,
+                title=f"Rare earths by stage, {year} (t REO-eq), perspective {perspective}; "
+                      f"EU SR with {TC_TITLES[setting]}")
+    print_frame(chokepoints(table, top)[["rank", "element", "stage", "china_share", "hhi",
                                          "import_reliance", "chokepoint"]],
-                Format.table, digits=digits, title=f"Top {top} chokepoints (HHI x reliance)")
+                Format.table, digits=RISK_DIGITS,
+                title=f"Top {top} chokepoints (HHI x reliance; exact ties by world tonnage)")
 
 
 scenario_app = typer.Typer(no_args_is_help=True, help="Scenario files: list, show, validate.")
@@ -362,9 +393,7 @@ def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the
     net = Network.from_dataset(ds)
     table = indicator_table(net, "USA")
     main = table[table["element"].isin(["REO", "Nd", "Pr", "Dy", "Tb", "Sm", "Y"])]
-    cols = ["element", "stage", "world_t", "china_share", "hhi", "wgi_hhi", "import_reliance",
-            "eu_sr"]
-    _print_risk(main, cols, "USA", 10, net.year)
+    _print_risk(main, RISK_COLUMNS, "USA", 10, net.year)
     path = out_dir / "risk_USA.csv"
     atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
     out.print(f"Full table ({len(table)} rows, all elements): {path.resolve()}")
@@ -473,8 +502,9 @@ def stocks(element: list[str] = typer.Option(None, "--element", "-e",
                                              help="element in magnets (Nd, Pr, Dy, Tb, Gd, Ho, "
                                              "Sm); repeat for several; default Nd Pr Dy Tb"),
            region: str = typer.Option("all", "--region", "-r",
-                                      help="region of use (CHN, USA, XEU or EU, JPN, KOR, IND, "
-                                      "XOT) or all"),
+                                      help="region of use (CHN, USA, XEU, JPN, KOR, IND, XOT), "
+                                      "bloc (EU = XEU, G7, ...), member state (ITA = XEU) or "
+                                      "all; any case"),
            year: int = typer.Option(None, "--year", help="year of the by-sector table "
                                     "(default: the base year)"),
            until: int = typer.Option(None, "--until", help="project inflows to this year"),
@@ -504,7 +534,7 @@ def stocks(element: list[str] = typer.Option(None, "--element", "-e",
         if by not in ("sector", "year"):
             raise StocksError(f"--by {by!r}: allowed: sector, year")
         all_regions = stock_regions(net.dataset)
-        regions = resolve_regions(all_regions, region)
+        regions = resolve_regions(all_regions, region, net.dataset)
         if capacity is not None and len(regions) != 1:
             raise StocksError("--capacity-t-magnet needs one --region (capacities are per "
                               f"region: {', '.join(all_regions)})")

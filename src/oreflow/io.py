@@ -35,3 +35,12 @@ def atomic_write_text(target: Path | str, text: str) -> Path:
             fh.write(text)
 
     return atomic_write(target, _write)
+
+
+def json_records(df) -> list[dict]:
+    """A DataFrame as JSON-ready records: NaN and infinite numbers become None (null), so the
+    CLI and the web API write the same rows."""
+    import math
+
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in r.items()} for r in df.to_dict(orient="records")]

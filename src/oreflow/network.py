@@ -79,7 +79,8 @@ def _item_shares(table: pd.DataFrame, stage: str, items: list[str],
 
 
 def allocate_trade(prod: np.ndarray, use: np.ndarray, by_destination: np.ndarray,
-                   by_origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   by_origin: np.ndarray, parts: dict | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Flows [e, origin, dest] that move each region's output to where it is used.
 
     Each region serves its own use first. Committed routes come next (`by_origin[e, o, d]`, a
@@ -89,7 +90,8 @@ def allocate_trade(prod: np.ndarray, use: np.ndarray, by_destination: np.ndarray
     with observed sourcing split their remaining imports by the observed shares
     (`by_destination[e, o, d]`, over origins with something left to export); the rest is
     pooled pro rata. Returns the flows (own use on the diagonal) and what each region keeps
-    unsold (its stock change), [e, r]."""
+    unsold (its stock change), [e, r]. If `parts` is a dict, it receives the flows split by
+    how they were placed: `own`, `committed`, `observed` and `pooled` ([e, o, d])."""
     x0 = prod - np.minimum(prod, use)
     committed = x0[:, :, None] * by_origin
     c_in, c_out = committed.sum(1), committed.sum(2)
@@ -99,6 +101,7 @@ def allocate_trade(prod: np.ndarray, use: np.ndarray, by_destination: np.ndarray
     x = prod - c_out - own
     m = use_left - own
     flows = committed.copy()
+    observed = np.zeros_like(flows)
 
     w = by_destination * (x[:, :, None] > 1e-12)
     tot = w.sum(1, keepdims=True)
@@ -107,6 +110,7 @@ def allocate_trade(prod: np.ndarray, use: np.ndarray, by_destination: np.ndarray
     asked = want.sum(2)
     want *= np.minimum(1.0, np.divide(x, asked, out=np.ones_like(x), where=asked > 0))[:, :, None]
     flows += want
+    observed += want
     x -= want.sum(2)
     m -= want.sum(1)
 
@@ -120,6 +124,10 @@ def allocate_trade(prod: np.ndarray, use: np.ndarray, by_destination: np.ndarray
     m -= pooled.sum(1)
     idx = np.arange(prod.shape[-1])
     flows[:, idx, idx] += own
+    if parts is not None:
+        diag = np.zeros_like(flows)
+        diag[:, idx, idx] = own
+        parts.update(own=diag, committed=committed, observed=observed, pooled=pooled)
     if np.any(m > 1e-6 * np.maximum(use, 1.0)):
         raise ValueError("trade allocation left a region's use unserved; the stage's supply "
                          "is short of its use")
@@ -248,8 +256,10 @@ class Network:
         # magnet routes are given for every element ('*') or none: take the first element's
         prod = self.magnet_grade_t.transpose("grade", "region").to_numpy()
         use = self.magnet_grade_use_t.transpose("grade", "region").to_numpy()
-        return allocate_trade(prod, use, np.repeat(by_dest[:1], G, 0),
-                              np.repeat(by_origin[:1], G, 0))
+        parts: dict = {}
+        flows, stock = allocate_trade(prod, use, np.repeat(by_dest[:1], G, 0),
+                                      np.repeat(by_origin[:1], G, 0), parts)
+        return flows, stock, parts
 
     @cached_property
     def magnet_grade_trade_t(self) -> xr.DataArray:
@@ -475,6 +485,15 @@ class Network:
             out[stage] = (arrs["destination"], arrs["origin"])
         return out
 
+    def route_arrays(self, stage: str) -> tuple[np.ndarray, np.ndarray]:
+        """The trade_routes shares `allocate_trade` used at `stage` (separation, metal,
+        magnet): (by destination, by origin), each [element, origin, dest] in `regions` order.
+        For labelling where a flow comes from (`oreflow.risk.sources_table`)."""
+        if stage not in self._routes:
+            raise ValueError(f"no trade routes at stage {stage!r}; stages with routes: "
+                             f"{', '.join(self._routes)}")
+        return self._routes[stage]
+
     @cached_property
     def _trade(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         prod, use = self.production_t, self.use_t
@@ -482,12 +501,21 @@ class Network:
         for stage in ("separation", "metal"):
             p = prod.sel(stage=stage).transpose("element", "region").to_numpy()
             u = use.sel(stage=stage).transpose("element", "region").to_numpy()
-            out[stage] = allocate_trade(p, u, *self._routes[stage])
+            parts: dict = {}
+            out[stage] = (*allocate_trade(p, u, *self._routes[stage], parts), parts)
         comp = self.grade_reo_t_per_t.transpose("grade", "element").to_numpy()
-        flows, stock = self._grade_trade
-        out["magnet"] = (np.einsum("god,ge->eod", flows, comp), np.einsum("gr,ge->er", stock,
-                                                                           comp))
+        flows, stock, parts = self._grade_trade
+        out["magnet"] = (np.einsum("god,ge->eod", flows, comp),
+                         np.einsum("gr,ge->er", stock, comp),
+                         {k: np.einsum("god,ge->eod", v, comp) for k, v in parts.items()})
         return out
+
+    def trade_parts(self, stage: str) -> dict[str, np.ndarray]:
+        """A stage's trade flows split by how they were placed, [e, o, d]: `own` (the
+        diagonal), `committed` (routes by origin), `observed` (shares of a destination's
+        imports) and `pooled` (the rest); they add up to `trade_t` (magnets: by grade,
+        converted by composition)."""
+        return self._trade[stage][2]
 
     @cached_property
     def trade_t(self) -> xr.DataArray:

@@ -4,7 +4,8 @@ A scenario is YAML validated by pydantic. Times are months after the scenario's 
 (0 = the first simulated month). Any magnitude or duration may be a fixed number or a
 distribution (`{dist: uniform, low: .., high: ..}`), sampled once per Monte Carlo path.
 Names (elements, stages, regions, sectors) are checked against the dataset, and every error
-names the file, the field and what is allowed.
+names the file, the field and what is allowed. Element and region names are case-insensitive
+and resolve through `oreflow.perspective`: `destinations: [EU]` means the EU's regions.
 """
 
 from __future__ import annotations
@@ -310,6 +311,84 @@ class Scenario(_Strict):
                                  f"controlling country ({self.controller})")
 
 
+def resolve_names(sc: Scenario, network) -> Scenario:
+    """The scenario with every name resolved through `oreflow.perspective` (any case):
+    element symbols; single-region fields (controller, origin, region, holder) to one region
+    code (recycling, demand-shift and stockpile regions among the regions of end use, so
+    `EU` means XEU there); export-control `destinations` to regions, a bloc expanded to its
+    members with flows (`destinations: [EU]`) and a member state without flows to the region
+    that holds its demand. Errors name the shock and field and list what is allowed."""
+    from oreflow.perspective import (
+        UnknownNameError,
+        UnknownPerspectiveError,
+        resolve_elements,
+        resolve_perspective,
+        resolve_region,
+    )
+
+    users = list(dict.fromkeys(network.dataset["sector_regions"]["region"]))
+    from oreflow.simulate.market import market_codes
+
+    markets = market_codes(network.dataset)
+
+    def market_or_one(value: str, where: str) -> str:
+        """A controller or control origin: a market region of the engine (any case), else
+        a region code."""
+        key = value.strip().upper()
+        return key if key in markets else one(value, where)
+
+    def fail(where: str, e: UnknownNameError) -> ValueError:
+        if isinstance(e, UnknownPerspectiveError) and e.detail.startswith("give one"):
+            return ValueError(f"{where}: {e.name!r} stands for several regions; {e.detail}")
+        return ValueError(f"{where}: unknown name {e.name!r}; {e.detail}")
+
+    def one(value: str, where: str, within=None) -> str:
+        try:
+            return resolve_region(value, network, within=within, what=where)
+        except UnknownNameError as e:
+            raise fail(where, e) from None
+
+    def els(value, where: str):
+        if value == "all":
+            return value
+        try:
+            return resolve_elements(value, network.elements, allow_total=False)
+        except UnknownNameError as e:
+            raise fail(where, e) from None
+
+    shocks = []
+    for i, s in enumerate(sc.shocks):
+        where = f"shocks[{i}] ({s.type})"
+        update = {}
+        if getattr(s, "elements", None) is not None:
+            update["elements"] = els(s.elements, f"{where}.elements")
+        if isinstance(s, Stockpile):
+            update["element"] = els([s.element], f"{where}.element")[0]
+            update["holder"] = one(s.holder, f"{where}.holder", users)
+        if isinstance(s, ExportControl):
+            update["origin"] = market_or_one(s.origin, f"{where}.origin")
+            if s.destinations != "all":
+                dest: list[str] = []
+                for d in s.destinations:
+                    try:
+                        dest += resolve_perspective(d, network).regions
+                    except UnknownNameError as e:
+                        if d.strip().upper() in markets:  # a market region of the engine
+                            dest.append(d.strip().upper())
+                            continue
+                        raise fail(f"{where}.destinations", e) from None
+                update["destinations"] = list(dict.fromkeys(dest))
+        if isinstance(s, Outage | NewCapacity):
+            update["region"] = one(s.region, f"{where}.region")
+        if isinstance(s, Recycling):
+            update["region"] = one(s.region, f"{where}.region", users)
+        if isinstance(s, DemandShift) and s.region.strip().lower() != "all":
+            update["region"] = one(s.region, f"{where}.region", users)
+        shocks.append(s.model_copy(update=update))
+    return sc.model_copy(update={"shocks": shocks,
+                                 "controller": market_or_one(sc.controller, "controller")})
+
+
 BUILTIN = "oreflow.scenarios"
 
 
@@ -359,6 +438,7 @@ def parse_scenario(text: str, label: str = "<scenario>", network=None) -> Scenar
 
         markets = market_codes(ds)
         try:
+            sc = resolve_names(sc, network)
             sc.check_names(set(network.elements), set(ds["regions"]["region"]) | set(markets),
                            set(network.sectors), set(ds["sources"]["source_id"]))
         except ValueError as e:

@@ -694,6 +694,38 @@ def _parse_days(min_days, elements: list[str]) -> np.ndarray:
     return out
 
 
+def resolve_plan_perspective(network: Network, perspective: str):
+    """The one region of end use a plan is for (any case): a region, or a bloc or member
+    state that stands for exactly one (EU -> XEU, ITA -> XEU); see `oreflow.perspective`."""
+    from oreflow.perspective import UnknownNameError, resolve_perspective
+
+    scope = list(dict.fromkeys(network.dataset["sector_regions"]["region"]))
+    try:
+        p = resolve_perspective(perspective, network.dataset, within=scope)
+    except UnknownNameError as e:
+        raise PlanError(str(e)) from None
+    if len(p.regions) != 1:
+        raise PlanError(f"perspective {perspective!r} stands for several regions of use "
+                        f"({', '.join(p.regions)}); the planner holds one region's stockpile: "
+                        "choose one of them")
+    return p
+
+
+def _resolve_element_names(network: Network, elements, min_days):
+    """Element names in `elements` and the keys of `min_days`, any case, as symbols."""
+    from oreflow.perspective import UnknownNameError, resolve_elements
+
+    try:
+        if elements is not None:
+            elements = resolve_elements(elements, network.elements, allow_total=False)
+        if isinstance(min_days, dict):
+            keys = resolve_elements(list(min_days), network.elements, allow_total=False)
+            min_days = dict(zip(keys, min_days.values(), strict=True))
+    except UnknownNameError as e:
+        raise PlanError(str(e)) from None
+    return elements, min_days
+
+
 def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
                    scenarios: dict[str, float] | str | None = None, paths: int = 2000,
                    eval_paths: int = 2000, seed: int = 0, months: int = 60,
@@ -712,6 +744,9 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
             raise PlanError(f"{name} must be a whole number >= 1, got {n}")
     mix = parse_scenario_weights(scenarios) if not isinstance(scenarios, dict) else scenarios
     net = network if network is not None else Network.from_dataset()
+    named = resolve_plan_perspective(net, perspective)
+    perspective = named.regions[0]
+    elements, min_days = _resolve_element_names(net, elements, min_days)
     terms = terms or Terms.from_dataset(net.dataset)
     seed_fit, seed_eval = (int(s.generate_state(1)[0])
                            for s in np.random.SeedSequence(seed).spawn(2))
@@ -758,6 +793,7 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
                   "cvar_weight": cvar_weight, "cvar_alpha": cvar_alpha,
                   "min_days": {e: float(d) for e, d in zip(econ.elements, days, strict=True)
                                if d > 0},
+                  "perspective_as_given": named.code, "perspective_note": named.note,
                   "dataset_version": net.dataset.version})
 
 

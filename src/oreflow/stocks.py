@@ -328,37 +328,40 @@ def magnet_stocks(network: Network | Dataset | None = None, *, start_year: int =
 
 
 REGION_ALIASES = {"EU": "XEU"}
-"""Names a user may type for a stock region (the EU's demand is region XEU)."""
+"""Kept for callers that import it: `resolve_regions` resolves blocs and member states through
+`oreflow.perspective` (EU -> XEU, its members -> XEU, G7 -> USA, JPN, ...)."""
 
 _REPORT = {"inflow_t_element": "inflow_t", "stock_t_element": "stock_t",
            "eol_t_element": "eol_t", "secondary_potential_t": "secondary_potential_t"}
 
 
-def resolve_regions(regions: list[str], region: str | None) -> list[str]:
-    """The stock regions a name selects: a region code, an alias (EU), or None/'all'."""
-    if region is None or region.lower() in ("all", "world"):
+def resolve_regions(regions: list[str], region: str | None, dataset: Dataset | None = None
+                    ) -> list[str]:
+    """The stock regions a name selects (any case): a region of use, a bloc (EU -> XEU), a
+    member state (ITA -> XEU, the region that holds its demand), or None/'all'."""
+    from oreflow.data.load import load_dataset
+    from oreflow.perspective import UnknownNameError, resolve_perspective
+
+    if region is None or region.strip().lower() in ("all", "world"):
         return regions
-    code = REGION_ALIASES.get(region.upper(), region.upper())
-    if code not in regions:
-        aliases = ", ".join(f"{a} (= {c})" for a, c in REGION_ALIASES.items())
-        raise StocksError(f"unknown region {region!r}; allowed: {', '.join(regions)}, {aliases} "
-                          "or all")
-    return [code]
+    try:
+        return list(resolve_perspective(region, dataset or load_dataset(), within=regions,
+                                        what="region").regions)
+    except UnknownNameError as e:
+        raise StocksError(f"{e} or all") from None
 
 
 def resolve_elements(known: list[str], elements: list[str] | None) -> list[str]:
-    """Magnet elements by symbol (case-insensitive) among `known`; None gives Nd, Pr, Dy,
-    Tb."""
+    """Magnet elements by symbol (any case) among `known`; None gives Nd, Pr, Dy, Tb."""
+    from oreflow.perspective import UnknownNameError
+    from oreflow.perspective import resolve_elements as resolve
+
     if not elements:
         return [e for e in ("Nd", "Pr", "Dy", "Tb") if e in known]
-    by_lower = {e.lower(): e for e in known}
-    out = []
-    for e in elements:
-        if e.lower() not in by_lower:
-            raise StocksError(f"unknown element {e!r}; allowed (elements in magnets): "
-                              f"{', '.join(known)}")
-        out.append(by_lower[e.lower()])
-    return list(dict.fromkeys(out))
+    try:
+        return resolve(elements, known, allow_total=False, label="elements in magnets")
+    except UnknownNameError as e:
+        raise StocksError(str(e)) from None
 
 
 def stocks_tables(ds: xr.Dataset, elements: list[str], regions: list[str],

@@ -311,14 +311,14 @@ TABLES: dict[str, Table] = {
         Table(
             "eu_criticality",
             "Per-element inputs of the EU supply-risk formula from the EC's criticality "
-            "assessment: substitution index for supply risk and end-of-life recycling input "
-            "rate.",
+            "assessment: substitution index for supply risk (si_sr) and end-of-life recycling "
+            "input rate (eol_rir), one row per value so that each carries its own source.",
             (
                 _ELEMENT,
-                Column("si_sr", "float", "index", min=0.0, max=1.0),
-                Column("eol_rir", "float", "fraction", min=0.0, max=1.0),
+                Column("parameter", "str", allowed=("si_sr", "eol_rir")),
+                Column("value", "float", "index or fraction", min=0.0, max=1.0),
             ),
-            key=("element",),
+            key=("element", "parameter"),
         ),
         Table(
             "trade_agreements",

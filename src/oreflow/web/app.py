@@ -280,6 +280,40 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
             manager.release(key)
         return plan.to_dict()
 
+    # ---- supply risk (the numbers of `oreflow risk`) -------------------------------------
+    def risk_or_400(make):
+        from oreflow.perspective import UnknownNameError
+
+        try:
+            return make()
+        except UnknownNameError as e:
+            raise HTTPException(400, str(e)) from None
+
+    @app.get("/api/risk", tags=["api"])
+    def risk(perspective: str = Query("USA", max_length=32,
+                                      description="region, bloc or member state, any case"),
+             element: str | None = Query(None, max_length=8,
+                                         description="element symbol or REO; all if omitted"),
+             trade_factors: Literal["ec", "current"] = "current") -> dict:
+        """Indicators by element and stage (`rows`: as `oreflow risk --format json`), the
+        perspective's chokepoint ranking and its regions and note."""
+        from oreflow.web.riskpage import risk_json
+
+        return risk_or_400(lambda: cached(
+            ("risk", perspective.strip().upper(), (element or "").lower(), trade_factors),
+            lambda: risk_json(manager.network, perspective, element, trade_factors)))
+
+    @app.get("/api/risk/sources", tags=["api"])
+    def risk_sources(perspective: str = Query("USA", max_length=32),
+                     element: str | None = Query(None, max_length=8)) -> dict:
+        """Who supplies the perspective at each stage (`rows`: as `oreflow risk --sources
+        --format json`), with the basis of each flow."""
+        from oreflow.web.riskpage import sources_json
+
+        return risk_or_400(lambda: cached(
+            ("sources", perspective.strip().upper(), (element or "").lower()),
+            lambda: sources_json(manager.network, perspective, element)))
+
     # ---- pages --------------------------------------------------------------------------
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly_js():
@@ -358,6 +392,38 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
             sides = [{"run": manager.get(a), **side_a}, {"run": manager.get(b), **side_b}]
         diff = _compare_table(sides) if sides else []
         return page("compare.html", runs=done, a=a, b=b, sides=sides, diff=diff)
+
+    @app.get("/risk", response_class=HTMLResponse, include_in_schema=False)
+    def risk_page(perspective: str = Query("EU", max_length=32),
+                  element: str = Query("Dy", max_length=8),
+                  trade_factors: Literal["ec", "current"] = "current"):
+        from oreflow.perspective import UnknownNameError
+        from oreflow.report import figure_html
+        from oreflow.web.riskpage import (
+            picker_options,
+            risk_json,
+            source_bars,
+            source_sankey,
+            sources_json,
+        )
+
+        net = manager.network
+        ctx = {"options": picker_options(net), "perspective": perspective,
+               "element": element, "trade_factors": trade_factors, "error": None}
+        try:
+            ind = risk_json(net, perspective, element, trade_factors)
+            src = sources_json(net, perspective, element)
+        except UnknownNameError as e:
+            ctx["error"] = str(e)
+            return HTMLResponse(env.get_template("risk.html").render(version=__version__, **ctx),
+                                status_code=400)
+        el = ind["rows"][0]["element"] if ind["rows"] else element
+        who = ind["perspective"]
+        charts = {s: figure_html(source_bars(src["rows"], s, who, el), f"chart-src-{s}")
+                  for s in ("mining", "separation", "metal", "magnet")}
+        charts["flow"] = figure_html(source_sankey(src["rows"], who, el), "chart-src-flow")
+        ctx.update(perspective=who, element=el, ind=ind, src=src, charts=charts)
+        return page("risk.html", **ctx)
 
     @app.get("/stockpile", response_class=HTMLResponse, include_in_schema=False)
     def stockpile_page():
