@@ -17,10 +17,10 @@ def test_demo_writes_risk_table_result_and_report(tmp_path):
     with xr.open_dataset(tmp_path / "licensing-2025-04.nc", engine="h5netcdf") as ds:
         assert ds.attrs["paths"] == 2000
         version = ds.attrs["dataset_version"]
-        # the CLI's results carry monthly unmet-demand bands by sector for the report
+        # results carry monthly bands of physical shortage by sector for the report
         band = ds["unmet_sector_t"]
         assert bool((band.sel(quantile=0.05) <= band.sel(quantile=0.95) + 1e-9).all())
     html = (tmp_path / "licensing-2025-04.html").read_text(encoding="utf-8")
     assert version in html
-    assert "Unmet demand per month by sector" in html
+    assert "Physical shortage per month by sector" in html
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files

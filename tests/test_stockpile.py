@@ -58,7 +58,7 @@ def _hand_economy() -> Economy:
 def _hand_paths() -> UnmetPaths:
     """One path, 12 months: 10 t short in months 0-5 and 10 t in months 6-11."""
     unmet = np.full((1, 12, 1, 1), 10.0 / 6.0)
-    return UnmetPaths(unmet, np.ones(1), np.array(["hand"]), engine=None)
+    return UnmetPaths(unmet, np.ones(1), np.array(["hand"]), base=None)
 
 
 @pytest.mark.parametrize("monthly", [False, True])
@@ -108,7 +108,7 @@ def test_cvar_objective_prefers_the_bad_path():
     econ, terms = _hand_economy(), _hand_terms()
     unmet = np.zeros((2, 12, 1, 1))
     unmet[0, 0], unmet[1, 0] = 10.0, 30.0
-    paths = UnmetPaths(unmet, np.array([0.5, 0.5]), np.array(["a", "b"]), engine=None)
+    paths = UnmetPaths(unmet, np.array([0.5, 0.5]), np.array(["a", "b"]), base=None)
     seg = segment(paths, econ)
     sol = solve(seg, econ, terms, paths.weight, budget_usd=4500.0, cvar_weight=1.0,
                 cvar_alpha=0.5)
@@ -128,7 +128,7 @@ def fitted(net):
     paths = simulate_unmet({"licensing-2025-04": 1.0, "heavy-embargo-usa-12m": 1.0}, 24, 3,
                            36, "USA", net)
     terms = Terms.from_dataset(net.dataset)
-    return paths, economy(net, "USA", terms, paths.engine), terms
+    return paths, economy(net, "USA", terms, paths.base), terms
 
 
 def test_aggregated_equals_monthly_lp(fitted):
@@ -205,7 +205,7 @@ def test_min_days_rule(net):
     ({"min_days": {"Kr": 30.0}}, "unknown element 'Kr'"),
     ({"perspective": "ATL"}, "unknown perspective 'ATL'"),
     ({"perspective": "G7"}, "stands for several regions of use (JPN, USA)"),
-    ({"perspective": "CHN"}, "is the controlling country"),
+    ({"perspective": "CHN"}, "the controlling country"),
     ({"scenarios": "no-such-scenario"}, "no-such-scenario"),
     ({"scenarios": "quota-2010:-1"}, "must be a number >= 0"),
     ({"paths": 0}, "paths must be a whole number >= 1"),

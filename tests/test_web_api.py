@@ -155,7 +155,7 @@ def test_netcdf_download(client, done_run, tmp_path):
     with xr.open_dataset(p, engine="h5netcdf") as ds:
         assert ds.attrs["seed"] == 4 and ds.sizes["path"] == 60
         # web runs also keep monthly bands of unmet demand by sector
-        assert ds["unmet_sector_t"].dims == ("quantile", "month", "zone", "sector")
+        assert ds["unmet_sector_t"].dims == ("quantile", "month", "region", "sector")
         band = ds["unmet_sector_t"]
         assert band.sizes["month"] == 12 and float(band.sel(quantile=0.95).max()) > 0
         assert (band.sel(quantile=0.05) <= band.sel(quantile=0.95) + 1e-6).all()
@@ -263,7 +263,7 @@ def test_pages(client, done_run):
     other = wait(client, client.post("/api/runs", json={"scenario_yaml": CUSTOM, "paths": 20,
                                                         "months": 3}).json()["id"])
     cmp = client.get("/compare", params={"a": done_run, "b": other["id"]}).text
-    titles = re.findall(r"\"title\":{\"text\":\"Price inside CHN and outside, p5\S+p95: (\w+)",
+    titles = re.findall(r"\"title\":{\"text\":\"Price inside CHN and in \w+, p5\S+p95: (\w+)",
                         cmp)
     assert len(titles) == 2 and len(set(titles)) == 1  # both sides open on A's element
     assert client.get("/compare").status_code == 200

@@ -5,8 +5,9 @@
 # magnitude may be a distribution, sampled once per Monte Carlo path. Here: China licenses
 # Dy and Tb exports for 6-12 months, approving 30% of requests after a 1-2 month delay,
 # while a US separation plant comes online. Save it as a file and run
-# `oreflow scenario validate my.yaml` and `oreflow stress my.yaml --paths 10000`, or do the
-# same from Python as below.
+# `oreflow scenario validate my.yaml` and `oreflow stress my.yaml --paths 10000 --perspective
+# USA`, or do the same from Python as below. Applications wait `review_months` (fractional:
+# split between two months) before a share of them is approved.
 
 # %%
 from oreflow import Network
@@ -26,7 +27,7 @@ shocks:
     start: 0
     duration: {dist: uniform, low: 6, high: 12}
     approval: [[0, 0.3]]
-    processing_delay: {dist: uniform, low: 1, high: 2}
+    review_months: {dist: uniform, low: 1, high: 2}
   - type: new_capacity
     region: USA
     stage: separation
@@ -45,17 +46,18 @@ scenario = parse_scenario(text, "dy-tb-licences.yaml", network)
 
 # %%
 result = run_stress(scenario, paths=2000, seed=42, network=network)
-s = summary(result)
-print("Dy peak price x base, inside/outside China:", s["price_peak_ratio"]["Dy"])
-print("unmet demand, t of element (median):",
-      {k: round(v) for k, v in s["shortfall_t"].items() if v})
-print("first week short (median):",
-      {k: v for k, v in s["first_shortfall_week"].items() if v is not None})
+s = summary(result, "USA", ["USA"])  # sector figures for the US market
+print("Dy peak price x base by zone and region:", s["price_peak_ratio"]["Dy"])
+print("US physical shortage, t of element (median):",
+      {k: round(v) for k, v in s["unmet_physical_t"].items() if v})
+print("US demand given up because of price (median):",
+      {k: round(v) for k, v in s["demand_reduction_t"].items() if v})
+print("physical shortage by region (median):", s["unmet_physical_t_by_region"])
 
 # %% [markdown]
-# The result is an xarray Dataset: monthly bands by zone and element, per-path totals.
+# The result is an xarray Dataset: monthly bands by region and element, per-path totals.
 
 # %%
-dy = result["price_usd_per_kg"].sel(element="Dy", zone="ROW")
+dy = result["price_usd_per_kg"].sel(element="Dy", region="USA")
 print(dy.sel(quantile=[0.05, 0.5, 0.95]).isel(month=slice(0, 12)).round(0).to_pandas())
 assert result.attrs["max_rel_balance_residual"] < 1e-9

@@ -300,8 +300,11 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
         fail(str(e))
     ds.attrs["perspective"] = perspective.upper() if perspective else "all regions"
     ds.attrs["perspective_regions"] = json.dumps(markets or [])
-    for n in json.loads(ds.attrs.get("notes", "[]")) + ([note] if note else []):
-        err.print(f"note: {n}", highlight=False)
+    if note:
+        ds.attrs["notes"] = json.dumps(json.loads(ds.attrs.get("notes", "[]")) + [note])
+    if fmt is Format.table:
+        for n in json.loads(ds.attrs.get("notes", "[]")):
+            err.print(f"note: {n}", highlight=False)
     if out_file is not None:
         try:
             save_result(ds, out_file)

@@ -649,7 +649,7 @@ class StockpilePlan:
         """Purchase plus carrying cost over the loan's tenor: what counts against the budget."""
         return self.spent_usd + self.settings["tenor_years"] * self.carry_usd_per_year
 
-    def holdings(self, min_t: float = 1e-3) -> pd.DataFrame:
+    def holdings(self, min_t: float = 1e-6) -> pd.DataFrame:
         """One row per (element, form) held: tonnes of rare earth contained and cost."""
         rows = [{"element": e, "form": f, "t": float(self.holdings_t[i, j]),
                  "usd": float(self.purchase_usd[i, j])}
