@@ -5,18 +5,34 @@ turns the library's errors into one clear line and a non-zero exit."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from enum import Enum
 from pathlib import Path
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from oreflow.data import TABLES, DatasetError, check_dataset, load_dataset
 from oreflow.io import atomic_write_text, json_records
+
+
+class _Lazy:
+    """A module imported on first use: `oreflow --help` and the quick commands do not pay for
+    pandas and the dataset."""
+
+    def __init__(self, name: str) -> None:
+        self._name, self._module = name, None
+
+    def __getattr__(self, attr: str):
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+pd = _Lazy("pandas")
+data = _Lazy("oreflow.data")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Stress-test rare-earth supply chains.")
@@ -67,8 +83,8 @@ def print_frame(df: pd.DataFrame, fmt: Format, title: str | None = None,
 
 def _dataset(path: Path | None):
     try:
-        return load_dataset(path)
-    except DatasetError as e:
+        return data.load_dataset(path)
+    except data.DatasetError as e:
         fail(str(e))
 
 
@@ -76,7 +92,7 @@ def _dataset(path: Path | None):
 def data_list() -> None:
     """List the dataset's tables with their row counts."""
     ds = _dataset(None)
-    df = pd.DataFrame([(n, len(ds[n]), t.description) for n, t in TABLES.items()],
+    df = pd.DataFrame([(n, len(ds[n]), t.description) for n, t in data.TABLES.items()],
                       columns=["table", "rows", "description"])
     print_frame(df, Format.table, title=f"Dataset {ds.version}")
 
@@ -85,8 +101,8 @@ def data_list() -> None:
 def data_show(table: str = typer.Argument(..., help="table name, e.g. mine_production"),
               fmt: Format = typer.Option(Format.table, "--format")) -> None:
     """Print one table."""
-    if table not in TABLES:
-        fail(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    if table not in data.TABLES:
+        fail(f"unknown table {table!r}; tables: {', '.join(data.TABLES)}")
     print_frame(_dataset(None)[table], fmt, title=table)
 
 
@@ -94,7 +110,7 @@ def data_show(table: str = typer.Argument(..., help="table name, e.g. mine_produ
 def data_sources(fmt: Format = typer.Option(Format.table, "--format")) -> None:
     """The sources every number cites, with how many rows cite each."""
     ds = _dataset(None)
-    counts = pd.concat([ds[n]["source_id"] for n, t in TABLES.items() if t.sourced])
+    counts = pd.concat([ds[n]["source_id"] for n, t in data.TABLES.items() if t.sourced])
     src = ds["sources"].copy()
     src["rows"] = src["source_id"].map(counts.value_counts()).fillna(0).astype(int)
     print_frame(src[["source_id", "kind", "rows", "licence", "citation"]], fmt, title="Sources")
@@ -105,9 +121,9 @@ def data_check(path: Path = typer.Option(None, "--path", help="dataset folder (d
                ) -> None:
     """Validate every table; report how many rows are sourced, by status. Non-zero exit if any
     problem (a row with no source, an unknown id, a bad value)."""
-    tables, problems = check_dataset(path)
+    tables, problems = data.check_dataset(path)
     summary = []
-    for name, table in TABLES.items():
+    for name, table in data.TABLES.items():
         if name not in tables or not table.sourced:
             continue
         df = tables[name]
