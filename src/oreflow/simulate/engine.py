@@ -13,6 +13,7 @@ only on (seed, path index): a block's results do not depend on how the run was s
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
@@ -91,8 +92,14 @@ class Engine:
         self.E, self.G, self.M, self.I = E, G, M, b.n_items
         self.L = len(b.line_item)
         order = np.lexsort((b.line_priority, b.line_item))
+        W = b.source_share
+        o, d, i = np.nonzero(W * (1 - np.eye(M))[:, :, None] > 0)
+        self.links = (o, d, i)
         self.static = {
-            "W": np.ascontiguousarray(b.source_share), "S0": b.stock0.copy(),
+            "own_share": np.ascontiguousarray(np.einsum("mmi->mi", W)),
+            "link_o": o.astype(np.int64), "link_d": d.astype(np.int64),
+            "link_i": i.astype(np.int64), "link_w": W[o, d, i].astype(float),
+            "S0": b.stock0.copy(),
             "B0": b.buyer_stock0.copy(), "demand0": b.demand0.copy(),
             "line_item": b.line_item.astype(np.int64), "line_order": order.astype(np.int64),
             "line_prio": b.line_priority.astype(np.int64),
@@ -144,6 +151,18 @@ class Engine:
 
     def run_block(self, paths: np.ndarray, observers: Sequence[Observer],
                   progress=None) -> None:
+        # the month loop allocates many large arrays and no reference cycles: the cyclic
+        # garbage collector would only rescan them
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._run_block(paths, observers, progress)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _run_block(self, paths: np.ndarray, observers: Sequence[Observer],
+                   progress=None) -> None:
         b, beh = self.base, self.beh
         paths = np.asarray(paths, dtype=np.int64)
         n, E, M, I, L = len(paths), self.E, self.M, self.I, self.L
@@ -157,12 +176,14 @@ class Engine:
             "short_imp": np.zeros((n, M, I)),
         }
         lq = int(np.ceil(max([np.nanmax(c.review) for c in sh.controls] or [0.0]))) + 2
-        queue = np.zeros((n, max(K, 1), lq, M, I))
-        cov = np.zeros((max(K, 1), M, I))
+        lo, ld, li = self.links
+        queue = np.zeros((n, max(K, 1), lq, len(lo)))
+        cov = np.zeros((max(K, 1), len(lo)))
         origin = np.zeros(max(K, 1), np.int64)
         leak = np.zeros(max(K, 1))
         for k, c in enumerate(sh.controls):
-            cov[k], origin[k], leak[k] = c.coverage, c.origin, c.leakage
+            cov[k] = np.where(lo == c.origin, c.coverage[ld, li], 0.0)
+            origin[k], leak[k] = c.origin, c.leakage
         review = np.zeros((n, max(K, 1)))
         for k, c in enumerate(sh.controls):
             review[:, k] = c.review
@@ -185,9 +206,10 @@ class Engine:
         for obs in observers:
             obs.start_block(self, paths)
         last_short = np.zeros((n, M, I))
+        inp = None
         for t in range(self.months):
             mid = t + 0.5
-            inp = month_inputs(sh, b, t, n, self.conc_base)
+            inp = month_inputs(sh, b, t, n, self.conc_base, inp)
             active = np.zeros((n, max(K, 1)), np.bool_)
             approval = np.ones((n, max(K, 1), 3))
             for k, c in enumerate(sh.controls):

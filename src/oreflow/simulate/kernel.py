@@ -75,9 +75,10 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         conc_in, cap, dem_factor, inflow, ctl_active, approval, review_n0, review_frac,
         slot,
         # static
-        W, S0, B0, demand0, line_item, line_order, line_prio, elasticity, item_form,
-        item_el, grade_reo, metal_per_magnet, swarf_per_magnet, grade_w, price0, cov,
-        ctl_origin, leakage, frac_grid_step, frac_left, cdf, par,
+        own_share, link_o, link_d, link_i, link_w, S0, B0, demand0, line_item, line_order,
+        line_prio, elasticity, item_form, item_el, grade_reo, metal_per_magnet,
+        swarf_per_magnet, grade_w, price0, cov, ctl_origin, leakage, frac_grid_step,
+        frac_left, cdf, par,
         # outputs for this path (overwritten)
         out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
         out_price, out_conc_used, out_filed, out_approved,
@@ -88,6 +89,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
     G = grade_reo.shape[0]
     L = line_item.shape[0]
     K = cov.shape[0]
+    NL = link_o.shape[0]
     ys, ym = par[0], par[1]
     kappa, tau_m, tau_b = par[2], par[3], par[4]
     k_exp, a_smooth, floor_cover = par[5], par[6], par[7]
@@ -95,13 +97,39 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
 
     # prices at the start of the month (ratio to base), by element and by grade
     ratio = np.empty((M, E))
+    log_ratio = np.empty((M, E))
     for m in range(M):
         for e in range(E):
-            ratio[m, e] = np.exp(lp[m, e]) / price0[m, e] if price0[m, e] > 0 else 1.0
-            out_price[m, e] = np.exp(lp[m, e]) if price0[m, e] > 0 else 0.0
+            if price0[m, e] > 0:
+                log_ratio[m, e] = lp[m, e] - np.log(price0[m, e])
+                ratio[m, e] = np.exp(log_ratio[m, e])
+                out_price[m, e] = ratio[m, e] * price0[m, e]
+            else:
+                log_ratio[m, e] = 0.0
+                ratio[m, e] = 1.0
+                out_price[m, e] = 0.0
     # ---- 1. demand ------------------------------------------------------------------
     want_item = np.zeros((M, I))
+    # a grade's price: its elements' prices, or its own scarcity where magnets are the short
+    # form (magnet merchants' cover, as for elements); its substitution likewise
     grade_ratio = np.ones((M, G))
+    grade_log = np.zeros((M, G))
+    grade_sub = np.zeros((M, G))
+    for m in range(M):
+        for g in range(G):
+            i = 2 * E + g
+            r = 0.0
+            s = 0.0
+            for e2 in range(E):
+                r += grade_w[g, e2] * ratio[m, e2]
+                s += grade_w[g, e2] * sub[m, e2]
+            if S0[m, i] > 0.0 and S[m, i] < S0[m, i]:
+                own = np.exp(-k_exp * np.log(max(S[m, i] / S0[m, i], floor_cover)))
+                if own > r:
+                    r = own
+            grade_ratio[m, g] = r
+            grade_log[m, g] = np.log(r) if r > 0 else 0.0
+            grade_sub[m, g] = max(s, sub[m, E + g])
     for m in range(M):
         for l in range(L):
             d0 = demand0[m, l]
@@ -113,25 +141,16 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
             e = item_el[i]
             if e >= 0:
                 r = ratio[m, e]
+                lr = log_ratio[m, e]
                 s = sub[m, e]
             else:
-                # a grade's price: its elements' prices, or its own scarcity where magnets are
-                # the short form (magnet merchants' cover, as for elements)
                 g = i - 2 * E
-                r = 0.0
-                s = 0.0
-                for e2 in range(E):
-                    r += grade_w[g, e2] * ratio[m, e2]
-                    s += grade_w[g, e2] * sub[m, e2]
-                if S0[m, i] > 0.0:
-                    own = max(S[m, i] / S0[m, i], floor_cover) ** (-k_exp)
-                    if own > r:
-                        r = own
-                grade_ratio[m, g] = r
-                if sub[m, E + g] > s:  # thrifting and redesign away from a scarce grade
-                    s = sub[m, E + g]
+                r = grade_ratio[m, g]
+                lr = grade_log[m, g]
+                s = grade_sub[m, g]
             need = d0 * dem_factor[m, l] * (1.0 - s)
-            want = need * r ** elasticity[l] if r > 0 else need
+            eps = elasticity[l]
+            want = need * np.exp(eps * lr) if eps != 0.0 and lr != 0.0 else need
             out_need[m, l] = need
             out_want[m, l] = want
             want_item[m, i] += want
@@ -153,46 +172,42 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
             purch[m, i] += (S0[m, i] - S[m, i]) / tau_m
             if purch[m, i] < 0.0:
                 purch[m, i] = 0.0
-    req = np.zeros((M, M, I))  # requests origin -> dest (before controls)
-    for o in range(M):
-        for d in range(M):
-            if o != d:
-                for i in range(I):
-                    req[o, d, i] = purch[d, i] * W[o, d, i]
+    req = np.empty(NL)  # requests on each trade link origin -> dest (before controls)
+    for j in range(NL):
+        req[j] = purch[link_d[j], link_i[j]] * link_w[j]
     # ---- 3. licences ----------------------------------------------------------------
     eff = req.copy()
     for d in range(M):
         for i in range(I):
             out_filed[d, i] = 0.0
             out_approved[d, i] = 0.0
-    Lq = queue.shape[1]  # queue: [K, Lq, M, I] requests waiting for review, by month filed
+    Lq = queue.shape[1]  # queue: [K, Lq, links] requests waiting for review, by month filed
     for k in range(K):
-        c = ctl_origin[k]
-        for d in range(M):
-            for i in range(I):
-                cv = cov[k, d, i]
-                if cv <= 0.0 or d == c:
-                    continue
-                if ctl_active[k]:
-                    queue[k, slot % Lq, d, i] = req[c, d, i] * cv
-                    out_filed[d, i] += req[c, d, i] * cv
-                    eff[c, d, i] = req[c, d, i] * (1.0 - cv)
-                else:
-                    queue[k, slot % Lq, d, i] = 0.0
-                n0 = review_n0[k]
-                q0 = queue[k, (slot - n0) % Lq, d, i] if n0 < Lq else 0.0
-                q1 = queue[k, (slot - n0 - 1) % Lq, d, i] if n0 + 1 < Lq else 0.0
-                processed = (1.0 - review_frac[k]) * q0 + review_frac[k] * q1
-                share = approval[k, item_form[i]] if ctl_active[k] else 1.0
-                eff[c, d, i] += processed * share
-                out_approved[d, i] += processed * share
-    orders = np.zeros((M, I))
+        n0 = review_n0[k]
+        fr = review_frac[k]
+        for j in range(NL):
+            cv = cov[k, j]
+            if cv <= 0.0:
+                continue
+            d, i = link_d[j], link_i[j]
+            if ctl_active[k]:
+                queue[k, slot % Lq, j] = req[j] * cv
+                out_filed[d, i] += req[j] * cv
+                eff[j] = req[j] * (1.0 - cv)
+            else:
+                queue[k, slot % Lq, j] = 0.0
+            q0 = queue[k, (slot - n0) % Lq, j] if n0 < Lq else 0.0
+            q1 = queue[k, (slot - n0 - 1) % Lq, j] if n0 + 1 < Lq else 0.0
+            processed = (1.0 - fr) * q0 + fr * q1
+            share = approval[k, item_form[i]] if ctl_active[k] else 1.0
+            eff[j] += processed * share
+            out_approved[d, i] += processed * share
+    orders = np.empty((M, I))
     for o in range(M):
         for i in range(I):
-            orders[o, i] = purch[o, i] * W[o, o, i] + short_imp[o, i]
-            for d in range(M):
-                if d != o:
-                    orders[o, i] += eff[o, d, i]
+            orders[o, i] = purch[o, i] * own_share[o, i] + short_imp[o, i]
+    for j in range(NL):
+        orders[link_o[j], link_i[j]] += eff[j]
     # ---- 4. produce -----------------------------------------------------------------
     swarf_made = np.zeros((M, E))
     for m in range(M):
@@ -264,69 +279,65 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         for i in range(I):
             out_imp[m, i] = 0.0
             out_exp[m, i] = 0.0
-    ship = np.zeros((M, M, I))
+    asked_out = np.zeros((M, I))
+    for j in range(NL):
+        asked_out[link_o[j], link_i[j]] += eff[j]
+    fill_out = np.ones((M, I))
     for o in range(M):
         for i in range(I):
-            total = 0.0
-            for d in range(M):
-                if d != o:
-                    total += eff[o, d, i]
-            if total <= 0.0:
-                continue
-            avail = S[o, i] - want_item[o, i]
-            fill = min(1.0, max(avail, 0.0) / total)
-            for d in range(M):
-                if d != o:
-                    ship[o, d, i] = eff[o, d, i] * fill
+            if asked_out[o, i] > 0.0:
+                avail = S[o, i] - want_item[o, i]
+                fill_out[o, i] = min(1.0, max(avail, 0.0) / asked_out[o, i])
+    ship = np.empty(NL)
+    for j in range(NL):
+        ship[j] = eff[j] * fill_out[link_o[j], link_i[j]]
     for k in range(K):  # leakage: a share of a controlled origin's shipments is pooled
         lam = leakage[k]
         if not ctl_active[k] or lam <= 0.0:
             continue
         c = ctl_origin[k]
-        for i in range(I):
-            sent, asked = 0.0, 0.0
-            for d in range(M):
-                if d != c:
-                    sent += ship[c, d, i]
-                    asked += req[c, d, i]
-            if asked <= 0.0:
-                continue
-            for d in range(M):
-                if d != c:
-                    ship[c, d, i] = (1.0 - lam) * ship[c, d, i] + lam * sent * req[c, d, i] / asked
-    for o in range(M):
-        for d in range(M):
-            if o == d:
-                continue
-            for i in range(I):
-                q = ship[o, d, i]
-                S[o, i] -= q
-                S[d, i] += q
-                out_exp[o, i] += q
-                out_imp[d, i] += q
+        sent = np.zeros(I)
+        asked = np.zeros(I)
+        for j in range(NL):
+            if link_o[j] == c:
+                sent[link_i[j]] += ship[j]
+                asked[link_i[j]] += req[j]
+        for j in range(NL):
+            i = link_i[j]
+            if link_o[j] == c and asked[i] > 0.0:
+                ship[j] = (1.0 - lam) * ship[j] + lam * sent[i] * req[j] / asked[i]
+    for j in range(NL):
+        q = ship[j]
+        o, d, i = link_o[j], link_d[j], link_i[j]
+        S[o, i] -= q
+        S[d, i] += q
+        out_exp[o, i] += q
+        out_imp[d, i] += q
     # requests left unmet are re-sourced from spare stock (above target and home wants) at
     # origins that are not controlling anything this month
+    for d in range(M):
+        for i in range(I):
+            short_imp[d, i] = 0.0
+    for j in range(NL):
+        short_imp[link_d[j], link_i[j]] += req[j] - ship[j]
+    controlling = np.zeros(M, np.bool_)
+    for k in range(K):
+        if ctl_active[k]:
+            controlling[ctl_origin[k]] = True
+    spare = np.empty(M)
     for i in range(I):
         unmet_total = 0.0
-        spare_total = 0.0
         for d in range(M):
-            u = 0.0
-            for o in range(M):
-                if o != d:
-                    u += req[o, d, i] - ship[o, d, i]
-            short_imp[d, i] = max(u, 0.0)
+            if short_imp[d, i] < 0.0:
+                short_imp[d, i] = 0.0
             unmet_total += short_imp[d, i]
-        if unmet_total <= 0.0:
+        if unmet_total <= 1e-12:
             continue
-        spare = np.zeros(M)
+        spare_total = 0.0
         for o in range(M):
-            controlling = False
-            for k in range(K):
-                if ctl_active[k] and ctl_origin[k] == o:
-                    controlling = True
-            if not controlling:
-                spare[o] = max(S[o, i] - S0[o, i] - want_item[o, i], 0.0)
-                spare_total += spare[o]
+            spare[o] = 0.0 if controlling[o] else max(S[o, i] - S0[o, i] - want_item[o, i],
+                                                       0.0)
+            spare_total += spare[o]
         if spare_total <= 0.0:
             continue
         moved = min(spare_total, unmet_total)
@@ -454,9 +465,10 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
 @njit(cache=True, parallel=True)
 def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
          conc_in, cap, dem_factor, inflow, ctl_active, approval, review_n0, review_frac, slot,
-         W, S0, B0, demand0, line_item, line_order, line_prio, elasticity, item_form, item_el,
-         grade_reo, metal_per_magnet, swarf_per_magnet, grade_w, price0, cov, ctl_origin,
-         leakage, frac_grid_step, frac_left, cdf, par,
+         own_share, link_o, link_d, link_i, link_w, S0, B0, demand0, line_item, line_order,
+         line_prio, elasticity, item_form, item_el, grade_reo, metal_per_magnet,
+         swarf_per_magnet, grade_w, price0, cov, ctl_origin, leakage, frac_grid_step,
+         frac_left, cdf, par,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
          out_price, out_conc_used, out_filed, out_approved,
          line_el, line_sector, out_short_item, out_phys_el, out_red_el, out_phys_sec,
@@ -466,9 +478,10 @@ def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
         step_path(S[p], C[p], B[p], plan[p], lp[p], sub[p], swarf_last[p], short_imp[p],
                   queue[p], conc_in[p], cap[p], dem_factor[p], inflow[p], ctl_active[p],
                   approval[p], review_n0[p], review_frac[p], slot,
-                  W, S0, B0, demand0, line_item, line_order, line_prio, elasticity, item_form,
-                  item_el, grade_reo, metal_per_magnet, swarf_per_magnet, grade_w, price0, cov,
-                  ctl_origin, leakage, frac_grid_step, frac_left, cdf, par,
+                  own_share, link_o, link_d, link_i, link_w, S0, B0, demand0, line_item,
+                  line_order, line_prio, elasticity, item_form, item_el, grade_reo,
+                  metal_per_magnet, swarf_per_magnet, grade_w, price0, cov, ctl_origin, leakage,
+                  frac_grid_step, frac_left, cdf, par,
                   out_prod[p], out_imp[p], out_exp[p], out_drawn[p], out_del[p], out_cons[p],
                   out_need[p], out_want[p], out_price[p], out_conc_used[p], out_filed[p],
                   out_approved[p], line_el, line_sector, out_short_item[p], out_phys_el[p],

@@ -296,13 +296,22 @@ def _profile(base: MarketBase, form: int, elements: np.ndarray, m: int, where: s
 
 
 def month_inputs(sh: SampledShocks, base: MarketBase, t: int, n: int,
-                 conc_base: np.ndarray) -> dict[str, np.ndarray]:
-    """Capacity, concentrate arrivals and demand factors of month t for n paths."""
+                 conc_base: np.ndarray, out: dict | None = None) -> dict[str, np.ndarray]:
+    """Capacity, concentrate arrivals and demand factors of month t for n paths (written
+    into the arrays of `out` when given, to spare the allocations)."""
     mid = t + 0.5
     E = len(base.elements)
-    cap = np.repeat(base.cap0[None], n, 0)
-    conc = np.repeat(conc_base[None], n, 0)
-    mined_lost = np.zeros((n, E))
+    if out is None:
+        out = {"cap": np.empty((n, *base.cap0.shape)),
+               "conc_in": np.empty((n, *conc_base.shape)),
+               "dem_factor": np.empty((n, *base.demand0.shape)),
+               "mined_lost": np.empty((n, E))}
+    cap, conc, dem = out["cap"], out["conc_in"], out["dem_factor"]
+    cap[:] = base.cap0
+    conc[:] = conc_base
+    dem[:] = 1.0
+    mined_lost = out["mined_lost"]
+    mined_lost[:] = 0.0
     for o in sh.mines:
         lost = np.where(_active(o.start, o.end, mid), o.share, 0.0)[:, None] * o.elements
         amount = lost * base.mine[o.region]  # [P, E]
@@ -321,9 +330,8 @@ def month_inputs(sh: SampledShocks, base: MarketBase, t: int, n: int,
             moved = np.minimum(want, conc[:, c])
             conc[:, c] -= moved
             conc[:, ch.market] += moved
-    dem = np.ones((n, *base.demand0.shape))
     for s in sh.shifts:
         f = np.where(_active(s.start, s.end, mid), s.factor, 1.0)
-        dem = np.where(s.mask[None], dem * f[:, None, None], dem)
-    return {"cap": cap, "conc_in": np.maximum(conc, 0.0), "dem_factor": dem,
-            "mined_lost": mined_lost}
+        dem *= np.where(s.mask[None], f[:, None, None], 1.0)
+    np.maximum(conc, 0.0, out=conc)
+    return out
