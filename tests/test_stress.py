@@ -241,3 +241,34 @@ def test_cli_refuses_a_bad_out_before_running(tmp_path, out):
     assert r.returncode != 0
     assert "--out" in r.stderr and ("must end in .nc" in r.stderr or "not a regular file"
                                     in r.stderr)
+
+
+def test_validation_warns_about_shocks_that_do_nothing(network):
+    from oreflow.scenario import scenario_warnings
+
+    sc = _scenario(network, """  - type: outage
+    region: JPN
+    stage: mining
+    share_lost: 1.0
+  - type: export_control
+    elements: [Dy]
+    start: 30
+    approval: [[0, 0.0]]
+  - type: export_control
+    elements: [La]
+    stages: [magnet]
+    approval: [[0, 0.0]]
+""")
+    w = scenario_warnings(sc, network)
+    assert len(w) == 3
+    assert "JPN has no base-year mining output" in w[0]
+    assert "after the 24-month horizon" in w[1]
+    assert "exports none of La at magnet" in w[2]
+    assert scenario_warnings(parse_scenario(open_builtin("licensing-2025-04"),
+                                            network=network), network) == []
+
+
+def open_builtin(name: str) -> str:
+    from oreflow.scenario import scenario_text
+
+    return scenario_text(name)[1]

@@ -273,12 +273,15 @@ def scenario_validate(path: str = typer.Argument(..., help="built-in name or YAM
                       ) -> None:
     """Check a scenario against the schema and the dataset's names."""
     from oreflow.network import Network
-    from oreflow.scenario import ScenarioError, load_scenario
+    from oreflow.scenario import ScenarioError, load_scenario, scenario_warnings
 
+    net = Network.from_dataset(_dataset(None))
     try:
-        sc, sha = load_scenario(path, Network.from_dataset(_dataset(None)))
+        sc, sha = load_scenario(path, net)
     except ScenarioError as e:
         fail(str(e), code=1)
+    for w in scenario_warnings(sc, net):
+        err.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     out.print(f"[green]ok[/green]: {sc.name}, {len(sc.shocks)} shock(s), {sc.months} months "
               f"from {sc.start}; sha256 {sha[:12]}")
 
@@ -305,10 +308,14 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
 
     if out_file is not None:
         _check_out(out_file, ".nc")
+    from oreflow.scenario import load_scenario, scenario_warnings
+
     net = Network.from_dataset(_dataset(None))
     try:
-        ds = _run_with_progress(run_stress, scenario, paths, seed, months, net,
-                                quiet=fmt is not Format.table)
+        sc, sha = load_scenario(scenario, net)
+        warnings = scenario_warnings(sc, net)
+        ds = _run_with_progress(run_stress, sc, paths, seed, months, net,
+                                quiet=fmt is not Format.table, sha=sha)
         markets, note = (perspective_markets(market_base(net, ds.attrs["controller"]),
                                              net.dataset, perspective)
                          if perspective else (None, ""))
@@ -316,8 +323,9 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
         fail(str(e))
     ds.attrs["perspective"] = perspective.upper() if perspective else "all regions"
     ds.attrs["perspective_regions"] = json.dumps(markets or [])
-    if note:
-        ds.attrs["notes"] = json.dumps(json.loads(ds.attrs.get("notes", "[]")) + [note])
+    extra = ([note] if note else []) + [f"warning: {w}" for w in warnings]
+    if extra:
+        ds.attrs["notes"] = json.dumps(json.loads(ds.attrs.get("notes", "[]")) + extra)
     if fmt is Format.table:
         for n in json.loads(ds.attrs.get("notes", "[]")):
             err.print(f"note: {n}", highlight=False)
@@ -356,16 +364,19 @@ def _check_out(path: Path, suffix: str) -> None:
         fail(f"--out {path}: folder {parent} is not writable")
 
 
-def _run_with_progress(run_stress, scenario, paths, seed, months, net, quiet: bool):
+def _run_with_progress(run_stress, scenario, paths, seed, months, net, quiet: bool,
+                       sha: str = ""):
     """Run with a progress bar on long runs."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     if quiet or paths * (months or 36) < 200_000:
-        return run_stress(scenario, paths=paths, seed=seed, months=months, network=net)
+        return run_stress(scenario, paths=paths, seed=seed, months=months, network=net,
+                          scenario_sha256=sha)
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task("run", total=1.0)
         return run_stress(scenario, paths=paths, seed=seed, months=months, network=net,
+                          scenario_sha256=sha,
                           progress=lambda d, t: bar.update(task, completed=d / t))
 
 

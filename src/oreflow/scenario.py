@@ -455,3 +455,41 @@ def load_scenario(name_or_path: str | Path, network=None) -> tuple[Scenario, str
     label, text = scenario_text(name_or_path)
     sc = parse_scenario(text, label, network)
     return sc, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def scenario_warnings(sc: Scenario, network) -> list[str]:
+    """Shocks that will do nothing: they start after the horizon, or touch no base-year
+    flow (a control on elements the origin does not export at those stages, an outage of a
+    stage the region does not run, a demand shift of a sector with no use there)."""
+    out = []
+    prod = network.production_t
+    trade = network.trade_t
+    for i, s in enumerate(sc.shocks):
+        where = f"shocks[{i}] ({s.type})"
+        start = getattr(s, "start", 0.0)
+        b = _bounds(start)
+        if b is not None and b[0] >= sc.months:
+            out.append(f"{where}: starts at month {b[0]:g}, after the {sc.months}-month horizon")
+            continue
+        els = (network.elements if getattr(s, "elements", "all") == "all"
+               else [e for e in s.elements if e in network.elements])
+        if isinstance(s, ExportControl) and s.origin in network.regions:
+            dest = [r for r in network.regions if r != s.origin] \
+                if s.destinations == "all" else [r for r in s.destinations
+                                                  if r in network.regions and r != s.origin]
+            shipped = float(trade.sel(stage=list(s.stages), element=els, origin=s.origin,
+                                      dest=dest).sum()) if dest else 0.0
+            if shipped <= 0:
+                out.append(f"{where}: {s.origin} exports none of {', '.join(els)} at "
+                           f"{', '.join(s.stages)} to those destinations in the base year")
+        if isinstance(s, Outage) and s.region in network.regions:
+            if float(prod.sel(stage=s.stage, region=s.region, element=els).sum()) <= 0:
+                out.append(f"{where}: {s.region} has no base-year {s.stage} output of "
+                           f"{'those elements' if els != network.elements else 'any element'}")
+        if isinstance(s, DemandShift) and s.sector in network.sectors:
+            regions = network.regions if s.region == "all" else [s.region]
+            regions = [r for r in regions if r in network.regions]
+            if not regions or float(network.demand_t.sel(sector=s.sector,
+                                                         region=regions).sum()) <= 0:
+                out.append(f"{where}: sector {s.sector} has no base-year use in {s.region}")
+    return out
