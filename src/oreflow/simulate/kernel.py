@@ -68,6 +68,188 @@ def _months_drawn(remaining, frac_left):
 
 
 @njit(cache=True)
+def licences(req, eff, queue, slot, cov, ctl_active, approval, review_n0, review_frac,
+             item_form, link_d, link_i, out_filed, out_approved):
+    """Requests on controlled links join the queue [K, Lq, links] in month `slot`; what was
+    filed `review` months earlier (split between two months) is decided now and the share
+    `approval` of it approved. `eff` (the requests an origin will try to ship) loses the
+    controlled part and gains the approvals."""
+    M, I = out_filed.shape
+    K, Lq, NL = queue.shape
+    for d in range(M):
+        for i in range(I):
+            out_filed[d, i] = 0.0
+            out_approved[d, i] = 0.0
+    for k in range(K):
+        n0 = review_n0[k]
+        fr = review_frac[k]
+        for j in range(NL):
+            cv = cov[k, j]
+            if cv <= 0.0:
+                continue
+            d, i = link_d[j], link_i[j]
+            if ctl_active[k]:
+                queue[k, slot % Lq, j] = req[j] * cv
+                out_filed[d, i] += req[j] * cv
+                eff[j] = req[j] * (1.0 - cv)
+            else:
+                queue[k, slot % Lq, j] = 0.0
+            q0 = queue[k, (slot - n0) % Lq, j] if n0 < Lq else 0.0
+            q1 = queue[k, (slot - n0 - 1) % Lq, j] if n0 + 1 < Lq else 0.0
+            processed = (1.0 - fr) * q0 + fr * q1
+            share = approval[k, item_form[i]] if ctl_active[k] else 1.0
+            eff[j] += processed * share
+            out_approved[d, i] += processed * share
+
+
+@njit(cache=True)
+def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, ctl_active, ctl_origin,
+         leakage, short_imp, out_imp, out_exp):
+    """Origins ship requests from what they hold beyond their home wants, pro rata; a share
+    `leakage` of a controlling origin's shipments is pooled over destinations by their
+    requests; requests left unmet are re-sourced from spare stock (above target and home
+    wants) at origins that control nothing, and what is still unmet is left in `short_imp`."""
+    M, I = S.shape
+    NL = link_o.shape[0]
+    K = ctl_origin.shape[0]
+    for m in range(M):
+        for i in range(I):
+            out_imp[m, i] = 0.0
+            out_exp[m, i] = 0.0
+    asked_out = np.zeros((M, I))
+    for j in range(NL):
+        asked_out[link_o[j], link_i[j]] += eff[j]
+    fill_out = np.ones((M, I))
+    for o in range(M):
+        for i in range(I):
+            if asked_out[o, i] > 0.0:
+                avail = S[o, i] - want_item[o, i]
+                fill_out[o, i] = min(1.0, max(avail, 0.0) / asked_out[o, i])
+    sent_by = np.empty(NL)
+    for j in range(NL):
+        sent_by[j] = eff[j] * fill_out[link_o[j], link_i[j]]
+    for k in range(K):
+        lam = leakage[k]
+        if not ctl_active[k] or lam <= 0.0:
+            continue
+        c = ctl_origin[k]
+        sent = np.zeros(I)
+        asked = np.zeros(I)
+        for j in range(NL):
+            if link_o[j] == c:
+                sent[link_i[j]] += sent_by[j]
+                asked[link_i[j]] += req[j]
+        for j in range(NL):
+            i = link_i[j]
+            if link_o[j] == c and asked[i] > 0.0:
+                sent_by[j] = (1.0 - lam) * sent_by[j] + lam * sent[i] * req[j] / asked[i]
+    for j in range(NL):
+        q = sent_by[j]
+        o, d, i = link_o[j], link_d[j], link_i[j]
+        S[o, i] -= q
+        S[d, i] += q
+        out_exp[o, i] += q
+        out_imp[d, i] += q
+    for d in range(M):
+        for i in range(I):
+            short_imp[d, i] = 0.0
+    for j in range(NL):
+        short_imp[link_d[j], link_i[j]] += req[j] - sent_by[j]
+    controlling = np.zeros(M, np.bool_)
+    for k in range(K):
+        if ctl_active[k]:
+            controlling[ctl_origin[k]] = True
+    spare = np.empty(M)
+    for i in range(I):
+        unmet_total = 0.0
+        for d in range(M):
+            if short_imp[d, i] < 0.0:
+                short_imp[d, i] = 0.0
+            unmet_total += short_imp[d, i]
+        if unmet_total <= 1e-12:
+            continue
+        spare_total = 0.0
+        for o in range(M):
+            spare[o] = 0.0 if controlling[o] else max(S[o, i] - S0[o, i] - want_item[o, i],
+                                                       0.0)
+            spare_total += spare[o]
+        if spare_total <= 0.0:
+            continue
+        moved = min(spare_total, unmet_total)
+        for o in range(M):
+            if spare[o] <= 0.0:
+                continue
+            give = moved * spare[o] / spare_total
+            for d in range(M):
+                if d == o or short_imp[d, i] <= 0.0:
+                    continue
+                q = give * short_imp[d, i] / unmet_total
+                S[o, i] -= q
+                S[d, i] += q
+                out_exp[o, i] += q
+                out_imp[d, i] += q
+        for d in range(M):
+            short_imp[d, i] *= 1.0 - moved / unmet_total
+
+
+@njit(cache=True)
+def use(S, B, B0, demand0, want, line_item, line_order, line_prio, tau_b, frac_grid_step,
+        frac_left, cdf, out_del, out_cons):
+    """Each market serves an item's lines from its merchant stock by priority (pro rata
+    within a priority); end users then consume from deliveries and their own stocks, spread
+    across buyers: a share of buyers given by the cover table has run dry and consumes only
+    what it receives."""
+    M = S.shape[0]
+    L = line_item.shape[0]
+    for m in range(M):
+        for l in range(L):
+            out_del[m, l] = 0.0
+            out_cons[m, l] = 0.0
+        # lines are ordered by (item, priority): serve each item's lines in that order
+        n = 0
+        while n < L:
+            i = line_item[line_order[n]]
+            avail = max(S[m, i], 0.0)
+            end = n
+            while end < L and line_item[line_order[end]] == i:
+                end += 1
+            j = n
+            while j < end:  # one priority class at a time, pro rata within it
+                p_ = line_prio[line_order[j]]
+                k2 = j
+                asked = 0.0
+                while k2 < end and line_prio[line_order[k2]] == p_:
+                    l = line_order[k2]
+                    if demand0[m, l] > 0.0:
+                        asked += max(want[m, l] + (B0[m, l] - B[m, l]) / tau_b, 0.0)
+                    k2 += 1
+                fill = min(1.0, avail / asked) if asked > 0.0 else 0.0
+                for jj in range(j, k2):
+                    l = line_order[jj]
+                    if demand0[m, l] <= 0.0:
+                        continue
+                    q = max(want[m, l] + (B0[m, l] - B[m, l]) / tau_b, 0.0) * fill
+                    out_del[m, l] = q
+                    avail -= q
+                    S[m, i] -= q
+                j = k2
+            n = end
+        for l in range(L):  # buyers' own stocks, spread across buyers
+            if demand0[m, l] <= 0.0:
+                continue
+            w, q = want[m, l], out_del[m, l]
+            if q >= w:
+                out_cons[m, l] = w
+                B[m, l] += q - w
+            else:
+                z = _months_drawn(B[m, l] / B0[m, l], frac_left) * frac_grid_step
+                still = 1.0 - _interp(z, 0.0, frac_grid_step, cdf)
+                draw = min(B[m, l], (w - q) * still)
+                B[m, l] -= draw
+                out_cons[m, l] = q + draw
+
+
+@njit(cache=True)
 def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         # state (in/out)
         S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
@@ -88,7 +270,6 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
     E = lp.shape[1]
     G = grade_reo.shape[0]
     L = line_item.shape[0]
-    K = cov.shape[0]
     NL = link_o.shape[0]
     ys, ym = par[0], par[1]
     kappa, tau_m, tau_b = par[2], par[3], par[4]
@@ -177,31 +358,8 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         req[j] = purch[link_d[j], link_i[j]] * link_w[j]
     # ---- 3. licences ----------------------------------------------------------------
     eff = req.copy()
-    for d in range(M):
-        for i in range(I):
-            out_filed[d, i] = 0.0
-            out_approved[d, i] = 0.0
-    Lq = queue.shape[1]  # queue: [K, Lq, links] requests waiting for review, by month filed
-    for k in range(K):
-        n0 = review_n0[k]
-        fr = review_frac[k]
-        for j in range(NL):
-            cv = cov[k, j]
-            if cv <= 0.0:
-                continue
-            d, i = link_d[j], link_i[j]
-            if ctl_active[k]:
-                queue[k, slot % Lq, j] = req[j] * cv
-                out_filed[d, i] += req[j] * cv
-                eff[j] = req[j] * (1.0 - cv)
-            else:
-                queue[k, slot % Lq, j] = 0.0
-            q0 = queue[k, (slot - n0) % Lq, j] if n0 < Lq else 0.0
-            q1 = queue[k, (slot - n0 - 1) % Lq, j] if n0 + 1 < Lq else 0.0
-            processed = (1.0 - fr) * q0 + fr * q1
-            share = approval[k, item_form[i]] if ctl_active[k] else 1.0
-            eff[j] += processed * share
-            out_approved[d, i] += processed * share
+    licences(req, eff, queue, slot, cov, ctl_active, approval, review_n0, review_frac,
+             item_form, link_d, link_i, out_filed, out_approved)
     orders = np.empty((M, I))
     for o in range(M):
         for i in range(I):
@@ -279,129 +437,11 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         for i in range(I):
             out_imp[m, i] = 0.0
             out_exp[m, i] = 0.0
-    asked_out = np.zeros((M, I))
-    for j in range(NL):
-        asked_out[link_o[j], link_i[j]] += eff[j]
-    fill_out = np.ones((M, I))
-    for o in range(M):
-        for i in range(I):
-            if asked_out[o, i] > 0.0:
-                avail = S[o, i] - want_item[o, i]
-                fill_out[o, i] = min(1.0, max(avail, 0.0) / asked_out[o, i])
-    ship = np.empty(NL)
-    for j in range(NL):
-        ship[j] = eff[j] * fill_out[link_o[j], link_i[j]]
-    for k in range(K):  # leakage: a share of a controlled origin's shipments is pooled
-        lam = leakage[k]
-        if not ctl_active[k] or lam <= 0.0:
-            continue
-        c = ctl_origin[k]
-        sent = np.zeros(I)
-        asked = np.zeros(I)
-        for j in range(NL):
-            if link_o[j] == c:
-                sent[link_i[j]] += ship[j]
-                asked[link_i[j]] += req[j]
-        for j in range(NL):
-            i = link_i[j]
-            if link_o[j] == c and asked[i] > 0.0:
-                ship[j] = (1.0 - lam) * ship[j] + lam * sent[i] * req[j] / asked[i]
-    for j in range(NL):
-        q = ship[j]
-        o, d, i = link_o[j], link_d[j], link_i[j]
-        S[o, i] -= q
-        S[d, i] += q
-        out_exp[o, i] += q
-        out_imp[d, i] += q
-    # requests left unmet are re-sourced from spare stock (above target and home wants) at
-    # origins that are not controlling anything this month
-    for d in range(M):
-        for i in range(I):
-            short_imp[d, i] = 0.0
-    for j in range(NL):
-        short_imp[link_d[j], link_i[j]] += req[j] - ship[j]
-    controlling = np.zeros(M, np.bool_)
-    for k in range(K):
-        if ctl_active[k]:
-            controlling[ctl_origin[k]] = True
-    spare = np.empty(M)
-    for i in range(I):
-        unmet_total = 0.0
-        for d in range(M):
-            if short_imp[d, i] < 0.0:
-                short_imp[d, i] = 0.0
-            unmet_total += short_imp[d, i]
-        if unmet_total <= 1e-12:
-            continue
-        spare_total = 0.0
-        for o in range(M):
-            spare[o] = 0.0 if controlling[o] else max(S[o, i] - S0[o, i] - want_item[o, i],
-                                                       0.0)
-            spare_total += spare[o]
-        if spare_total <= 0.0:
-            continue
-        moved = min(spare_total, unmet_total)
-        for o in range(M):
-            if spare[o] <= 0.0:
-                continue
-            give = moved * spare[o] / spare_total
-            for d in range(M):
-                if d == o or short_imp[d, i] <= 0.0:
-                    continue
-                q = give * short_imp[d, i] / unmet_total
-                S[o, i] -= q
-                S[d, i] += q
-                out_exp[o, i] += q
-                out_imp[d, i] += q
-        for d in range(M):
-            short_imp[d, i] *= 1.0 - moved / unmet_total
+    ship(S, S0, eff, req, want_item, link_o, link_d, link_i, ctl_active, ctl_origin,
+         leakage, short_imp, out_imp, out_exp)
     # ---- 6. use ---------------------------------------------------------------------
-    for m in range(M):
-        for l in range(L):
-            out_del[m, l] = 0.0
-            out_cons[m, l] = 0.0
-        # lines are ordered by (item, priority): serve each item's lines in that order
-        n = 0
-        while n < L:
-            i = line_item[line_order[n]]
-            avail = max(S[m, i], 0.0)
-            end = n
-            while end < L and line_item[line_order[end]] == i:
-                end += 1
-            j = n
-            while j < end:  # one priority class at a time, pro rata within it
-                p_ = line_prio[line_order[j]]
-                k2 = j
-                asked = 0.0
-                while k2 < end and line_prio[line_order[k2]] == p_:
-                    l = line_order[k2]
-                    if demand0[m, l] > 0.0:
-                        asked += max(out_want[m, l] + (B0[m, l] - B[m, l]) / tau_b, 0.0)
-                    k2 += 1
-                fill = min(1.0, avail / asked) if asked > 0.0 else 0.0
-                for jj in range(j, k2):
-                    l = line_order[jj]
-                    if demand0[m, l] <= 0.0:
-                        continue
-                    q = max(out_want[m, l] + (B0[m, l] - B[m, l]) / tau_b, 0.0) * fill
-                    out_del[m, l] = q
-                    avail -= q
-                    S[m, i] -= q
-                j = k2
-            n = end
-        for l in range(L):  # buyers' own stocks, spread across buyers
-            if demand0[m, l] <= 0.0:
-                continue
-            w, q = out_want[m, l], out_del[m, l]
-            if q >= w:
-                out_cons[m, l] = w
-                B[m, l] += q - w
-            else:
-                z = _months_drawn(B[m, l] / B0[m, l], frac_left) * frac_grid_step
-                still = 1.0 - _interp(z, 0.0, frac_grid_step, cdf)
-                draw = min(B[m, l], (w - q) * still)
-                B[m, l] -= draw
-                out_cons[m, l] = q + draw
+    use(S, B, B0, demand0, out_want, line_item, line_order, line_prio, tau_b, frac_grid_step,
+        frac_left, cdf, out_del, out_cons)
     # a region's output it could not sell in the base year goes on to unsold stock, from
     # what it holds above target (swarf at magnet makers with no use for it)
     for m in range(M):

@@ -1,0 +1,110 @@
+"""The fused per-path phases (numba) against their plain-numpy versions, on random states
+with the real base year's links, lines and priorities: the same equations, two codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oreflow.simulate import kernel, reference
+from oreflow.simulate.engine import Behaviour, Engine
+from oreflow.simulate.market import market_base
+from oreflow.scenario import load_scenario
+
+P = 7
+
+
+@pytest.fixture(scope="module")
+def engine(network):
+    sc, _ = load_scenario("licensing-2025-04", network)
+    return Engine(market_base(network), Behaviour.from_dataset(network.dataset), sc,
+                  network, 0)
+
+
+def _links(engine):
+    st = engine.static
+    return st["link_o"], st["link_d"], st["link_i"]
+
+
+def test_licences_match(engine):
+    rng = np.random.default_rng(1)
+    lo, ld, li = _links(engine)
+    M, I = engine.M, engine.I
+    K, Lq, NL = 2, 5, len(lo)
+    req = rng.uniform(0, 10, (P, NL))
+    cov = np.where(rng.random((K, NL)) < 0.4, rng.uniform(0.2, 1.0, (K, NL)), 0.0)
+    queue = rng.uniform(0, 5, (P, K, Lq, NL))
+    active = rng.random((P, K)) < 0.7
+    approval = rng.uniform(0, 1, (P, K, 3))
+    review = rng.uniform(0, 3.5, (P, K))
+    n0, frac = np.floor(review).astype(np.int64), review - np.floor(review)
+    slot = 9
+    q_ref = queue.copy()
+    eff_ref, filed_ref, appr_ref = reference.licences(
+        req, q_ref, slot, cov, active, approval, n0, frac, engine.static["item_form"], ld, li,
+        M, I)
+    for p in range(P):
+        eff = req[p].copy()
+        q = queue[p].copy()
+        filed, appr = np.zeros((M, I)), np.zeros((M, I))
+        kernel.licences(req[p], eff, q, slot, cov, active[p], approval[p], n0[p], frac[p],
+                        engine.static["item_form"], ld, li, filed, appr)
+        np.testing.assert_allclose(eff, eff_ref[p], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(q, q_ref[p], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(filed, filed_ref[p], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(appr, appr_ref[p], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("leak", [0.0, 0.4, 1.0])
+def test_shipping_matches(engine, leak):
+    rng = np.random.default_rng(2)
+    lo, ld, li = _links(engine)
+    M, I = engine.M, engine.I
+    NL = len(lo)
+    S0 = engine.static["S0"]
+    S = S0[None] * rng.uniform(0.0, 2.0, (P, M, I))
+    want = S0[None] * rng.uniform(0.0, 0.6, (P, M, I))
+    req = rng.uniform(0, 1, (P, NL)) * S0[lo, li][None] * 0.5
+    eff = req * rng.uniform(0.3, 1.2, (P, NL))
+    active = rng.random((P, 1)) < 0.8
+    origin = np.array([engine.base.controller_index])
+    leakage = np.array([leak])
+    S_ref, imp_ref, exp_ref, short_ref = reference.ship(S, S0, eff, req, want, lo, ld, li,
+                                                        active, origin, leakage)
+    for p in range(P):
+        s = S[p].copy()
+        short, imp, exp = np.zeros((M, I)), np.zeros((M, I)), np.zeros((M, I))
+        kernel.ship(s, S0, eff[p], req[p], want[p], lo, ld, li, active[p], origin, leakage,
+                    short, imp, exp)
+        np.testing.assert_allclose(s, S_ref[p], rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(imp, imp_ref[p], rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(exp, exp_ref[p], rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(short, short_ref[p], rtol=1e-10, atol=1e-9)
+        # shipping moves material, it creates none
+        assert s.sum() == pytest.approx(S[p].sum(), rel=1e-12)
+
+
+def test_use_matches(engine):
+    rng = np.random.default_rng(3)
+    st = engine.static
+    M, I = engine.M, engine.I
+    B0, d0 = st["B0"], st["demand0"]
+    S = st["S0"][None] * rng.uniform(0.0, 1.2, (P, M, I))
+    B = B0[None] * rng.uniform(0.0, 1.5, (P, M, B0.shape[1]))
+    want = d0[None] * rng.uniform(0.5, 1.5, (P, M, d0.shape[1]))
+    want = np.where(d0[None] > 0, want, 0.0)
+    step, left, cdf = engine.cover_table
+    tau = engine.par[4]
+    S_ref, B_ref, del_ref, cons_ref = reference.use(S, B, B0, d0, want, st["line_item"],
+                                                    st["line_prio"], tau, step, left, cdf)
+    for p in range(P):
+        s, b = S[p].copy(), B[p].copy()
+        dl, cs = np.zeros_like(b), np.zeros_like(b)
+        kernel.use(s, b, B0, d0, want[p], st["line_item"], st["line_order"], st["line_prio"],
+                   tau, step, left, cdf, dl, cs)
+        np.testing.assert_allclose(dl, del_ref[p], rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(cs, cons_ref[p], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(b, B_ref[p], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(s, S_ref[p], rtol=1e-10, atol=1e-9)
+        # a buyer never consumes more than it wants, nor less than it is delivered
+        assert (cs <= want[p] + 1e-9).all() and (cs >= np.minimum(dl, want[p]) - 1e-9).all()
