@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from oreflow.scenario import load_scenario
 from oreflow.simulate import kernel, reference
 from oreflow.simulate.engine import Behaviour, Engine
 from oreflow.simulate.market import market_base
-from oreflow.scenario import load_scenario
 
 P = 7
 
