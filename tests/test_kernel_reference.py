@@ -74,8 +74,9 @@ def test_shipping_matches(engine, leak):
     for p in range(P):
         s = S[p].copy()
         short, imp, exp = np.zeros((M, I)), np.zeros((M, I)), np.zeros((M, I))
+        work = np.empty(2 * M * I + NL + 2 * I + 2 * M)
         kernel.ship(s, S0, eff[p], req[p], want[p], lo, ld, li, active[p], origin, leakage,
-                    short, imp, exp)
+                    short, imp, exp, work)
         np.testing.assert_allclose(s, S_ref[p], rtol=1e-10, atol=1e-9)
         np.testing.assert_allclose(imp, imp_ref[p], rtol=1e-10, atol=1e-9)
         np.testing.assert_allclose(exp, exp_ref[p], rtol=1e-10, atol=1e-9)

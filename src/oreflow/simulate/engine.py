@@ -112,6 +112,7 @@ class Engine:
             "line_el": b.item_element_t()[b.line_item],
             "line_sector": b.line_sector.astype(np.int64),
             "swarf_share": np.ascontiguousarray(b.swarf_share),
+            **_sparse_lines(b.item_element_t()[b.line_item]),
         }
         step, left, cdf = buyer_cover_table(beh.buyer_cover_months, beh.buyer_cover_cv)
         self.cover_table = (step, left, cdf)
@@ -207,6 +208,9 @@ class Engine:
             obs.start_block(self, paths)
         last_short = np.zeros((n, M, I))
         inp = None
+        G, NL = self.G, len(lo)
+        work = np.empty((n, 2 * M * E + 3 * M * I + 3 * M * G + 2 * NL + M * E + G + E
+                         + 2 * M * I + NL + 2 * I + 2 * M))
         for t in range(self.months):
             mid = t + 0.5
             inp = month_inputs(sh, b, t, n, self.conc_base, inp)
@@ -244,7 +248,7 @@ class Engine:
                         out_phys_el=out["phys_el"], out_red_el=out["red_el"],
                         out_phys_sec=out["phys_sec"], out_red_sec=out["red_sec"],
                         out_need_sec=out["need_sec"], unsold0=self.unsold0,
-                        out_unsold=out["unsold"])
+                        out_unsold=out["unsold"], work=work)
             last_short = out["short_item"]
             view = MonthView(
                 t=t, paths=paths, base=b, price_usd_per_kg=out["price"],
@@ -276,6 +280,18 @@ class Engine:
                 progress(n)
         for obs in observers:
             obs.end_block(self, paths)
+
+
+def _sparse_lines(line_el: np.ndarray) -> dict[str, np.ndarray]:
+    """A line's elements as index and value lists (-1 pads): [L, H]."""
+    width = int((line_el > 0).sum(1).max())
+    idx = np.full((len(line_el), width), -1, np.int64)
+    val = np.zeros((len(line_el), width))
+    for l_, row in enumerate(line_el):
+        nz = np.flatnonzero(row > 0)
+        idx[l_, :len(nz)] = nz
+        val[l_, :len(nz)] = row[nz]
+    return {"line_e": idx, "line_f": val}
 
 
 class _RecyclingState:

@@ -104,28 +104,35 @@ def licences(req, eff, queue, slot, cov, ctl_active, approval, review_n0, review
 
 @njit(cache=True)
 def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, ctl_active, ctl_origin,
-         leakage, short_imp, out_imp, out_exp):
+         leakage, short_imp, out_imp, out_exp, work):
     """Origins ship requests from what they hold beyond their home wants, pro rata; a share
     `leakage` of a controlling origin's shipments is pooled over destinations by their
     requests; requests left unmet are re-sourced from spare stock (above target and home
-    wants) at origins that control nothing, and what is still unmet is left in `short_imp`."""
+    wants) at origins that control nothing, and what is still unmet is left in `short_imp`.
+    `work` is scratch space of at least 2 M I + NL + 2 I + 2 M floats."""
     M, I = S.shape
     NL = link_o.shape[0]
     K = ctl_origin.shape[0]
+    asked_out = work[:M * I].reshape((M, I))
+    fill_out = work[M * I:2 * M * I].reshape((M, I))
+    sent_by = work[2 * M * I:2 * M * I + NL]
+    off = 2 * M * I + NL
+    sent, asked = work[off:off + I], work[off + I:off + 2 * I]
+    spare = work[off + 2 * I:off + 2 * I + M]
+    controlling = work[off + 2 * I + M:off + 2 * I + 2 * M]
     for m in range(M):
         for i in range(I):
             out_imp[m, i] = 0.0
             out_exp[m, i] = 0.0
-    asked_out = np.zeros((M, I))
+    asked_out[:] = 0.0
+    fill_out[:] = 1.0
     for j in range(NL):
         asked_out[link_o[j], link_i[j]] += eff[j]
-    fill_out = np.ones((M, I))
     for o in range(M):
         for i in range(I):
             if asked_out[o, i] > 0.0:
                 avail = S[o, i] - want_item[o, i]
                 fill_out[o, i] = min(1.0, max(avail, 0.0) / asked_out[o, i])
-    sent_by = np.empty(NL)
     for j in range(NL):
         sent_by[j] = eff[j] * fill_out[link_o[j], link_i[j]]
     for k in range(K):
@@ -133,8 +140,8 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, ctl_active, ctl_ori
         if not ctl_active[k] or lam <= 0.0:
             continue
         c = ctl_origin[k]
-        sent = np.zeros(I)
-        asked = np.zeros(I)
+        sent[:] = 0.0
+        asked[:] = 0.0
         for j in range(NL):
             if link_o[j] == c:
                 sent[link_i[j]] += sent_by[j]
@@ -155,11 +162,10 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, ctl_active, ctl_ori
             short_imp[d, i] = 0.0
     for j in range(NL):
         short_imp[link_d[j], link_i[j]] += req[j] - sent_by[j]
-    controlling = np.zeros(M, np.bool_)
+    controlling[:] = 0.0
     for k in range(K):
         if ctl_active[k]:
-            controlling[ctl_origin[k]] = True
-    spare = np.empty(M)
+            controlling[ctl_origin[k]] = 1.0
     for i in range(I):
         unmet_total = 0.0
         for d in range(M):
@@ -170,8 +176,8 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, ctl_active, ctl_ori
             continue
         spare_total = 0.0
         for o in range(M):
-            spare[o] = 0.0 if controlling[o] else max(S[o, i] - S0[o, i] - want_item[o, i],
-                                                       0.0)
+            spare[o] = 0.0 if controlling[o] > 0.0 else max(
+                S[o, i] - S0[o, i] - want_item[o, i], 0.0)
             spare_total += spare[o]
         if spare_total <= 0.0:
             continue
@@ -265,7 +271,8 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
         out_price, out_conc_used, out_filed, out_approved,
         line_el, line_sector, out_short_item, out_phys_el, out_red_el, out_phys_sec,
-        out_red_sec, out_need_sec, unsold0, out_unsold, swarf_share):
+        out_red_sec, out_need_sec, unsold0, out_unsold, swarf_share, line_e, line_f,
+        work):
     M, I = S.shape
     E = lp.shape[1]
     G = grade_reo.shape[0]
@@ -276,9 +283,27 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
     k_exp, a_smooth, floor_cover = par[5], par[6], par[7]
     sub_rate, sub_max, full_ratio = par[8], par[9], par[10]
 
+    # scratch space (no allocation in the month): views into this path's `work`
+    ratio = work[:M * E].reshape((M, E))
+    log_ratio = work[M * E:2 * M * E].reshape((M, E))
+    off = 2 * M * E
+    want_item = work[off:off + M * I].reshape((M, I))
+    purch = work[off + M * I:off + 2 * M * I].reshape((M, I))
+    orders = work[off + 2 * M * I:off + 3 * M * I].reshape((M, I))
+    off += 3 * M * I
+    grade_ratio = work[off:off + M * G].reshape((M, G))
+    grade_log = work[off + M * G:off + 2 * M * G].reshape((M, G))
+    grade_sub = work[off + 2 * M * G:off + 3 * M * G].reshape((M, G))
+    off += 3 * M * G
+    req = work[off:off + NL]
+    eff = work[off + NL:off + 2 * NL]
+    off += 2 * NL
+    swarf_made = work[off:off + M * E].reshape((M, E))
+    want_g = work[off + M * E:off + M * E + G]
+    phi = work[off + M * E + G:off + M * E + G + E]
+    off += M * E + G + E
+    ship_work = work[off:]
     # prices at the start of the month (ratio to base), by element and by grade
-    ratio = np.empty((M, E))
-    log_ratio = np.empty((M, E))
     for m in range(M):
         for e in range(E):
             if price0[m, e] > 0:
@@ -290,12 +315,9 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
                 ratio[m, e] = 1.0
                 out_price[m, e] = 0.0
     # ---- 1. demand ------------------------------------------------------------------
-    want_item = np.zeros((M, I))
+    want_item[:] = 0.0
     # a grade's price: its elements' prices, or its own scarcity where magnets are the short
     # form (magnet merchants' cover, as for elements); its substitution likewise
-    grade_ratio = np.ones((M, G))
-    grade_log = np.zeros((M, G))
-    grade_sub = np.zeros((M, G))
     for m in range(M):
         for g in range(G):
             i = 2 * E + g
@@ -336,7 +358,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
             out_want[m, l] = want
             want_item[m, i] += want
     # ---- 2. orders ------------------------------------------------------------------
-    purch = np.zeros((M, I))
+    purch[:] = 0.0
     for m in range(M):
         for l in range(L):
             if demand0[m, l] > 0.0:
@@ -353,21 +375,19 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
             purch[m, i] += (S0[m, i] - S[m, i]) / tau_m
             if purch[m, i] < 0.0:
                 purch[m, i] = 0.0
-    req = np.empty(NL)  # requests on each trade link origin -> dest (before controls)
-    for j in range(NL):
+    for j in range(NL):  # requests on each trade link origin -> dest (before controls)
         req[j] = purch[link_d[j], link_i[j]] * link_w[j]
     # ---- 3. licences ----------------------------------------------------------------
-    eff = req.copy()
+    eff[:] = req
     licences(req, eff, queue, slot, cov, ctl_active, approval, review_n0, review_frac,
              item_form, link_d, link_i, out_filed, out_approved)
-    orders = np.empty((M, I))
     for o in range(M):
         for i in range(I):
             orders[o, i] = purch[o, i] * own_share[o, i] + short_imp[o, i]
     for j in range(NL):
         orders[link_o[j], link_i[j]] += eff[j]
     # ---- 4. produce -----------------------------------------------------------------
-    swarf_made = np.zeros((M, E))
+    swarf_made[:] = 0.0
     for m in range(M):
         for i in range(I):
             out_prod[m, i] = 0.0
@@ -391,12 +411,11 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
             S[m, i] += q + inflow[m, i]
             out_prod[m, i] = q
         # magnets, from metal on hand: each grade is limited by its scarcest element
-        want_g = np.zeros(G)
         for g in range(G):
             i = 2 * E + g
             plan[m, i] += kappa * (orders[m, i] - plan[m, i])
             want_g[g] = max(min(plan[m, i], cap[m, i]), 0.0)
-        phi = np.ones(E)
+        phi[:] = 1.0
         for e in range(E):
             need = 0.0
             for g in range(G):
@@ -438,7 +457,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
             out_imp[m, i] = 0.0
             out_exp[m, i] = 0.0
     ship(S, S0, eff, req, want_item, link_o, link_d, link_i, ctl_active, ctl_origin,
-         leakage, short_imp, out_imp, out_exp)
+         leakage, short_imp, out_imp, out_exp, ship_work)
     # ---- 6. use ---------------------------------------------------------------------
     use(S, B, B0, demand0, out_want, line_item, line_order, line_prio, tau_b, frac_grid_step,
         frac_left, cdf, out_del, out_cons)
@@ -469,12 +488,14 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
             red = max(out_need[m, l] - out_want[m, l], 0.0)
             out_short_item[m, line_item[l]] += short
             tot = 0.0
-            for e in range(E):
-                f = line_el[l, e]
-                if f > 0.0:
-                    out_phys_el[m, e] += short * f
-                    out_red_el[m, e] += red * f
-                    tot += f
+            for h in range(line_e.shape[1]):
+                e = line_e[l, h]
+                if e < 0:
+                    break
+                f = line_f[l, h]
+                out_phys_el[m, e] += short * f
+                out_red_el[m, e] += red * f
+                tot += f
             sc = line_sector[l]
             out_phys_sec[m, sc] += short * tot
             out_red_sec[m, sc] += red * tot
@@ -512,7 +533,8 @@ def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
          out_price, out_conc_used, out_filed, out_approved,
          line_el, line_sector, out_short_item, out_phys_el, out_red_el, out_phys_sec,
-         out_red_sec, out_need_sec, unsold0, out_unsold, swarf_share):
+         out_red_sec, out_need_sec, unsold0, out_unsold, swarf_share, line_e, line_f,
+         work):
     """One month for every path of a chunk: arrays carry a leading paths axis."""
     for p in prange(S.shape[0]):
         step_path(S[p], C[p], B[p], plan[p], lp[p], sub[p], swarf_last[p], short_imp[p],
@@ -526,4 +548,4 @@ def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
                   out_need[p], out_want[p], out_price[p], out_conc_used[p], out_filed[p],
                   out_approved[p], line_el, line_sector, out_short_item[p], out_phys_el[p],
                   out_red_el[p], out_phys_sec[p], out_red_sec[p], out_need_sec[p], unsold0,
-                  out_unsold[p], swarf_share)
+                  out_unsold[p], swarf_share, line_e, line_f, work[p])
