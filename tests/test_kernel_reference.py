@@ -39,20 +39,21 @@ def test_licences_match(engine):
     review = rng.uniform(0, 3.5, (P, K))
     n0, frac = np.floor(review).astype(np.int64), review - np.floor(review)
     slot = 9
+    ahead = rng.uniform(0, 1, (P, K, 3))
     q_ref = queue.copy()
-    eff_ref, filed_ref, appr_ref = reference.licences(
-        req, q_ref, slot, cov, active, approval, n0, frac, engine.static["item_form"], ld, li,
-        M, I)
+    eff_ref, ref = reference.licences(req, q_ref, slot, cov, active, approval, ahead, n0, frac,
+                                      engine.static["item_form"], ld, li, M, I)
     for p in range(P):
         eff = req[p].copy()
         q = queue[p].copy()
-        filed, appr = np.zeros((M, I)), np.zeros((M, I))
-        kernel.licences(req[p], eff, q, slot, cov, active[p], approval[p], n0[p], frac[p],
-                        engine.static["item_form"], ld, li, filed, appr)
+        got = {k: np.zeros((M, I)) for k in ("filed", "approved", "pipeline", "expected")}
+        kernel.licences(req[p], eff, q, slot, cov, active[p], approval[p], ahead[p], n0[p],
+                        frac[p], engine.static["item_form"], ld, li, got["filed"],
+                        got["approved"], got["pipeline"], got["expected"])
         np.testing.assert_allclose(eff, eff_ref[p], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(q, q_ref[p], rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(filed, filed_ref[p], rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(appr, appr_ref[p], rtol=1e-12, atol=1e-12)
+        for k, v in got.items():
+            np.testing.assert_allclose(v, ref[k][p], rtol=1e-12, atol=1e-9, err_msg=k)
 
 
 @pytest.mark.parametrize("leak", [0.0, 0.4, 1.0])

@@ -134,6 +134,9 @@ class ExportControl(_Shock):
     processing_delay: Quantity | None = None
     """Former name of `review_months`, still read."""
     leakage: float | None = Field(None, ge=0, le=1)
+    announced_months: float = Field(0.0, ge=0, le=36)
+    """Months before `start` the control is announced: from then, buyers price in the
+    approval path they expect."""
 
     @field_validator("approval")
     @classmethod

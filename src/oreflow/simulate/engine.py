@@ -36,9 +36,10 @@ class Behaviour:
     """Behavioural parameters (`market_behaviour.csv`; docs/model.md lists each)."""
 
     target_cover_months: float
-    price_cover_exponent: float
-    price_floor_cover: float
+    price_horizon_months: float
     price_smoothing: float
+    price_cap: float
+    price_rationing_elasticity: float
     substitution_rate_per_year: float
     substitution_max: float
     substitution_full_price_ratio: float
@@ -118,9 +119,10 @@ class Engine:
         self.cover_table = (step, left, cdf)
         self.par = np.array([
             b.yields["separation"], b.yields["metal"], beh.production_adjustment_per_month,
-            beh.restock_months, beh.restock_months, beh.price_cover_exponent,
-            beh.price_smoothing, beh.price_floor_cover, beh.substitution_rate_per_year / 12.0,
+            beh.restock_months, beh.restock_months, beh.price_horizon_months,
+            beh.price_smoothing, np.log(beh.price_cap), beh.substitution_rate_per_year / 12.0,
             beh.substitution_max, beh.substitution_full_price_ratio])
+        self.static["eps_item"], self.static["ratio0"] = self._price_response()
         self.conc_base = np.einsum("re,rme->me", b.mine, b.feed_share)
         made = b.prod0[:, 2 * E:] @ b.swarf_per_magnet  # [M, E] swarf made
         self.swarf0 = np.einsum("me,mne->ne", made, b.swarf_share)  # recycled where it goes
@@ -138,6 +140,47 @@ class Engine:
         self.new_supply_market = M - 1  # the rest of the world (OTH)
         rb = recycling_base(network, b.controller, b.elements)
         self.recycling = rb if len(rb.regions) else None
+
+    def _price_response(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per market and item: the elasticity with which its price clears expected supply
+        against use: its demand's (its lines and the lines downstream of it, weighted by the
+        rare earth they use), substitution over the price horizon, and the part of a gap that
+        is rationed by quantity (allocation, contracts) rather than by price; and the base
+        year's ratio of expected supply to use."""
+        b, beh = self.base, self.beh
+        E, G, M, I = self.E, self.G, self.M, self.I
+        el = b.item_reo()[b.line_item]  # [L, E] t REO-eq per unit of each line
+        form = b.item_form[b.line_item]
+        grade = np.where(form == 2, b.line_item - 2 * E, -1)
+        w = np.zeros((M, len(b.line_item), I))
+        d = b.demand0  # [M, L]
+        for l_, i in enumerate(b.line_item):
+            w[:, l_, i] += d[:, l_] * el[l_].sum()
+            for e in np.flatnonzero(el[l_] > 0):
+                w[:, l_, e] += d[:, l_] * el[l_, e] * (form[l_] != 0 or i == e)
+                if form[l_] == 2:
+                    w[:, l_, E + e] += d[:, l_] * el[l_, e]
+        del grade
+        w[:, :, :E] = np.where(w[:, :, :E] > 0, w[:, :, :E], 0.0)
+        tot = w.sum(1)
+        world = w.sum(0)
+        eps = np.einsum("mli,l->mi", w, b.line_elasticity)
+        eps_world = np.einsum("li,l->i", world, b.line_elasticity) / np.maximum(
+            world.sum(0), 1e-300)
+        eps = np.where(tot > 0, eps / np.maximum(tot, 1e-300), eps_world[None])
+        H = beh.price_horizon_months
+        substitution = beh.substitution_rate_per_year / 12.0 * H / np.log(
+            beh.substitution_full_price_ratio)
+        eps = np.minimum(eps - substitution - beh.price_rationing_elasticity, -1e-3)
+        flows = b.source_share * b.use0[None]  # [M_o, M_d, I]
+        own = np.einsum("mmi->mi", flows)
+        imports, exports = flows.sum(0) - own, flows.sum(1) - own
+        held = b.stock0 + np.einsum("ml,li->mi", b.buyer_stock0,
+                                    np.eye(I)[b.line_item])
+        use = H * (b.use0 + exports)
+        ratio0 = np.divide(held + H * (b.prod0 + imports), use, out=np.zeros_like(use),
+                           where=use > 0)
+        return eps, ratio0
 
     def _grade_weights(self) -> np.ndarray:
         """[G, E] each element's share of a grade's rare-earth value at base prices."""
@@ -172,7 +215,7 @@ class Engine:
         st = {
             "S": np.repeat(b.stock0[None], n, 0), "C": np.repeat(self.conc_base[None], n, 0),
             "B": np.repeat(b.buyer_stock0[None], n, 0), "plan": np.repeat(self.plan0[None], n, 0),
-            "lp": np.repeat(np.log(np.where(b.price0 > 0, b.price0, 1.0))[None], n, 0),
+            "lr": np.zeros((n, M, I)),
             "sub": np.zeros((n, M, E + self.G)), "swarf_last": np.repeat(self.swarf0[None], n, 0),
             "short_imp": np.zeros((n, M, I)),
         }
@@ -191,7 +234,7 @@ class Engine:
         n0 = np.floor(review).astype(np.int64)
         frac = review - n0
         out = {k: np.zeros((n, M, I)) for k in ("prod", "imp", "exp", "drawn", "filed",
-                                                  "approved")}
+                                                  "approved", "pipeline", "expected")}
         out.update({k: np.zeros((n, M, L)) for k in ("del", "cons", "need", "want")})
         S_ = len(b.sectors)
         for k, shape in (("price", E), ("conc_used", E), ("phys_el", E), ("red_el", E),
@@ -216,27 +259,29 @@ class Engine:
             inp = month_inputs(sh, b, t, n, self.conc_base, inp)
             active = np.zeros((n, max(K, 1)), np.bool_)
             approval = np.ones((n, max(K, 1), 3))
+            ahead = np.ones((n, max(K, 1), 3))
             for k, c in enumerate(sh.controls):
                 active[:, k] = c.active(mid)
                 approval[:, k] = c.approval(mid)
+                ahead[:, k] = c.expected_approval(mid, beh.price_horizon_months)
             inflow = np.zeros((n, M, I))
             inflow[:, self.new_supply_market, :E] += resp
             secondary = rec.secondary(mid) if rec is not None else np.zeros((n, M, E))
             inflow[:, :, :E] += secondary
             released = np.zeros((n, M, I))
-            ratio = np.exp(st["lp"]) / np.where(b.price0 > 0, b.price0, 1.0)
+            ratio = np.exp(st["lr"])
             for h, hold in zip(sh.holdings, holdings, strict=True):
                 e = h.item % E
-                on = ratio[:, h.market, e] >= h.release_ratio
+                on = ratio[:, h.market, h.item] >= h.release_ratio
                 take = np.minimum(np.minimum(hold, h.max_release), last_short[:, h.market, h.item])
                 take = np.where(on, take, 0.0)
                 hold -= take
                 released[:, h.market, h.item] += take
             inflow += released
-            kernel.step(st["S"], st["C"], st["B"], st["plan"], st["lp"], st["sub"],
+            kernel.step(st["S"], st["C"], st["B"], st["plan"], st["lr"], st["sub"],
                         st["swarf_last"], st["short_imp"], queue,
                         inp["conc_in"], inp["cap"], inp["dem_factor"], inflow, active,
-                        approval, n0, frac, t,
+                        approval, ahead, n0, frac, t,
                         **self.static, cov=cov, ctl_origin=origin, leakage=leak,
                         frac_grid_step=self.cover_table[0], frac_left=self.cover_table[1],
                         cdf=self.cover_table[2], par=self.par,
@@ -248,7 +293,8 @@ class Engine:
                         out_phys_el=out["phys_el"], out_red_el=out["red_el"],
                         out_phys_sec=out["phys_sec"], out_red_sec=out["red_sec"],
                         out_need_sec=out["need_sec"], unsold0=self.unsold0,
-                        out_unsold=out["unsold"], work=work)
+                        out_unsold=out["unsold"], out_pipeline=out["pipeline"],
+                        out_expected=out["expected"], work=work)
             last_short = out["short_item"]
             view = MonthView(
                 t=t, paths=paths, base=b, price_usd_per_kg=out["price"],
@@ -266,7 +312,7 @@ class Engine:
             for obs in observers:
                 obs.on_month(view)
             # responses outside the month kernel: new supply after its lead time, recycling
-            r_out = (np.exp(st["lp"]) / np.where(b.price0 > 0, b.price0, 1.0)
+            r_out = (np.exp(st["lr"][:, :, :E])
                      * self.outside_weight[None]).sum(1)  # [P, E] outside price ratio
             signal_hist[t % (lead + 1)] = r_out
             full = beh.substitution_full_price_ratio

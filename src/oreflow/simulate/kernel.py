@@ -68,18 +68,24 @@ def _months_drawn(remaining, frac_left):
 
 
 @njit(cache=True)
-def licences(req, eff, queue, slot, cov, ctl_active, approval, review_n0, review_frac,
-             item_form, link_d, link_i, out_filed, out_approved):
+def licences(req, eff, queue, slot, cov, ctl_active, approval, ahead, review_n0,
+             review_frac, item_form, link_d, link_i, out_filed, out_approved, out_pipeline,
+             out_expected):
     """Requests on controlled links join the queue [K, Lq, links] in month `slot`; what was
     filed `review` months earlier (split between two months) is decided now and the share
     `approval` of it approved. `eff` (the requests an origin will try to ship) loses the
-    controlled part and gains the approvals."""
+    controlled part and gains the approvals. What buyers can expect: `out_pipeline`, what is
+    still under review, and `out_expected`, the controlled requests at `ahead`, the approval
+    share announced for the coming months, less what the link brings this month (the
+    correction to this month's imports as a guide to the coming months)."""
     M, I = out_filed.shape
     K, Lq, NL = queue.shape
     for d in range(M):
         for i in range(I):
             out_filed[d, i] = 0.0
             out_approved[d, i] = 0.0
+            out_pipeline[d, i] = 0.0
+            out_expected[d, i] = 0.0
     for k in range(K):
         n0 = review_n0[k]
         fr = review_frac[k]
@@ -100,6 +106,16 @@ def licences(req, eff, queue, slot, cov, ctl_active, approval, review_n0, review
             share = approval[k, item_form[i]] if ctl_active[k] else 1.0
             eff[j] += processed * share
             out_approved[d, i] += processed * share
+            # what buyers count on from this link over the coming months, against what it
+            # brings now: requests at the announced approval share (1 when no control is in
+            # force or announced), the applications under review at that share
+            coming = ahead[k, item_form[i]]
+            flowing = processed * share if ctl_active[k] else req[j] * cv + processed
+            out_expected[d, i] += req[j] * cv * coming - flowing
+            pending = fr * q0
+            for n in range(min(n0, Lq)):
+                pending += queue[k, (slot - n) % Lq, j]
+            out_pipeline[d, i] += pending * coming
 
 
 @njit(cache=True)
@@ -258,10 +274,10 @@ def use(S, B, B0, demand0, want, line_item, line_order, line_prio, tau_b, frac_g
 @njit(cache=True)
 def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         # state (in/out)
-        S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
+        S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
         # month inputs for this path
-        conc_in, cap, dem_factor, inflow, ctl_active, approval, review_n0, review_frac,
-        slot,
+        conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0,
+        review_frac, slot,
         # static
         own_share, link_o, link_d, link_i, link_w, S0, B0, demand0, line_item, line_order,
         line_prio, elasticity, item_form, item_el, grade_reo, metal_per_magnet,
@@ -272,15 +288,15 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         out_price, out_conc_used, out_filed, out_approved,
         line_el, line_sector, out_short_item, out_phys_el, out_red_el, out_phys_sec,
         out_red_sec, out_need_sec, unsold0, out_unsold, swarf_share, line_e, line_f,
-        work):
+        eps_item, ratio0, out_pipeline, out_expected, work):
     M, I = S.shape
-    E = lp.shape[1]
+    E = price0.shape[1]
     G = grade_reo.shape[0]
     L = line_item.shape[0]
     NL = link_o.shape[0]
     ys, ym = par[0], par[1]
     kappa, tau_m, tau_b = par[2], par[3], par[4]
-    k_exp, a_smooth, floor_cover = par[5], par[6], par[7]
+    horizon, a_smooth, log_cap = par[5], par[6], par[7]
     sub_rate, sub_max, full_ratio = par[8], par[9], par[10]
 
     # scratch space (no allocation in the month): views into this path's `work`
@@ -303,36 +319,23 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
     phi = work[off + M * E + G:off + M * E + G + E]
     off += M * E + G + E
     ship_work = work[off:]
-    # prices at the start of the month (ratio to base), by element and by grade
+    # prices at the start of the month (ratio to base): every item has its own, the
+    # element's price is its separated product's (oxide)
     for m in range(M):
         for e in range(E):
-            if price0[m, e] > 0:
-                log_ratio[m, e] = lp[m, e] - np.log(price0[m, e])
-                ratio[m, e] = np.exp(log_ratio[m, e])
-                out_price[m, e] = ratio[m, e] * price0[m, e]
-            else:
-                log_ratio[m, e] = 0.0
-                ratio[m, e] = 1.0
-                out_price[m, e] = 0.0
+            log_ratio[m, e] = lr[m, e]
+            ratio[m, e] = np.exp(lr[m, e])
+            out_price[m, e] = ratio[m, e] * price0[m, e] if price0[m, e] > 0 else 0.0
     # ---- 1. demand ------------------------------------------------------------------
     want_item[:] = 0.0
-    # a grade's price: its elements' prices, or its own scarcity where magnets are the short
-    # form (magnet merchants' cover, as for elements); its substitution likewise
     for m in range(M):
         for g in range(G):
-            i = 2 * E + g
-            r = 0.0
             s = 0.0
             for e2 in range(E):
-                r += grade_w[g, e2] * ratio[m, e2]
                 s += grade_w[g, e2] * sub[m, e2]
-            if S0[m, i] > 0.0 and S[m, i] < S0[m, i]:
-                own = np.exp(-k_exp * np.log(max(S[m, i] / S0[m, i], floor_cover)))
-                if own > r:
-                    r = own
-            grade_ratio[m, g] = r
-            grade_log[m, g] = np.log(r) if r > 0 else 0.0
-            grade_sub[m, g] = max(s, sub[m, E + g])
+            grade_log[m, g] = lr[m, 2 * E + g]
+            grade_ratio[m, g] = np.exp(grade_log[m, g])
+            grade_sub[m, g] = max(s, sub[m, E + g])  # thrifting away from a scarce grade
     for m in range(M):
         for l in range(L):
             d0 = demand0[m, l]
@@ -343,17 +346,17 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
             i = line_item[l]
             e = item_el[i]
             if e >= 0:
-                r = ratio[m, e]
-                lr = log_ratio[m, e]
+                r = np.exp(lr[m, i])  # the line's own form (oxide or metal)
+                lrl = lr[m, i]
                 s = sub[m, e]
             else:
                 g = i - 2 * E
                 r = grade_ratio[m, g]
-                lr = grade_log[m, g]
+                lrl = grade_log[m, g]
                 s = grade_sub[m, g]
             need = d0 * dem_factor[m, l] * (1.0 - s)
             eps = elasticity[l]
-            want = need * np.exp(eps * lr) if eps != 0.0 and lr != 0.0 else need
+            want = need * np.exp(eps * lrl) if eps != 0.0 and lrl != 0.0 else need
             out_need[m, l] = need
             out_want[m, l] = want
             want_item[m, i] += want
@@ -379,8 +382,8 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         req[j] = purch[link_d[j], link_i[j]] * link_w[j]
     # ---- 3. licences ----------------------------------------------------------------
     eff[:] = req
-    licences(req, eff, queue, slot, cov, ctl_active, approval, review_n0, review_frac,
-             item_form, link_d, link_i, out_filed, out_approved)
+    licences(req, eff, queue, slot, cov, ctl_active, approval, ahead, review_n0, review_frac,
+             item_form, link_d, link_i, out_filed, out_approved, out_pipeline, out_expected)
     for o in range(M):
         for i in range(I):
             orders[o, i] = purch[o, i] * own_share[o, i] + short_imp[o, i]
@@ -501,31 +504,66 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
             out_red_sec[m, sc] += red * tot
             out_need_sec[m, sc] += out_need[m, l] * tot
     # ---- 7. prices ------------------------------------------------------------------
+    # holders price each item by the supply they can expect over `horizon` months (stocks
+    # held by merchants and end users, the licence pipeline, this month's production,
+    # imports and inflows, kept up) against current use (final wants, the next stage's
+    # input, exports shipped), relative to the base year; the price that makes the market's
+    # demand, at its elasticity (substitution over the horizon included), take what it can
+    # expect. Quotes move part of the way each month; metal costs at least its oxide, a magnet
+    # grade at least its metals.
+    target = purch  # scratch reused: purchases and orders are done with this month
+    held_b = orders
     for m in range(M):
-        for e in range(E):
-            if price0[m, e] <= 0.0:
+        for i in range(I):
+            held_b[m, i] = 0.0
+        for l in range(L):  # end users' own stocks count as held
+            if demand0[m, l] > 0.0:
+                held_b[m, line_item[l]] += B[m, l]
+        for i in range(I):
+            held = S[m, i] + held_b[m, i]
+            use_now = want_item[m, i] + out_exp[m, i]
+            if i < E:
+                use_now += plan[m, E + i] / ym
+            elif i < 2 * E:
+                for g in range(G):
+                    use_now += plan[m, 2 * E + g] * metal_per_magnet[g, i - E]
+            # imports under licence count at the share announced for the coming months
+            supply = (out_prod[m, i] + out_imp[m, i] + out_expected[m, i] + inflow[m, i]
+                      - out_unsold[m, i])
+            if use_now <= 0.0 or ratio0[m, i] <= 0.0:
+                target[m, i] = 0.0
                 continue
-            held = S[m, e] + S[m, E + e]
-            target = S0[m, e] + S0[m, E + e]
-            for g in range(G):
-                held += S[m, 2 * E + g] * grade_reo[g, e]
-                target += S0[m, 2 * E + g] * grade_reo[g, e]
-            cover = held / target if target > 0.0 else 1.0
-            cover = max(cover, floor_cover)
-            goal = np.log(price0[m, e]) - k_exp * np.log(cover)
-            lp[m, e] = a_smooth * lp[m, e] + (1.0 - a_smooth) * goal
-            # ---- 8. respond -----------------------------------------------------------
-            r = np.exp(lp[m, e]) / price0[m, e]
+            x = (held + out_pipeline[m, i] + horizon * supply) / (horizon * use_now)
+            x = max(x / ratio0[m, i], 1e-12)
+            t_ = np.log(x) / eps_item[m, i]
+            target[m, i] = min(max(t_, -log_cap), log_cap)
+        for e in range(E):  # cost floors: metal >= oxide, grade >= its metals
+            if target[m, E + e] < target[m, e]:
+                target[m, E + e] = target[m, e]
+        for g in range(G):
+            cost = 0.0
+            for e in range(E):
+                cost += grade_w[g, e] * np.exp(target[m, E + e])
+            floor = np.log(cost) if cost > 0.0 else 0.0
+            if target[m, 2 * E + g] < floor:
+                target[m, 2 * E + g] = floor
+        for i in range(I):
+            lr[m, i] = a_smooth * lr[m, i] + (1.0 - a_smooth) * target[m, i]
+        # ---- 8. respond -----------------------------------------------------------------
+        for e in range(E):
+            r = np.exp(lr[m, e])
             ramp = min(max((r - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
             sub[m, e] = min(sub_max, sub[m, e] + sub_rate * ramp)
         for g in range(G):
-            ramp = min(max((grade_ratio[m, g] - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
+            r = np.exp(lr[m, 2 * E + g])
+            ramp = min(max((r - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
             sub[m, E + g] = min(sub_max, sub[m, E + g] + sub_rate * ramp)
 
 
 @njit(cache=True, parallel=True)
-def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
-         conc_in, cap, dem_factor, inflow, ctl_active, approval, review_n0, review_frac, slot,
+def step(S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
+         conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0, review_frac,
+         slot,
          own_share, link_o, link_d, link_i, link_w, S0, B0, demand0, line_item, line_order,
          line_prio, elasticity, item_form, item_el, grade_reo, metal_per_magnet,
          swarf_per_magnet, grade_w, price0, cov, ctl_origin, leakage, frac_grid_step,
@@ -534,12 +572,12 @@ def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
          out_price, out_conc_used, out_filed, out_approved,
          line_el, line_sector, out_short_item, out_phys_el, out_red_el, out_phys_sec,
          out_red_sec, out_need_sec, unsold0, out_unsold, swarf_share, line_e, line_f,
-         work):
+         eps_item, ratio0, out_pipeline, out_expected, work):
     """One month for every path of a chunk: arrays carry a leading paths axis."""
     for p in prange(S.shape[0]):
-        step_path(S[p], C[p], B[p], plan[p], lp[p], sub[p], swarf_last[p], short_imp[p],
+        step_path(S[p], C[p], B[p], plan[p], lr[p], sub[p], swarf_last[p], short_imp[p],
                   queue[p], conc_in[p], cap[p], dem_factor[p], inflow[p], ctl_active[p],
-                  approval[p], review_n0[p], review_frac[p], slot,
+                  approval[p], ahead[p], review_n0[p], review_frac[p], slot,
                   own_share, link_o, link_d, link_i, link_w, S0, B0, demand0, line_item,
                   line_order, line_prio, elasticity, item_form, item_el, grade_reo,
                   metal_per_magnet, swarf_per_magnet, grade_w, price0, cov, ctl_origin, leakage,
@@ -548,4 +586,5 @@ def step(S, C, B, plan, lp, sub, swarf_last, short_imp, queue,
                   out_need[p], out_want[p], out_price[p], out_conc_used[p], out_filed[p],
                   out_approved[p], line_el, line_sector, out_short_item[p], out_phys_el[p],
                   out_red_el[p], out_phys_sec[p], out_red_sec[p], out_need_sec[p], unsold0,
-                  out_unsold[p], swarf_share, line_e, line_f, work[p])
+                  out_unsold[p], swarf_share, line_e, line_f, eps_item, ratio0,
+                  out_pipeline[p], out_expected[p], work[p])

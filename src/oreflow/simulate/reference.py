@@ -10,34 +10,42 @@ from __future__ import annotations
 import numpy as np
 
 
-def licences(req, queue, slot, cov, active, approval, review_n0, review_frac, item_form,
-             link_d, link_i, M, I):
-    """req [P, NL]; queue [P, K, Lq, NL] (updated); active [P, K]; approval [P, K, 3];
-    review_n0 (int), review_frac [P, K]. Returns eff [P, NL], filed and approved [P, M, I]."""
+def licences(req, queue, slot, cov, active, approval, ahead, review_n0, review_frac,
+             item_form, link_d, link_i, M, I):
+    """req [P, NL]; queue [P, K, Lq, NL] (updated); active [P, K]; approval and ahead
+    [P, K, 3]; review_n0 (int), review_frac [P, K]. Returns eff [P, NL] and filed, approved,
+    pipeline and expected [P, M, I] (as `kernel.licences`)."""
     P, K, Lq, NL = queue.shape
     eff = req.copy()
-    filed = np.zeros((P, M, I))
-    approved = np.zeros((P, M, I))
+    out = {k: np.zeros((P, M, I)) for k in ("filed", "approved", "pipeline", "expected")}
     form = item_form[link_i]  # [NL]
+    p = np.arange(P)
     for k in range(K):
         on = cov[k] > 0  # [NL]
         act = active[:, k][:, None]
-        queue[:, k, slot % Lq] = np.where(on & act, req * cov[k], np.where(on, 0.0, queue[:, k,
-                                                                                      slot % Lq]))
+        controlled = req * cov[k]
+        queue[:, k, slot % Lq] = np.where(on, np.where(act, controlled, 0.0),
+                                          queue[:, k, slot % Lq])
         eff = np.where(on & act, req * (1 - cov[k]), eff)
-        np.add.at(filed, (slice(None), link_d[on], link_i[on]),
-                  np.where(act, req * cov[k], 0.0)[:, on])
         n0 = review_n0[:, k]
-        p = np.arange(P)
         q0 = np.where((n0 < Lq)[:, None], queue[p, k, (slot - n0) % Lq], 0.0)
         q1 = np.where((n0 + 1 < Lq)[:, None], queue[p, k, (slot - n0 - 1) % Lq], 0.0)
         fr = review_frac[:, k][:, None]
         processed = (1 - fr) * q0 + fr * q1
         share = np.where(act, approval[:, k][:, form], 1.0)
-        add = np.where(on, processed * share, 0.0)
-        eff = eff + add
-        np.add.at(approved, (slice(None), link_d, link_i), add)
-    return eff, filed, approved
+        approved = np.where(on, processed * share, 0.0)
+        eff = eff + approved
+        coming = ahead[:, k][:, form]
+        flowing = np.where(act, processed * share, controlled + processed)
+        expected = np.where(on, controlled * coming - flowing, 0.0)
+        pending = fr * q0
+        for n in range(Lq):
+            pending = pending + np.where((n < n0)[:, None], queue[:, k, (slot - n) % Lq], 0.0)
+        pipeline = np.where(on, pending * coming, 0.0)
+        for name, v in (("filed", np.where(on & act, controlled, 0.0)), ("approved", approved),
+                        ("expected", expected), ("pipeline", pipeline)):
+            np.add.at(out[name], (slice(None), link_d, link_i), v)
+    return eff, out
 
 
 def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, active, ctl_origin, leakage):

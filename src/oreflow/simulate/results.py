@@ -46,7 +46,8 @@ class ResultError(ValueError):
 
 
 def assemble(summary_obs, bands: dict, base, scenario, seed: int, sha: str, version: str,
-             max_resid: float, notes: list[str], leakage: float) -> xr.Dataset:
+             max_resid: float, notes: list[str], leakage: float,
+             price_cap: float = np.inf) -> xr.Dataset:
     """The result Dataset from the run's observers."""
     b = base
     months = scenario.months
@@ -79,7 +80,7 @@ def assemble(summary_obs, bands: dict, base, scenario, seed: int, sha: str, vers
         "paths": int(p.peak.shape[0]), "months": int(months), "start": scenario.start,
         "controller": b.controller, "dataset_version": version,
         "max_rel_balance_residual": float(max_resid), "engine": ENGINE,
-        "leakage": float(leakage), "notes": json.dumps(notes),
+        "leakage": float(leakage), "notes": json.dumps(notes), "price_cap": float(price_cap),
         "band_paths": int(min(p.peak.shape[0], _band_paths())),
         "oreflow_version": _version(),
     })
@@ -163,6 +164,7 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
         "demand_reduction_t_by_region": {r: _num(by_region_red.sel(region=r)) for r in regions},
         "first_stoppage_week_by_region": {r: _num(first_region.sel(region=r), True)
                                           for r in regions},
+        "price_at_cap_share": price_at_cap_share(ds),
         "notes": json.loads(ds.attrs.get("notes", "[]")),
         "units": {
             "price_peak_ratio": f"median over paths of the peak monthly oxide price / base "
@@ -179,9 +181,25 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
             "demand_reduction_t_by_region": "t element over the horizon, all sectors, median",
             "first_stoppage_week_by_region": "weeks until the first sector of the region "
                                              "stops (median; null: none)",
+            "price_at_cap_share": "share of paths whose peak price, in any region, reaches the "
+                                  f"numerical guard ({ds.attrs.get('price_cap', 'n/a')}x base): "
+                                  "a price there is the guard's echo, not a result",
         },
     }
     return out
+
+
+def price_at_cap_share(ds: xr.Dataset) -> dict[str, float]:
+    """Element -> share of paths whose peak price ratio in any region is at the numerical
+    guard (within 1% of it, in log terms)."""
+    cap = float(ds.attrs.get("price_cap", np.inf))
+    if not np.isfinite(cap) or cap <= 1:
+        return {}
+    peak = ds["price_peak_ratio"].max("region")
+    at = (np.log(peak.fillna(1.0)) >= 0.99 * np.log(cap)).mean("path")
+    traded = ds["base_price_usd_per_kg"].max("region") > 0
+    return {str(e): round(float(at.sel(element=e)), 4) for e in ds["element"].values
+            if bool(traded.sel(element=e))}
 
 
 def save_result(ds: xr.Dataset, path: Path | str) -> Path:

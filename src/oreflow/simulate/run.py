@@ -112,7 +112,7 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
                                  f"controlled element: {', '.join(c.widened)}")
         engine.run_block(idx, watchers, tick)
     ds = assemble(summ, bands, base, sc, seed, scenario_sha256, net.dataset.version,
-                  balance.max_rel, notes, beh.leakage)
+                  balance.max_rel, notes, beh.leakage, beh.price_cap)
     _check_finite(ds)
     return ds
 

@@ -59,6 +59,7 @@ class Control:
     paths: list[np.ndarray]  # per form: [K, 2] (month since start, share)
     leakage: float
     widened: list[str] = field(default_factory=list)  # grades covered through their content
+    announced: np.ndarray | None = None  # [P] month the control is announced
 
     def approval(self, mid: float) -> np.ndarray:
         """[P, 3] approval share per form in month midpoint `mid` (0 outside the control)."""
@@ -72,6 +73,18 @@ class Control:
 
     def active(self, mid: float) -> np.ndarray:
         return (mid >= self.start) & (mid < self.end)
+
+    def expected_approval(self, mid: float, horizon: float) -> np.ndarray:
+        """[P, 3] mean approval share per form over the coming `horizon` months, as the
+        market reads the announced path (1 in months the control is not in force); 1 before
+        the control is announced."""
+        months = max(int(round(horizon)), 1)
+        total = np.zeros((len(self.start), 3))
+        for h in range(months):
+            m = mid + h
+            total += np.where(self.active(m)[:, None], self.approval(m), 1.0)
+        known = mid >= (self.announced if self.announced is not None else self.start)
+        return np.where(known[:, None], total / months, 1.0)
 
 
 @dataclass
@@ -239,7 +252,8 @@ def sample_shocks(scenario: Scenario, base: MarketBase, network, seed: int,
             out.controls.append(Control(
                 start, end, draw(shock.approval_scale), draw(shock.review_delay, 0.0),
                 base.regions.index(scenario.controller), cov, paths_by_form,
-                leakage if shock.leakage is None else float(shock.leakage), widened))
+                leakage if shock.leakage is None else float(shock.leakage), widened,
+                start - shock.announced_months))
         elif isinstance(shock, Outage):
             share = draw(shock.share_lost)
             if shock.stage == "mining":
