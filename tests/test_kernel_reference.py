@@ -40,15 +40,17 @@ def test_licences_match(engine):
     n0, frac = np.floor(review).astype(np.int64), review - np.floor(review)
     slot = 9
     ahead = rng.uniform(0, 1, (P, K, 3))
+    quota0 = np.zeros((K, NL))  # the second control is a quota on base-year flows
+    quota0[1] = cov[1] * rng.uniform(0, 8, NL)
     q_ref = queue.copy()
-    eff_ref, ref = reference.licences(req, q_ref, slot, cov, active, approval, ahead, n0, frac,
-                                      engine.static["item_form"], ld, li, M, I)
+    eff_ref, ref = reference.licences(req, q_ref, slot, cov, quota0, active, approval, ahead,
+                                      n0, frac, engine.static["item_form"], ld, li, M, I)
     for p in range(P):
         eff = req[p].copy()
         q = queue[p].copy()
         got = {k: np.zeros((M, I)) for k in ("filed", "approved", "pipeline", "expected")}
-        kernel.licences(req[p], eff, q, slot, cov, active[p], approval[p], ahead[p], n0[p],
-                        frac[p], engine.static["item_form"], ld, li, got["filed"],
+        kernel.licences(req[p], eff, q, slot, cov, quota0, active[p], approval[p], ahead[p],
+                        n0[p], frac[p], engine.static["item_form"], ld, li, got["filed"],
                         got["approved"], got["pipeline"], got["expected"])
         np.testing.assert_allclose(eff, eff_ref[p], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(q, q_ref[p], rtol=1e-12, atol=1e-12)

@@ -151,7 +151,7 @@ def data_build(raw_dir: Path = typer.Option(None, "--raw-dir",
                                             "(default: the package's tables/)")) -> None:
     """Rebuild every table from the raw public files and the curated notes."""
     from oreflow.data import build, raw
-    from oreflow.data.load import TABLES_DIR, validate_tables
+    from oreflow.data.load import BASE_YEAR_VARIANTS, TABLES_DIR, validate_tables
 
     try:
         tables = build.build_tables(raw_dir)
@@ -164,6 +164,20 @@ def data_build(raw_dir: Path = typer.Option(None, "--raw-dir",
     target = out_dir or TABLES_DIR
     written = build.write_tables(tables, target)
     out.print(f"wrote {len(written)} tables to {target}")
+    for year, folder in BASE_YEAR_VARIANTS.items():
+        try:
+            past = build.build_variant(raw_dir, year)
+        except raw.RawDataError as e:
+            fail(str(e))
+        merged = dict(text)
+        merged.update({n: df.astype(str).replace({"nan": "", "<NA>": ""})
+                       for n, df in past.items()})
+        _, problems = validate_tables(merged)
+        if problems:
+            fail(f"the {year} tables do not validate:\n"
+                 + "\n".join(f"  - {p}" for p in problems))
+        written = build.write_tables(past, target / folder, replace=True)
+        out.print(f"wrote {len(written)} tables of base year {year} to {target / folder}")
 
 
 class TradeFactors(str, Enum):
@@ -601,6 +615,41 @@ def stocks(element: list[str] = typer.Option(None, "--element", "-e",
 
 def _per_region(value: float | None, regions: list[str]) -> dict[str, float] | None:
     return None if value is None else {r: value for r in regions}
+
+
+@app.command()
+def validate(out_file: Path = typer.Option(Path("docs/validation.md"), "--out", "-o",
+                                           help="the Markdown report to write"),
+             paths: int = typer.Option(200, "--paths", min=10, max=20_000),
+             seeds: str = typer.Option("1,2,3", "--seeds", help="comma-separated seeds"),
+             fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """Backtest: every recorded target (validation_targets.csv) against the model, in-sample
+    (what scripts/calibrate.py fits) and out-of-sample, pass or miss; writes the report."""
+    from oreflow.validate import run_validation
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(","))
+    except ValueError:
+        fail(f"--seeds {seeds!r}: give comma-separated integers, e.g. 1,2,3")
+    try:
+        tab = run_validation(out_file, seeds=seed_list, paths=paths)
+    except OSError as e:
+        fail(f"{out_file}: cannot write: {e}")
+    if fmt is Format.json:
+        print(tab.to_json(orient="records", indent=2))
+        return
+    if fmt is Format.csv:
+        print(tab.to_csv(index=False), end="")
+        return
+    t = Table(title="Backtest: observed vs simulated (median \\[p5-p95] over paths and seeds)")
+    for c in ("target", "sample", "observed", "simulated", "result"):
+        t.add_column(c)
+    for r in tab.itertuples():
+        t.add_row(r.target, r.sample, f"{r.observed:g}",
+                  f"{r.simulated_median:.3g} [{r.simulated_p5:.3g}-{r.simulated_p95:.3g}]",
+                  r.result)
+    out.print(t)
+    out.print(f"Report: {out_file}")
 
 
 # ---- reports and the web dashboard ------------------------------------------------------

@@ -29,7 +29,7 @@ published figures with what the network implies, on the same basis.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -134,6 +134,11 @@ def allocate_trade(prod: np.ndarray, use: np.ndarray, by_destination: np.ndarray
     return flows, np.maximum(x, 0.0) + kept_imports
 
 
+@lru_cache(maxsize=4)
+def _network_of(path, year: int) -> Network:
+    return Network.from_dataset(load_dataset(path, base_year=year))
+
+
 @dataclass(frozen=True)
 class Network:
     """Base-year network built from a dataset. Arrays are xarray with named dimensions."""
@@ -145,6 +150,13 @@ class Network:
     def from_dataset(cls, dataset: Dataset | None = None, year: int | None = None) -> Network:
         ds = dataset if dataset is not None else load_dataset()
         return cls(dataset=ds, year=year if year is not None else ds.base_year)
+
+    def at_year(self, year: int | None) -> Network:
+        """This network, or the same dataset's network of a past base year (a scenario's
+        `base_year`: 2010 for the 2010-11 calibration)."""
+        if year is None or year == self.year:
+            return self
+        return _network_of(self.dataset.path, year)
 
     # ---- labels and parameters ----------------------------------------------------------
     @cached_property
@@ -625,6 +637,8 @@ class Network:
             return float(flows.sel(origin=origin, dest="CHN", stage=["mining", "separation"])
                          .sum())
 
+        if self.year == 2010:
+            return self._checks_2010(chn, world, blanks_kt, magnet_reo / reo_use, us_use)
         rows = [
             ("China share of separation (REO)",
              float(chn.sel(stage="separation") / world.sel(stage="separation")), 0.92,
@@ -648,4 +662,32 @@ class Network:
                          f"UN Comtrade 2024: China's HS 2846 imports from {origin} "
                          f"({float(ct.get(origin, np.nan)):,.0f} t) x {reo_per_t:g} t REO/t",
                          "t REO-eq, mining and separation stages"))
+        return pd.DataFrame(rows, columns=["check", "network", "published", "source", "basis"])
+
+    def _checks_2010(self, chn, world, blanks_kt, magnet_share, us_use) -> pd.DataFrame:
+        """The 2010 network against the 2010 record (the calibration base year)."""
+        flows = self.trade_t.sel(stage=["separation", "metal"]).sum(["element", "stage"])
+        out_of_china = float(flows.sel(origin="CHN").sum() - flows.sel(origin="CHN", dest="CHN"))
+        to_japan = float(flows.sel(origin="CHN", dest="JPN"))
+        rows = [
+            ("China share of separation (REO)",
+             float(chn.sel(stage="separation") / world.sel(stage="separation")), 0.97,
+             "USGS MCS 2011: China ~97% of world output (2010)",
+             "separated output incl. swarf recycling"),
+            ("World sintered NdFeB blanks, kt", blanks_kt, 98.2,
+             "china.org.cn: 98,200 t in 2010 (an input: magnet_demand.csv is sized to it)",
+             "sintered blanks = finished sintered magnets / machining yield"),
+            ("Magnets share of REO use by volume", magnet_share, 0.21,
+             "IMCOA 2010: magnets 21% of 125,000 t",
+             "REO-eq into magnet alloy / REO-eq into every use"),
+            ("China's exports of separated products and metals, t", out_of_china, 39813.0,
+             "CCSIC: 39,813 t exported in 2010 (customs product weight, not REO)",
+             "t REO-eq, separation and metal stages"),
+            ("Japan's imports from China, t", to_japan, 23310.0,
+             "Japan customs via Reuters/SMM: 23,310 t in 2010 (product weight)",
+             "t REO-eq, separation and metal stages"),
+            ("US use of compounds and metals, t", us_use, 5050.0,
+             "USGS DS140: apparent consumption 2010, t REO",
+             "US separated-product and metal use, t REO-eq"),
+        ]
         return pd.DataFrame(rows, columns=["check", "network", "published", "source", "basis"])

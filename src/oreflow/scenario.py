@@ -17,7 +17,9 @@ from typing import Annotated, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from oreflow.data.schema import DatasetError
 
 
 class ScenarioError(ValueError):
@@ -119,7 +121,10 @@ class ExportControl(_Shock):
     `approval_scale`). `approval_by_stage` gives a stage its own path (e.g. magnets). A control
     on magnets covers the magnet grades that contain a controlled element (MOFCOM No. 18:
     "magnets containing them"). `leakage` (0-1) overrides the share of a control that leaks
-    through re-exports and transshipment (market_behaviour.csv)."""
+    through re-exports and transshipment (market_behaviour.csv). With `approval_basis:
+    base_year` the control is a quota: what a link ships may not exceed `approval` times its
+    base-year flow (shares may exceed 1), the way China's 2010-14 export quotas worked and the
+    way a replay puts recorded export quantities in."""
 
     type: Literal["export_control"]
     origin: str = "CHN"
@@ -130,6 +135,7 @@ class ExportControl(_Shock):
     approval_by_stage: dict[Literal["separation", "metal", "magnet"],
                             list[tuple[float, float]]] = {}
     approval_scale: Quantity = 1.0
+    approval_basis: Literal["requests", "base_year"] = "requests"
     review_months: Quantity | None = None
     processing_delay: Quantity | None = None
     """Former name of `review_months`, still read."""
@@ -137,19 +143,18 @@ class ExportControl(_Shock):
     announced_months: float = Field(0.0, ge=0, le=36)
     """Months before `start` the control is announced: from then, buyers price in the
     approval path they expect."""
-
-    @field_validator("approval")
-    @classmethod
-    def _approval(cls, v):
-        return _check_path(v)
-
-    @field_validator("approval_by_stage")
-    @classmethod
-    def _approval_by_stage(cls, v):
-        return {k: _check_path(p) for k, p in v.items()}
+    expected_approval: list[tuple[float, float]] | None = None
+    """The path buyers expect, when it differs from what is approved (a quota announced
+    tighter than what was then shipped); default: the approval path."""
 
     @model_validator(mode="after")
     def _scale(self):
+        top = QUOTA_MAX_SHARE if self.approval_basis == "base_year" else 1.0
+        _check_path(self.approval, top, "approval")
+        for stage, p in self.approval_by_stage.items():
+            _check_path(p, top, f"approval_by_stage.{stage}")
+        if self.expected_approval is not None:
+            _check_path(self.expected_approval, top, "expected_approval")
         _check_range(self.approval_scale, 0, 10, "approval_scale")
         if self.review_months is not None and self.processing_delay is not None:
             raise ValueError("give review_months or its former name processing_delay, not both")
@@ -166,14 +171,19 @@ class ExportControl(_Shock):
         return self.approval_by_stage.get(stage, self.approval)
 
 
-def _check_path(v):
+QUOTA_MAX_SHARE = 5.0
+"""Largest quota share of a link's base-year flow (`approval_basis: base_year`)."""
+
+
+def _check_path(v, top: float = 1.0, what: str = "approval"):
     if not v:
-        raise ValueError("approval needs at least one [month, share] point")
+        raise ValueError(f"{what} needs at least one [month, share] point")
     months = [m for m, _ in v]
     if months != sorted(months) or months[0] != 0:
-        raise ValueError("approval months must start at 0 and increase")
-    if any(not 0.0 <= s <= 1.0 for _, s in v):
-        raise ValueError("approval shares must lie in [0, 1]")
+        raise ValueError(f"{what} months must start at 0 and increase")
+    if any(not 0.0 <= s <= top for _, s in v):
+        raise ValueError(f"{what} shares must lie in [0, {top:g}]"
+                         + (" (above 1 only with approval_basis: base_year)" if top == 1 else ""))
     return v
 
 
@@ -271,6 +281,9 @@ class Scenario(_Strict):
     start: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="first month, YYYY-MM")
     months: int = Field(36, ge=1, le=600)
     controller: str = "CHN"
+    base_year: int | None = None
+    """The network the run starts from: the dataset's base year (default, today) or a past
+    year it also describes (2010)."""
     shocks: list[Shock] = []
 
     def check_names(self, elements: set[str], regions: set[str], sectors: set[str],
@@ -436,6 +449,10 @@ def parse_scenario(text: str, label: str = "<scenario>", network=None) -> Scenar
     except ValidationError as e:
         raise ScenarioError(f"{label}: {_format_validation(e)}") from None
     if network is not None:
+        try:
+            network = network.at_year(sc.base_year)
+        except DatasetError as e:
+            raise ScenarioError(f"{label}: base_year: {e}") from None
         ds = network.dataset
         from oreflow.simulate.market import market_codes
 
@@ -465,6 +482,7 @@ def scenario_warnings(sc: Scenario, network) -> list[str]:
     flow (a control on elements the origin does not export at those stages, an outage of a
     stage the region does not run, a demand shift of a sector with no use there)."""
     out = []
+    network = network.at_year(sc.base_year)
     prod = network.production_t
     trade = network.trade_t
     for i, s in enumerate(sc.shocks):

@@ -15,10 +15,14 @@ import pandas as pd
 import pycountry
 
 from oreflow.data import raw
+from oreflow.data.load import BASE_YEAR_VARIANTS
 from oreflow.data.schema import TABLES
 from oreflow.io import atomic_write_text
 
 CURATED_DIR = Path(__file__).parent / "curated"
+Curated = Path | tuple[Path, ...]
+"""Curated folders searched in order: a past base year's folder (BASE_YEAR_VARIANTS: its files
+replace today's whole), then today's."""
 TRACE_PCT = 0.01
 """'tr' (trace) in a deposit composition is read as 0.01% of REO (assumption)."""
 
@@ -30,8 +34,18 @@ PSEUDO_REGIONS = {
 WGI_KEYS = ("va", "pv", "ge", "rq", "rl", "cc")
 
 
-def _curated(name: str, curated_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(curated_dir / f"{name}.csv", dtype=str, keep_default_na=False)
+def _curated(name: str, curated_dir: Curated) -> pd.DataFrame:
+    """A curated file, from the first folder that has it (a base-year overlay, then today's)."""
+    dirs = curated_dir if isinstance(curated_dir, tuple) else (curated_dir,)
+    for d in dirs:
+        if (d / f"{name}.csv").exists():
+            return pd.read_csv(d / f"{name}.csv", dtype=str, keep_default_na=False)
+    raise raw.RawDataError(f"curated file {name}.csv not found in {', '.join(map(str, dirs))}")
+
+
+def _has_curated(name: str, curated_dir: Curated) -> bool:
+    dirs = curated_dir if isinstance(curated_dir, tuple) else (curated_dir,)
+    return any((d / f"{name}.csv").exists() for d in dirs)
 
 
 def _sourced(df: pd.DataFrame, source_id: str, vintage: int, status, note="") -> pd.DataFrame:
@@ -52,7 +66,7 @@ def _expand_wildcard(df: pd.DataFrame, key: str, regions: list[str]) -> pd.DataF
     return pd.concat([explicit, *expanded], ignore_index=True)
 
 
-def build_elements(curated_dir: Path) -> pd.DataFrame:
+def build_elements(curated_dir: Curated) -> pd.DataFrame:
     e = _curated("elements", curated_dir)
     w = e["atomic_weight"].astype(float)
     n = e["metal_atoms"].astype(float)
@@ -61,7 +75,7 @@ def build_elements(curated_dir: Path) -> pd.DataFrame:
     return e
 
 
-def build_deposit_composition(curated_dir: Path) -> pd.DataFrame:
+def build_deposit_composition(curated_dir: Curated) -> pd.DataFrame:
     wide = _curated("deposit_composition_pct", curated_dir)
     meta = ["deposit", "source_id", "vintage", "status", "note"]
     long = wide.melt(id_vars=meta, var_name="element", value_name="pct")
@@ -91,7 +105,7 @@ def _expand_items(df: pd.DataFrame, column: str, new: str) -> pd.DataFrame:
     return out.drop(columns=[column]).reset_index(drop=True)
 
 
-def build_demand_tables(curated_dir: Path) -> dict[str, pd.DataFrame]:
+def build_demand_tables(curated_dir: Curated) -> dict[str, pd.DataFrame]:
     """Magnet grades (one product per grade) and the sectors' demand in the base year."""
     g = _curated("magnet_grades", curated_dir)
     meta = ["grade", "source_id", "vintage", "status", "note"]
@@ -131,7 +145,7 @@ def build_demand_tables(curated_dir: Path) -> dict[str, pd.DataFrame]:
                                  "status", "note"]]}
 
 
-def build_sectors(curated_dir: Path, magnet_demand: pd.DataFrame) -> pd.DataFrame:
+def build_sectors(curated_dir: Curated, magnet_demand: pd.DataFrame) -> pd.DataFrame:
     """sectors.csv with each magnet sector's share of world magnet mass derived from
     magnet_demand (so the stock model and the network count the same magnets)."""
     s = _curated("sectors", curated_dir)
@@ -230,6 +244,59 @@ def build_base_prices(prices: pd.DataFrame, elements: pd.DataFrame, domestic: pd
     return out
 
 
+def mine_from_history(curated: pd.DataFrame, raw_dir: Path, year: int) -> pd.DataFrame:
+    """Mine output of a past year: the curated rows, the US from USGS DS140, and China as the
+    DS140 world total less everyone else (the row left blank in the curated file)."""
+    hist = raw.read_ds140(raw_dir)
+    row = hist[hist["year"] == year].set_index("geography_code")["value"]
+    if "WLD" not in row or "USA" not in row:
+        raise raw.RawDataError(f"USGS DS140 has no world or US production for {year}")
+    out = curated.copy()
+    out["year"] = out["year"].astype(int)
+    out = out[out["year"] == year]
+    given = pd.to_numeric(out["t_reo"], errors="coerce")
+    blank = given.isna()
+    if blank.sum() != 1:
+        raise raw.RawDataError(f"curated mine_production.csv for {year}: leave exactly one "
+                               "t_reo blank (the region derived from the world total)")
+    us = pd.DataFrame([("USA", year, row["USA"], "", "usgs_ds140", 2020, "reported",
+                        "DS140 US production")], columns=out.columns)
+    derived = row["WLD"] - given.sum() - row["USA"]
+    out["t_reo"] = given.where(~blank, derived)
+    return pd.concat([out, us], ignore_index=True)
+
+
+def base_prices_from_fob(fob: pd.DataFrame, today: pd.DataFrame,
+                         market: pd.DataFrame) -> pd.DataFrame:
+    """Base prices of a past year: export (FOB China) quotes outside China; inside China the
+    quote less the export duty; elements without a quote keep today's price, labelled."""
+    duty = float(market.set_index("parameter").loc["china_export_duty_2010", "value"])
+    quoted = fob.set_index("element")
+    rows = []
+    for el in today.query("zone == 'ROW'")["element"]:
+        if el in quoted.index:
+            q = quoted.loc[el]
+            p = float(q["usd_per_kg"])
+            rows.append((el, "ROW", p, q["source_id"], q["vintage"], q["status"], q["note"]))
+            rows.append((el, "CHN", round(p / (1 + duty), 4), "oreflow_assumption",
+                         q["vintage"], "assumption",
+                         f"FOB quote less a {duty:.0%} export duty (no domestic quote)"))
+        else:
+            for zone in ("ROW", "CHN"):
+                r = today.query("element == @el and zone == @zone").iloc[0]
+                rows.append((el, zone, r["usd_per_kg"], "oreflow_assumption", r["vintage"],
+                             "assumption", "no quote for the base year: today's price"))
+    return pd.DataFrame(rows, columns=["element", "zone", "usd_per_kg", "source_id", "vintage",
+                                       "status", "note"])
+
+
+def build_variant(raw_dir: Path | None, base_year: int) -> dict[str, pd.DataFrame]:
+    """The tables of a past base year that differ from today's."""
+    today = build_tables(raw_dir)
+    past = build_tables(raw_dir, base_year=base_year)
+    return {n: df for n, df in past.items() if not df.equals(today[n])}
+
+
 def build_regions(raw_dir: Path, referenced: set[str], eu_members: list[str]) -> pd.DataFrame:
     wgi = raw.read_wgi(raw_dir, 2023).set_index("region")
     rows = []
@@ -264,21 +331,29 @@ def build_regions(raw_dir: Path, referenced: set[str], eu_members: list[str]) ->
     return pd.DataFrame(rows, columns=cols)
 
 
-def build_tables(raw_dir: Path | None = None,
-                 curated_dir: Path = CURATED_DIR) -> dict[str, pd.DataFrame]:
-    """Every table of the dataset, built from the raw files and the curated notes."""
+def build_tables(raw_dir: Path | None = None, curated_dir: Path = CURATED_DIR,
+                 base_year: int | None = None) -> dict[str, pd.DataFrame]:
+    """Every table of the dataset, built from the raw files and the curated notes; with
+    `base_year` one of BASE_YEAR_VARIANTS, the chain as it was that year."""
     raw_dir = Path(raw_dir) if raw_dir is not None else raw.default_raw_dir()
     if not raw_dir.is_dir():
         raise raw.RawDataError(
             f"raw data folder {raw_dir} does not exist: set OREFLOW_RAW_DIR or pass --raw-dir"
         )
+    past = base_year
+    if past is not None:
+        if past not in BASE_YEAR_VARIANTS:
+            raise raw.RawDataError(f"no curated base year {past}; available: "
+                                   f"{', '.join(map(str, BASE_YEAR_VARIANTS))}")
+        today = build_tables(raw_dir, curated_dir)
+        curated_dir = (curated_dir / BASE_YEAR_VARIANTS[past], curated_dir)
     t: dict[str, pd.DataFrame] = {}
     cur = {n: _curated(n, curated_dir) for n in (
         "sources", "blocs", "deposits", "mine_source_split", "concentrate_routing",
         "stage_parameters", "china_domestic_prices", "market_parameters", "risk_parameters",
         "export_controls", "market_behaviour", "sector_value", "stockpile_forms",
         "stockpile_parameters", "network_parameters", "trade_agreements", "eu_criticality",
-        "market_regions", "demand_response",
+        "market_regions", "demand_response", "validation_targets",
     )}
     t.update(cur)
     market = cur["market_parameters"]
@@ -294,6 +369,10 @@ def build_tables(raw_dir: Path | None = None,
     myb = _sourced(myb, "usgs_myb2022", 2022, "reported", myb["note"].fillna(""))
     myb["qualifier"] = ""
     t["mine_production"] = pd.concat([mine, myb], ignore_index=True)
+    if past is not None:
+        t["mine_production"] = pd.concat(
+            [t["mine_production"], mine_from_history(_curated("mine_production", curated_dir),
+                                                     raw_dir, base_year)], ignore_index=True)
     res = mcs["reserves"]
     t["reserves"] = _sourced(res, "usgs_mcs2026", 2026, res["status"], res["note"].fillna(""))
 
@@ -320,8 +399,12 @@ def build_tables(raw_dir: Path | None = None,
     t["sector_regions"] = sr.melt(id_vars=meta, var_name="region", value_name="share")
 
     t["prices"] = build_prices(mcs, raw_dir)
-    t["base_prices"] = build_base_prices(t["prices"], t["elements"], cur["china_domestic_prices"],
-                                         market, base_year)
+    if _has_curated("base_prices_fob", curated_dir):
+        t["base_prices"] = base_prices_from_fob(_curated("base_prices_fob", curated_dir),
+                                                today["base_prices"], market)
+    else:
+        t["base_prices"] = build_base_prices(t["prices"], t["elements"],
+                                             cur["china_domestic_prices"], market, base_year)
 
     sal = mcs["us_salient"].copy()
     sal = sal.drop(columns=["statistic"], errors="ignore")
@@ -347,7 +430,13 @@ def build_tables(raw_dir: Path | None = None,
     t["trade_routes"] = pd.concat(
         [_expand_items(_curated("trade_routes", curated_dir), "elements", "element"),
          routes_from_us_imports(t["trade_us_imports"], base_year)], ignore_index=True)
-    t.update(build_stock_tables(curated_dir, t["sectors"], sr, base_year))
+    if past is None:
+        t.update(build_stock_tables(curated_dir, t["sectors"], sr, base_year))
+    else:  # magnets in use: today's history cut at the past year
+        for name in ("magnet_history", "magnet_sector_history", "magnet_lifetimes",
+                     "recycling"):
+            df = today[name]
+            t[name] = df[df["year"] <= past] if "year" in df.columns else df
 
     referenced: set[str] = set()
     for name, table in TABLES.items():
@@ -378,9 +467,16 @@ def _tidy(name: str, df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(list(table.key), kind="stable").reset_index(drop=True)
 
 
-def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
-    """Write each table atomically (temp file then rename): no half-written CSV survives."""
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path,
+                 replace: bool = False) -> list[Path]:
+    """Write each table atomically (temp file then rename): no half-written CSV survives.
+    `replace`: also remove table files of `out_dir` not written now (a past year's overlay)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if replace:
+        keep = {TABLES[n].file for n in tables}
+        for f in out_dir.glob("*.csv"):
+            if f.name not in keep:
+                f.unlink()
     written = []
     for name, df in tables.items():
         target = out_dir / TABLES[name].file
@@ -420,7 +516,7 @@ def _interpolate_years(anchors: pd.DataFrame, value: str, log: bool) -> pd.DataF
     return out
 
 
-def build_stock_tables(curated_dir: Path, sectors: pd.DataFrame, sector_regions: pd.DataFrame,
+def build_stock_tables(curated_dir: Curated, sectors: pd.DataFrame, sector_regions: pd.DataFrame,
                        base_year: int) -> dict[str, pd.DataFrame]:
     """magnet_history and magnet_sector_history made annual up to the base year, lifetimes
     as curated, and recycling parameters with '*' rows expanded to every magnet-use region."""

@@ -13,6 +13,9 @@ import pandas as pd
 from oreflow.data.schema import TABLES, DatasetError, Problem, check_values, coerce
 
 TABLES_DIR = Path(__file__).parent / "tables"
+BASE_YEAR_VARIANTS = {2010: "base_2010"}
+"""Past base years the dataset also describes: tables/<folder> holds the tables that differ
+from today's (built from curated/<folder> by `oreflow data build`)."""
 
 
 @dataclass(frozen=True)
@@ -91,21 +94,39 @@ def check_dataset(path: Path | str | None = None) -> tuple[dict[str, pd.DataFram
     return coerced, problems + more
 
 
-def load_dataset(path: Path | str | None = None) -> Dataset:
-    """The validated dataset; raises DatasetError listing every problem (file, line, column)."""
+def load_dataset(path: Path | str | None = None, base_year: int | None = None) -> Dataset:
+    """The validated dataset; raises DatasetError listing every problem (file, line, column).
+    `base_year` picks a past base year the dataset also describes (BASE_YEAR_VARIANTS)."""
     path = Path(path) if path is not None else TABLES_DIR
+    if base_year is not None and base_year not in BASE_YEAR_VARIANTS:
+        allowed = ", ".join(map(str, BASE_YEAR_VARIANTS))
+        raise DatasetError([Problem(str(path), None, "base_year",
+                                    f"no tables for base year {base_year}; the dataset "
+                                    f"describes today's base year and {allowed}")])
     if path == TABLES_DIR:
-        return _load_embedded()
-    return _load(path)
+        return _load_embedded(base_year)
+    return _load(path, base_year)
 
 
-def _load(path: Path) -> Dataset:
-    tables, problems = check_dataset(path)
+def _load(path: Path, base_year: int | None = None) -> Dataset:
+    if base_year is None:
+        tables, problems = check_dataset(path)
+        version = _version(path)
+    else:  # today's tables with the past year's replacements laid over them
+        over = path / BASE_YEAR_VARIANTS[base_year]
+        frames, problems = read_raw_tables(path)
+        for name, table in TABLES.items():
+            f = over / table.file
+            if f.exists():
+                frames[name] = pd.read_csv(f, dtype=str, keep_default_na=False)
+        tables, more = validate_tables(frames)
+        problems += more
+        version = f"{_version(path)}-{base_year}-{_version(over)[-12:]}"
     if problems:
         raise DatasetError(problems)
-    return Dataset(tables=tables, path=path, version=_version(path))
+    return Dataset(tables=tables, path=path, version=version)
 
 
-@lru_cache(maxsize=1)
-def _load_embedded() -> Dataset:
-    return _load(TABLES_DIR)
+@lru_cache(maxsize=2)
+def _load_embedded(base_year: int | None = None) -> Dataset:
+    return _load(TABLES_DIR, base_year)

@@ -235,6 +235,17 @@ def read_myb2022_world_mine_production(raw_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(recs, columns=["region", "year", "t_reo", "note"])
 
 
+def read_ds140(raw_dir: Path) -> pd.DataFrame:
+    """USGS Data Series 140 (tidy copy): production by year for the world (WLD) and the US."""
+    f = _need(raw_dir / "usgs_re_history" / "usgs_rare_earths_historical.csv")
+    df = pd.read_csv(f)
+    need = {"year", "geography_code", "metric", "value"}
+    if not need <= set(df.columns):
+        raise RawDataError(f"{f}: expected columns {sorted(need)}")
+    out = df[df["metric"] == "production"][["year", "geography_code", "value"]].dropna()
+    return out.astype({"year": int, "value": float})
+
+
 def _strip_footnote_letters(label: str) -> str:
     """'Australiae' -> 'Australia', 'Indiae, 4' -> 'India', 'China3' -> 'China'."""
     base = re.sub(r"[\d,\s]+$", "", label)

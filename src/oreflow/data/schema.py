@@ -371,6 +371,27 @@ TABLES: dict[str, Table] = {
             key=("date", "product"),
         ),
         Table(
+            "validation_targets",
+            "Recorded episode figures the model is fitted to (role fit) or checked against "
+            "(role check): price multiples over the episode's base, by zone.",
+            (
+                Column("target", "str"),
+                Column("scenario", "str"),
+                Column("quantity", "str", allowed=("peak_ratio", "ratio_at", "peak_month",
+                                                   "gap_at")),
+                _ELEMENT,
+                Column("zone", "str", allowed=("ROW", "CHN")),
+                Column("month", "float", "months since the scenario starts", min=0.0,
+                       nullable=True),
+                Column("observed", "float", min=0.0),
+                Column("observed_low", "float", min=0.0),
+                Column("observed_high", "float", min=0.0),
+                Column("role", "str", allowed=("fit", "check")),
+                Column("basis", "str"),
+            ),
+            key=("target",),
+        ),
+        Table(
             "market_parameters",
             "Scalars: exchange rates, VAT, base year, placeholder prices.",
             (Column("parameter", "str"), Column("value", "float"), Column("unit", "str")),

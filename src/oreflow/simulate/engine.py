@@ -37,6 +37,7 @@ class Behaviour:
 
     target_cover_months: float
     price_horizon_months: float
+    expectation_horizon_months: float
     price_smoothing: float
     price_cap: float
     price_rationing_elasticity: float
@@ -148,7 +149,7 @@ class Engine:
         is rationed by quantity (allocation, contracts) rather than by price; and the base
         year's ratio of expected supply to use."""
         b, beh = self.base, self.beh
-        E, G, M, I = self.E, self.G, self.M, self.I
+        E, M, I = self.E, self.M, self.I
         el = b.item_reo()[b.line_item]  # [L, E] t REO-eq per unit of each line
         form = b.item_form[b.line_item]
         grade = np.where(form == 2, b.line_item - 2 * E, -1)
@@ -223,11 +224,15 @@ class Engine:
         lo, ld, li = self.links
         queue = np.zeros((n, max(K, 1), lq, len(lo)))
         cov = np.zeros((max(K, 1), len(lo)))
+        quota0 = np.zeros((max(K, 1), len(lo)))
         origin = np.zeros(max(K, 1), np.int64)
         leak = np.zeros(max(K, 1))
+        link_flow0 = b.source_share[lo, ld, li] * b.use0[ld, li]  # base-year t a month
         for k, c in enumerate(sh.controls):
             cov[k] = np.where(lo == c.origin, c.coverage[ld, li], 0.0)
             origin[k], leak[k] = c.origin, c.leakage
+            if c.quota:
+                quota0[k] = cov[k] * link_flow0
         review = np.zeros((n, max(K, 1)))
         for k, c in enumerate(sh.controls):
             review[:, k] = c.review
@@ -263,7 +268,7 @@ class Engine:
             for k, c in enumerate(sh.controls):
                 active[:, k] = c.active(mid)
                 approval[:, k] = c.approval(mid)
-                ahead[:, k] = c.expected_approval(mid, beh.price_horizon_months)
+                ahead[:, k] = c.expected_approval(mid, beh.expectation_horizon_months)
             inflow = np.zeros((n, M, I))
             inflow[:, self.new_supply_market, :E] += resp
             secondary = rec.secondary(mid) if rec is not None else np.zeros((n, M, E))
@@ -271,7 +276,6 @@ class Engine:
             released = np.zeros((n, M, I))
             ratio = np.exp(st["lr"])
             for h, hold in zip(sh.holdings, holdings, strict=True):
-                e = h.item % E
                 on = ratio[:, h.market, h.item] >= h.release_ratio
                 take = np.minimum(np.minimum(hold, h.max_release), last_short[:, h.market, h.item])
                 take = np.where(on, take, 0.0)
@@ -282,7 +286,7 @@ class Engine:
                         st["swarf_last"], st["short_imp"], queue,
                         inp["conc_in"], inp["cap"], inp["dem_factor"], inflow, active,
                         approval, ahead, n0, frac, t,
-                        **self.static, cov=cov, ctl_origin=origin, leakage=leak,
+                        **self.static, cov=cov, quota0=quota0, ctl_origin=origin, leakage=leak,
                         frac_grid_step=self.cover_table[0], frac_left=self.cover_table[1],
                         cdf=self.cover_table[2], par=self.par,
                         out_prod=out["prod"], out_imp=out["imp"], out_exp=out["exp"],

@@ -68,7 +68,7 @@ def _months_drawn(remaining, frac_left):
 
 
 @njit(cache=True)
-def licences(req, eff, queue, slot, cov, ctl_active, approval, ahead, review_n0,
+def licences(req, eff, queue, slot, cov, quota0, ctl_active, approval, ahead, review_n0,
              review_frac, item_form, link_d, link_i, out_filed, out_approved, out_pipeline,
              out_expected):
     """Requests on controlled links join the queue [K, Lq, links] in month `slot`; what was
@@ -77,7 +77,9 @@ def licences(req, eff, queue, slot, cov, ctl_active, approval, ahead, review_n0,
     controlled part and gains the approvals. What buyers can expect: `out_pipeline`, what is
     still under review, and `out_expected`, the controlled requests at `ahead`, the approval
     share announced for the coming months, less what the link brings this month (the
-    correction to this month's imports as a guide to the coming months)."""
+    correction to this month's imports as a guide to the coming months). Where `quota0`
+    [K, links] is positive the control is a quota: a link ships at most `approval` x quota0
+    (its base-year flow) of what is decided."""
     M, I = out_filed.shape
     K, Lq, NL = queue.shape
     for d in range(M):
@@ -104,14 +106,19 @@ def licences(req, eff, queue, slot, cov, ctl_active, approval, ahead, review_n0,
             q1 = queue[k, (slot - n0 - 1) % Lq, j] if n0 + 1 < Lq else 0.0
             processed = (1.0 - fr) * q0 + fr * q1
             share = approval[k, item_form[i]] if ctl_active[k] else 1.0
-            eff[j] += processed * share
-            out_approved[d, i] += processed * share
+            quota = quota0[k, j]
+            ok = processed * share
+            if quota > 0.0 and ctl_active[k]:
+                ok = min(processed, share * quota)
+            eff[j] += ok
+            out_approved[d, i] += ok
             # what buyers count on from this link over the coming months, against what it
             # brings now: requests at the announced approval share (1 when no control is in
             # force or announced), the applications under review at that share
             coming = ahead[k, item_form[i]]
-            flowing = processed * share if ctl_active[k] else req[j] * cv + processed
-            out_expected[d, i] += req[j] * cv * coming - flowing
+            flowing = ok if ctl_active[k] else req[j] * cv + processed
+            counted = min(req[j] * cv, coming * quota) if quota > 0.0 else req[j] * cv * coming
+            out_expected[d, i] += counted - flowing
             pending = fr * q0
             for n in range(min(n0, Lq)):
                 pending += queue[k, (slot - n) % Lq, j]
@@ -281,7 +288,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         # static
         own_share, link_o, link_d, link_i, link_w, S0, B0, demand0, line_item, line_order,
         line_prio, elasticity, item_form, item_el, grade_reo, metal_per_magnet,
-        swarf_per_magnet, grade_w, price0, cov, ctl_origin, leakage, frac_grid_step,
+        swarf_per_magnet, grade_w, price0, cov, quota0, ctl_origin, leakage, frac_grid_step,
         frac_left, cdf, par,
         # outputs for this path (overwritten)
         out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
@@ -382,8 +389,9 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         req[j] = purch[link_d[j], link_i[j]] * link_w[j]
     # ---- 3. licences ----------------------------------------------------------------
     eff[:] = req
-    licences(req, eff, queue, slot, cov, ctl_active, approval, ahead, review_n0, review_frac,
-             item_form, link_d, link_i, out_filed, out_approved, out_pipeline, out_expected)
+    licences(req, eff, queue, slot, cov, quota0, ctl_active, approval, ahead, review_n0,
+             review_frac, item_form, link_d, link_i, out_filed, out_approved, out_pipeline,
+             out_expected)
     for o in range(M):
         for i in range(I):
             orders[o, i] = purch[o, i] * own_share[o, i] + short_imp[o, i]
@@ -540,10 +548,14 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         for e in range(E):  # cost floors: metal >= oxide, grade >= its metals
             if target[m, E + e] < target[m, e]:
                 target[m, E + e] = target[m, e]
+        for e in range(E):  # metal price ratios, once (phi is free scratch here)
+            phi[e] = np.exp(target[m, E + e])
         for g in range(G):
             cost = 0.0
             for e in range(E):
-                cost += grade_w[g, e] * np.exp(target[m, E + e])
+                w = grade_w[g, e]
+                if w > 0.0:
+                    cost += w * phi[e]
             floor = np.log(cost) if cost > 0.0 else 0.0
             if target[m, 2 * E + g] < floor:
                 target[m, 2 * E + g] = floor
@@ -566,7 +578,7 @@ def step(S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
          slot,
          own_share, link_o, link_d, link_i, link_w, S0, B0, demand0, line_item, line_order,
          line_prio, elasticity, item_form, item_el, grade_reo, metal_per_magnet,
-         swarf_per_magnet, grade_w, price0, cov, ctl_origin, leakage, frac_grid_step,
+         swarf_per_magnet, grade_w, price0, cov, quota0, ctl_origin, leakage, frac_grid_step,
          frac_left, cdf, par,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
          out_price, out_conc_used, out_filed, out_approved,
@@ -580,7 +592,8 @@ def step(S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
                   approval[p], ahead[p], review_n0[p], review_frac[p], slot,
                   own_share, link_o, link_d, link_i, link_w, S0, B0, demand0, line_item,
                   line_order, line_prio, elasticity, item_form, item_el, grade_reo,
-                  metal_per_magnet, swarf_per_magnet, grade_w, price0, cov, ctl_origin, leakage,
+                  metal_per_magnet, swarf_per_magnet, grade_w, price0, cov, quota0, ctl_origin,
+                  leakage,
                   frac_grid_step, frac_left, cdf, par,
                   out_prod[p], out_imp[p], out_exp[p], out_drawn[p], out_del[p], out_cons[p],
                   out_need[p], out_want[p], out_price[p], out_conc_used[p], out_filed[p],

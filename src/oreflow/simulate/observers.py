@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from numba import njit, prange
 
 from oreflow.simulate.market import MarketBase
 
@@ -125,33 +126,58 @@ class PathSummary(_Base):
 
     def on_month(self, v: MonthView) -> None:
         i = v.paths - self.offset
-        ratio = v.price_usd_per_kg * self.inv_p0
-        self.peak[i] = np.fmax(self.peak[i], np.where(self.inv_p0 > 0, ratio, np.nan))
-        self.peak_outside[i] = np.fmax(self.peak_outside[i],
-                                       np.einsum("pme,me->pe", ratio, self.outside_w))
-        mpo = self.base.metal_per_oxide
-        self.secondary[i] += v.secondary_t.sum(1) * mpo
-        self.new_supply[i] += v.new_supply_t * mpo
-        self.unmet_el[i] += v.unmet_physical_element_t
-        self.reduction_el[i] += v.demand_reduction_element_t
-        phys_s, need_s = v.unmet_physical_sector_t, v.need_sector_t
-        self.unmet[i] += phys_s
-        self.reduction[i] += v.demand_reduction_sector_t
-        self.need[i] += need_s
-        share = np.divide(phys_s, need_s, out=np.zeros_like(phys_s), where=need_s > 0)
-        prev = self._prev[i]
-        hit = (share >= self.threshold) & np.isinf(self.first[i])
-        # interpolate the crossing within the month (the share ramps from last month's)
-        f = np.clip(np.divide(self.threshold - prev, share - prev, out=np.ones_like(share),
-                              where=share > prev), 0.0, 1.0)
-        self.first[i] = np.where(hit, v.t + f, self.first[i])
-        self._prev[i] = share
+        _summary_month(i, float(v.t), self.threshold, v.price_usd_per_kg, self.inv_p0,
+                       self.outside_w, self.base.metal_per_oxide, v.secondary_t,
+                       v.new_supply_t, v.unmet_physical_element_t,
+                       v.demand_reduction_element_t, v.unmet_physical_sector_t,
+                       v.demand_reduction_sector_t, v.need_sector_t, self.peak,
+                       self.peak_outside, self.secondary, self.new_supply, self.unmet_el,
+                       self.reduction_el, self.unmet, self.reduction, self.need, self.first,
+                       self._prev)
         self.first_shock[i] = v.first_shock_month
 
     def first_stoppage_week(self) -> np.ndarray:
         """[P, M, S] weeks from the first shock to the first stoppage (inf: none)."""
         start = np.nan_to_num(self.first_shock, nan=0.0)[:, None, None]
         return np.maximum(self.first - start, 0.0) * WEEKS_PER_MONTH
+
+
+@njit(cache=True, parallel=True)
+def _summary_month(rows, t, threshold, price, inv_p0, outside_w, mpo, secondary, new_supply,
+                   unmet_el_m, red_el_m, phys_s, red_s, need_s, peak, peak_outside,
+                   secondary_sum, new_supply_sum, unmet_el, reduction_el, unmet, reduction,
+                   need, first, prev):
+    """One month of PathSummary for a chunk (rows: this chunk's rows in the totals). A
+    sector's first stoppage is interpolated within the month from last month's share."""
+    P, M, E = price.shape
+    S = phys_s.shape[2]
+    for p in prange(P):
+        r = rows[p]
+        for e in range(E):
+            out = 0.0
+            for m in range(M):
+                ratio = price[p, m, e] * inv_p0[m, e]
+                if inv_p0[m, e] > 0.0 and not ratio <= peak[r, m, e]:
+                    peak[r, m, e] = ratio  # also replaces the initial NaN
+                out += ratio * outside_w[m, e]
+                unmet_el[r, m, e] += unmet_el_m[p, m, e]
+                reduction_el[r, m, e] += red_el_m[p, m, e]
+                secondary_sum[r, e] += secondary[p, m, e] * mpo[e]
+            if not out <= peak_outside[r, e]:
+                peak_outside[r, e] = out
+            new_supply_sum[r, e] += new_supply[p, e] * mpo[e]
+        for m in range(M):
+            for s_ in range(S):
+                ph, nd = phys_s[p, m, s_], need_s[p, m, s_]
+                unmet[r, m, s_] += ph
+                reduction[r, m, s_] += red_s[p, m, s_]
+                need[r, m, s_] += nd
+                share = ph / nd if nd > 0.0 else 0.0
+                before = prev[r, m, s_]
+                if share >= threshold and first[r, m, s_] == np.inf:
+                    f = (threshold - before) / (share - before) if share > before else 1.0
+                    first[r, m, s_] = t + min(max(f, 0.0), 1.0)
+                prev[r, m, s_] = share
 
 
 BAND_PATHS = 1_000
@@ -205,14 +231,56 @@ class BalanceCheck(_Base):
         self.B = np.repeat(b.buyer_stock0[None], n, 0).astype(float)
 
     def on_month(self, v: MonthView) -> None:
-        delivered = v.deliveries_t @ self.line_to_item
-        self.S += (v.production_t + v.inflow_t + v.imports_t - v.exports_t - v.inputs_used_t
-                   - delivered - v.unsold_t)
-        self.C += v.concentrate_in_t - v.concentrate_used_t
-        self.B += v.deliveries_t - v.consumption_t
-        gaps = [np.abs(self.S - v.stock_t).max(), np.abs(self.C - v.concentrate_stock_t).max(),
-                np.abs(self.B - v.buyer_stock_t).max()]
-        worst = max(gaps) / self.scale
-        if not np.isfinite(worst):
-            worst = np.inf
+        worst = _balance_month(
+            self.S, self.C, self.B, v.production_t, v.inflow_t, v.imports_t, v.exports_t,
+            v.inputs_used_t, v.unsold_t, v.deliveries_t, v.consumption_t,
+            v.concentrate_in_t, v.concentrate_used_t, self.base.line_item, v.stock_t,
+            v.concentrate_stock_t, v.buyer_stock_t) / self.scale
         self.max_rel = max(self.max_rel, float(worst))
+
+
+@njit(cache=True, parallel=True)
+def _balance_month(S, C, B, prod, inflow, imp, exp_, used, unsold, deliv, cons, conc_in,
+                   conc_used, line_item, stock, conc_stock, buyer_stock):
+    """One month of the independent balance (fused over paths): stocks rebuilt from the
+    flows, and the largest gap to the stocks the step carries (inf if not finite)."""
+    P = S.shape[0]
+    worst = np.zeros(P)
+    for p in prange(P):
+        worst[p] = _balance_path(S[p], C[p], B[p], prod[p], inflow[p], imp[p], exp_[p],
+                                 used[p], unsold[p], deliv[p], cons[p], conc_in[p],
+                                 conc_used[p], line_item, stock[p], conc_stock[p],
+                                 buyer_stock[p])
+    return worst.max()
+
+
+@njit(cache=True)
+def _balance_path(S, C, B, prod, inflow, imp, exp_, used, unsold, deliv, cons, conc_in,
+                  conc_used, line_item, stock, conc_stock, buyer_stock):
+    M, I = S.shape
+    L, E = deliv.shape[1], C.shape[1]
+    w = 0.0
+    for m in range(M):
+        for i in range(I):
+            S[m, i] += (prod[m, i] + inflow[m, i] + imp[m, i] - exp_[m, i] - used[m, i]
+                        - unsold[m, i])
+        for l in range(L):
+            S[m, line_item[l]] -= deliv[m, l]
+            B[m, l] += deliv[m, l] - cons[m, l]
+        for e in range(E):
+            C[m, e] += conc_in[m, e] - conc_used[m, e]
+        for i in range(I):
+            w = _gap(w, S[m, i] - stock[m, i])
+        for l in range(L):
+            w = _gap(w, B[m, l] - buyer_stock[m, l])
+        for e in range(E):
+            w = _gap(w, C[m, e] - conc_stock[m, e])
+    return w
+
+
+@njit(cache=True, inline="always")
+def _gap(w, d):
+    d = abs(d)
+    if d != d:
+        return np.inf
+    return d if d > w else w

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def licences(req, queue, slot, cov, active, approval, ahead, review_n0, review_frac,
+def licences(req, queue, slot, cov, quota0, active, approval, ahead, review_n0, review_frac,
              item_form, link_d, link_i, M, I):
     """req [P, NL]; queue [P, K, Lq, NL] (updated); active [P, K]; approval and ahead
     [P, K, 3]; review_n0 (int), review_frac [P, K]. Returns eff [P, NL] and filed, approved,
@@ -33,11 +33,14 @@ def licences(req, queue, slot, cov, active, approval, ahead, review_n0, review_f
         fr = review_frac[:, k][:, None]
         processed = (1 - fr) * q0 + fr * q1
         share = np.where(act, approval[:, k][:, form], 1.0)
-        approved = np.where(on, processed * share, 0.0)
+        quota = quota0[k][None, :]
+        ok = np.where((quota > 0) & act, np.minimum(processed, share * quota), processed * share)
+        approved = np.where(on, ok, 0.0)
         eff = eff + approved
         coming = ahead[:, k][:, form]
-        flowing = np.where(act, processed * share, controlled + processed)
-        expected = np.where(on, controlled * coming - flowing, 0.0)
+        flowing = np.where(act, ok, controlled + processed)
+        counted = np.where(quota > 0, np.minimum(controlled, coming * quota), controlled * coming)
+        expected = np.where(on, counted - flowing, 0.0)
         pending = fr * q0
         for n in range(Lq):
             pending = pending + np.where((n < n0)[:, None], queue[:, k, (slot - n) % Lq], 0.0)

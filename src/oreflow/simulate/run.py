@@ -78,6 +78,7 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
         sc = scenario
     else:
         sc, scenario_sha256 = load_scenario(scenario, net)
+    net = net.at_year(sc.base_year)
     if months is not None:
         if months < 1:
             raise RunError(f"months must be at least 1, got {months}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from oreflow.scenario import (
+    QUOTA_MAX_SHARE,
     DemandShift,
     ExportControl,
     NewCapacity,
@@ -60,15 +61,20 @@ class Control:
     leakage: float
     widened: list[str] = field(default_factory=list)  # grades covered through their content
     announced: np.ndarray | None = None  # [P] month the control is announced
+    quota: bool = False  # approval is a share of each link's base-year flow, not of requests
+    expected: np.ndarray | None = None  # [K, 2] the path buyers expect, if not `paths`
 
-    def approval(self, mid: float) -> np.ndarray:
-        """[P, 3] approval share per form in month midpoint `mid` (0 outside the control)."""
+    def approval(self, mid: float, expected: bool = False) -> np.ndarray:
+        """[P, 3] approval share per form in month midpoint `mid` (0 outside the control);
+        `expected`: the path buyers expect."""
         since = mid - self.start
         out = np.empty((len(since), 3))
-        for f, pts in enumerate(self.paths):
+        paths = [self.expected] * 3 if expected and self.expected is not None else self.paths
+        for f, pts in enumerate(paths):
             idx = np.clip(np.searchsorted(pts[:, 0], np.maximum(since, 0.0), "right") - 1, 0,
                           None)
-            out[:, f] = np.clip(pts[idx, 1] * self.scale, 0.0, 1.0)
+            out[:, f] = np.clip(pts[idx, 1] * self.scale, 0.0,
+                                QUOTA_MAX_SHARE if self.quota else 1.0)
         return out
 
     def active(self, mid: float) -> np.ndarray:
@@ -82,7 +88,7 @@ class Control:
         total = np.zeros((len(self.start), 3))
         for h in range(months):
             m = mid + h
-            total += np.where(self.active(m)[:, None], self.approval(m), 1.0)
+            total += np.where(self.active(m)[:, None], self.approval(m, expected=True), 1.0)
         known = mid >= (self.announced if self.announced is not None else self.start)
         return np.where(known[:, None], total / months, 1.0)
 
@@ -253,7 +259,9 @@ def sample_shocks(scenario: Scenario, base: MarketBase, network, seed: int,
                 start, end, draw(shock.approval_scale), draw(shock.review_delay, 0.0),
                 base.regions.index(scenario.controller), cov, paths_by_form,
                 leakage if shock.leakage is None else float(shock.leakage), widened,
-                start - shock.announced_months))
+                start - shock.announced_months, shock.approval_basis == "base_year",
+                None if shock.expected_approval is None
+                else np.array(shock.expected_approval, float)))
         elif isinstance(shock, Outage):
             share = draw(shock.share_lost)
             if shock.stage == "mining":
