@@ -15,6 +15,7 @@ import pandas as pd
 import pycountry
 
 from oreflow.data import raw
+from oreflow.data.build_chains import build_chain_tables
 from oreflow.data.schema import TABLES
 from oreflow.io import atomic_write_text
 
@@ -348,6 +349,7 @@ def build_tables(raw_dir: Path | None = None,
         [_expand_items(_curated("trade_routes", curated_dir), "elements", "element"),
          routes_from_us_imports(t["trade_us_imports"], base_year)], ignore_index=True)
     t.update(build_stock_tables(curated_dir, t["sectors"], sr, base_year))
+    t.update(build_chain_tables(raw_dir, curated_dir))
 
     referenced: set[str] = set()
     for name, table in TABLES.items():
