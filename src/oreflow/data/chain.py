@@ -153,8 +153,8 @@ def build_chain(tables, name: str) -> Chain:
     st = tables["chain_stages"]
     st = st[st["chain"] == cid].sort_values("order")
     stages = tuple(
-        ChainStage(r.stage, int(r.order), r.name, r.form, r.engine_slot or "",
-                   float(r.basis_per_t_form), float(r["yield"]), bool(r.end_use))
+        ChainStage(r["stage"], int(r["order"]), r["name"], r["form"], r["engine_slot"] or "",
+                   float(r["basis_per_t_form"]), float(r["yield"]), bool(r["end_use"]))
         for _, r in st.iterrows())
     if not stages:
         raise ValueError(f"chain_stages.csv declares no stage for chain {cid}")
