@@ -310,10 +310,10 @@ def scenario_list() -> None:
     rows = []
     for name in builtin_names():
         sc, _ = load_scenario(name)
-        rows.append((name, sc.start, sc.months, len(sc.shocks),
+        rows.append((name, ",".join(sc.commodities), sc.start, sc.months, len(sc.shocks),
                      " ".join(sc.description.split())[:90]))
-    print_frame(pd.DataFrame(rows, columns=["scenario", "start", "months", "shocks",
-                                            "description"]), Format.table,
+    print_frame(pd.DataFrame(rows, columns=["scenario", "commodity", "start", "months",
+                                            "shocks", "description"]), Format.table,
                 title="Built-in scenarios")
 
 
