@@ -364,7 +364,7 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
     from oreflow.network import Network
     from oreflow.scenario import ScenarioError
     from oreflow.simulate import run_stress, save_result, summary
-    from oreflow.simulate.market import MarketError, market_base, perspective_markets
+    from oreflow.simulate.market import MarketError, perspective_markets
     from oreflow.simulate.run import RunError
 
     if out_file is not None:
@@ -377,7 +377,7 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
         warnings = scenario_warnings(sc, net)
         ds = _run_with_progress(run_stress, sc, paths, seed, months, net,
                                 quiet=fmt is not Format.table, sha=sha)
-        markets, note = (perspective_markets(market_base(net, ds.attrs["controller"]),
+        markets, note = (perspective_markets(_stress_base(net, sc, ds.attrs["controller"]),
                                              net.dataset, perspective)
                          if perspective else (None, ""))
     except (ScenarioError, MarketError, RunError, ValueError) as e:
@@ -406,6 +406,17 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
         _print_stress(result, ds)
     if out_file is not None and fmt is Format.table:
         out.print(f"Full result: {out_file.resolve()}")
+
+
+def _stress_base(net, sc, controller: str):
+    """The engine's base year of a scenario: the rare-earth network's, or its chains'."""
+    from oreflow.simulate.market import market_base
+
+    if sc.is_ree:
+        return market_base(net, controller)
+    from oreflow.simulate.chain_market import chain_market_base, chain_markets
+
+    return chain_market_base(chain_markets(net.dataset, sc.commodities), controller)
 
 
 def _check_out(path: Path, suffix: str) -> None:

@@ -83,7 +83,13 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
             raise RunError(f"months must be at least 1, got {months}")
         sc = sc.model_copy(update={"months": months})
     beh = behaviour or Behaviour.from_dataset(net.dataset)
-    base = market_base(net, sc.controller)
+    if sc.is_ree:
+        base = market_base(net, sc.controller)
+    else:  # another commodity: its chains in the engine's slots (simulate/chain_market.py)
+        from oreflow.simulate.chain_market import chain_market_base, chain_markets
+
+        net = chain_markets(net.dataset, sc.commodities)
+        base = chain_market_base(net, sc.controller)
     engine = Engine(base, beh, sc, net, seed)
     lo, hi = block if block is not None else (0, paths)
     if not 0 <= lo < hi:
