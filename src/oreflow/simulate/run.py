@@ -108,6 +108,12 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
             progress(done, total)
 
     notes = []
+    if not sc.is_ree:
+        ds_ = net.dataset
+        bases = "; ".join(f"{c}: {ds_.chain(c).basis}" for c in base.elements)
+        notes.append("elements are commodities, in t of each chain's basis (" + bases + "); the "
+                     "'oxide' price is the price of each chain's first traded item (engine slot "
+                     "'separation', chain_stages.csv), per kg of basis")
     for start in range(lo, hi, max(1, chunk)):
         idx = np.arange(start, min(start + chunk, hi))
         if start == lo:
