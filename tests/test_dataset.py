@@ -168,3 +168,18 @@ def test_bad_status(dataset_copy):
 def test_missing_file(dataset_copy):
     (dataset_copy / "elements.csv").unlink()
     assert "elements.csv: file missing" in _problems(dataset_copy)
+
+
+def test_the_2010_base_year_is_reproducible(tmp_path):
+    """The 2010 tables (tables/base_2010) are what the build writes from curated/base_2010."""
+    from oreflow.data import build, raw
+    from oreflow.data.load import BASE_YEAR_VARIANTS, TABLES_DIR
+
+    raw_dir = raw.default_raw_dir()
+    if not raw_dir.is_dir():
+        pytest.skip("raw data folder not present")
+    folder = BASE_YEAR_VARIANTS[2010]
+    written = build.write_tables(build.build_variant(raw_dir, 2010), tmp_path)
+    assert {p.name for p in written} == {p.name for p in (TABLES_DIR / folder).glob("*.csv")}
+    for p in written:
+        assert p.read_bytes() == (TABLES_DIR / folder / p.name).read_bytes(), p.name

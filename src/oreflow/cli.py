@@ -209,14 +209,28 @@ def risk(perspective: str = typer.Option("USA", "--perspective", "-p",
          trade_factors: TradeFactors = typer.Option(
              TradeFactors.current, "--trade-factors",
              help="t_c of the EU supply risk: 'ec' (vintage of the EC 2023 assessment) or "
-                  "'current' (controls in force today)")) -> None:
+                  "'current' (controls in force today)"),
+         commodity: str = typer.Option(None, "--commodity", "-c",
+                                       help="a chain of chains.csv (REE, Ga, Ge, Sb, W, "
+                                       "graphite_natural, graphite_synthetic, Co, Li, Ni; any "
+                                       "case); default REE"),
+         all_: bool = typer.Option(False, "--all",
+                                   help="every (commodity, stage) ranked by HHI x the "
+                                   "perspective's import reliance")) -> None:
     """Concentration and supply risk by element and stage, for a perspective; or, with
-    --sources, who supplies it. JSON is a list of rows either way."""
+    --sources, who supplies it; --commodity for another mineral, --all for every
+    (commodity, stage). JSON is a list of rows either way."""
     from oreflow.network import Network
     from oreflow.perspective import resolve_perspective
     from oreflow.risk import indicator_table, sources_table
 
-    net = Network.from_dataset(_dataset(None))
+    ds = _dataset(None)
+    if all_ or (commodity is not None and _chain_id(ds, commodity) != "REE"):
+        if sources or element:
+            fail("--sources and --element apply to the rare earths only (--commodity REE)")
+        _risk_chains(ds, perspective, fmt, commodity, all_, trade_factors.value)
+        return
+    net = Network.from_dataset(ds)
     try:
         p = resolve_perspective(perspective, net)
         if sources:
@@ -236,6 +250,53 @@ def risk(perspective: str = typer.Option("USA", "--perspective", "-p",
                           "a year; basis: domestic, observed, routed, allocated")
         return
     _print_risk(table, RISK_COLUMNS, p.code, top, net.year, trade_factors.value)
+
+
+CHAIN_RISK_COLUMNS = ["commodity", "stage", "world_t", "china_share", "hhi", "top_producer",
+                      "top_share", "import_reliance", "usgs_import_reliance",
+                      "supply_from_china", "exposure", "chokepoint", "controls", "data_status"]
+CHAIN_DIGITS = {**RISK_DIGITS, "top_share": ".0%", "supply_from_china": ".0%",
+                "exposure": ".0%"}
+
+
+def _chain_id(ds, commodity: str) -> str:
+    from oreflow.data.chain import UnknownChainError
+
+    try:
+        return ds.chain(commodity).id
+    except UnknownChainError as e:
+        fail(str(e))
+
+
+def _risk_chains(ds, perspective: str, fmt: Format, commodity: str | None, all_: bool,
+                 setting: str) -> None:
+    """`risk --commodity X` (a generic chain) and `risk --all`."""
+    from oreflow.chain_risk import all_commodities_table, chain_indicator_table
+    from oreflow.chains import ChainError, ChainNetwork
+
+    try:
+        if all_:
+            table = all_commodities_table(ds, perspective, setting)
+            if commodity is not None:
+                table = table[table["commodity"] == _chain_id(ds, commodity)]
+        else:
+            table = chain_indicator_table(ChainNetwork.from_dataset(ds, commodity), perspective)
+    except (ValueError, ChainError) as e:
+        fail(str(e))
+    if table.attrs.get("note"):
+        err.print(f"note: {table.attrs['note']}", highlight=False)
+    for cid, why in table.attrs.get("skipped", {}).items():
+        err.print(f"note: {cid} left out: {why}", highlight=False)
+    if fmt is not Format.table:
+        print_frame(table, fmt)
+        return
+    cols = (["rank"] if all_ else []) + CHAIN_RISK_COLUMNS
+    what = "every commodity" if all_ else table["commodity"].iloc[0]
+    print_frame(table[cols], Format.table, digits=CHAIN_DIGITS,
+                title=f"{what} by stage, {ds.base_year} (t of each chain's basis), perspective "
+                      f"{table.attrs.get('perspective', perspective)}; ranked by HHI x reliance"
+                if all_ else f"{what} by stage, {ds.base_year}, perspective "
+                f"{table.attrs.get('perspective', perspective)}")
 
 
 def _print_risk(table: pd.DataFrame, cols: list[str], perspective: str, top: int,
@@ -263,10 +324,10 @@ def scenario_list() -> None:
     rows = []
     for name in builtin_names():
         sc, _ = load_scenario(name)
-        rows.append((name, sc.start, sc.months, len(sc.shocks),
+        rows.append((name, ",".join(sc.commodities), sc.start, sc.months, len(sc.shocks),
                      " ".join(sc.description.split())[:90]))
-    print_frame(pd.DataFrame(rows, columns=["scenario", "start", "months", "shocks",
-                                            "description"]), Format.table,
+    print_frame(pd.DataFrame(rows, columns=["scenario", "commodity", "start", "months",
+                                            "shocks", "description"]), Format.table,
                 title="Built-in scenarios")
 
 
@@ -317,7 +378,7 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
     from oreflow.network import Network
     from oreflow.scenario import ScenarioError
     from oreflow.simulate import run_stress, save_result, summary
-    from oreflow.simulate.market import MarketError, market_base, perspective_markets
+    from oreflow.simulate.market import MarketError, perspective_markets
     from oreflow.simulate.run import RunError
 
     if out_file is not None:
@@ -330,7 +391,7 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
         warnings = scenario_warnings(sc, net)
         ds = _run_with_progress(run_stress, sc, paths, seed, months, net,
                                 quiet=fmt is not Format.table, sha=sha)
-        markets, note = (perspective_markets(market_base(net, ds.attrs["controller"]),
+        markets, note = (perspective_markets(_stress_base(net, sc, ds.attrs["controller"]),
                                              net.dataset, perspective)
                          if perspective else (None, ""))
     except (ScenarioError, MarketError, RunError, ValueError) as e:
@@ -359,6 +420,17 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
         _print_stress(result, ds)
     if out_file is not None and fmt is Format.table:
         out.print(f"Full result: {out_file.resolve()}")
+
+
+def _stress_base(net, sc, controller: str):
+    """The engine's base year of a scenario: the rare-earth network's, or its chains'."""
+    from oreflow.simulate.market import market_base
+
+    if sc.is_ree:
+        return market_base(net, controller)
+    from oreflow.simulate.chain_market import chain_market_base, chain_markets
+
+    return chain_market_base(chain_markets(net.dataset, sc.commodities), controller)
 
 
 def _check_out(path: Path, suffix: str) -> None:

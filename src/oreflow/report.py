@@ -534,7 +534,8 @@ def render_report(ds: xr.Dataset, network: Network | None = None) -> str:
 
     check_result(ds)
     net = network if network is not None else Network.from_dataset()
-    figs = figures(ds, net)
+    ree = set(map(str, ds["element"].values)) <= set(net.elements)
+    figs = figures(ds, net if ree else None)  # the Sankey is the rare-earth network's
     tables = headline_tables(ds)
     regions = tables["regions"].to_dict("records")
     prices = tables["prices"]

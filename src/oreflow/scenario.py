@@ -277,6 +277,10 @@ Shock = Annotated[
 class Scenario(_Strict):
     name: str
     description: str = ""
+    commodity: str | list[str] = "REE"
+    """The chain(s) of chains.csv the scenario is about (REE: the rare earths, whose
+    `elements` are element symbols; for another commodity a shock's `elements` name
+    commodities and its `stages` are the engine slots the chain maps, chain_stages.csv)."""
     sources: list[str] = []
     start: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="first month, YYYY-MM")
     months: int = Field(36, ge=1, le=600)
@@ -285,6 +289,14 @@ class Scenario(_Strict):
     """The network the run starts from: the dataset's base year (default, today) or a past
     year it also describes (2010)."""
     shocks: list[Shock] = []
+
+    @property
+    def commodities(self) -> list[str]:
+        return [self.commodity] if isinstance(self.commodity, str) else list(self.commodity)
+
+    @property
+    def is_ree(self) -> bool:
+        return self.commodities == ["REE"]
 
     def check_names(self, elements: set[str], regions: set[str], sectors: set[str],
                     sources: set[str] | None = None) -> None:
@@ -448,7 +460,12 @@ def parse_scenario(text: str, label: str = "<scenario>", network=None) -> Scenar
         sc = Scenario.model_validate(data)
     except ValidationError as e:
         raise ScenarioError(f"{label}: {_format_validation(e)}") from None
-    if network is not None:
+    if network is not None and not sc.is_ree:
+        try:
+            sc = check_chain_scenario(sc, network.dataset)
+        except ValueError as e:
+            raise ScenarioError(f"{label}: {e}") from None
+    elif network is not None:
         try:
             network = network.at_year(sc.base_year)
         except DatasetError as e:
@@ -477,11 +494,110 @@ def load_scenario(name_or_path: str | Path, network=None) -> tuple[Scenario, str
     return sc, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def check_chain_scenario(sc: Scenario, dataset) -> Scenario:
+    """Validate and resolve a scenario about commodities other than the rare earths: the
+    commodities are chains of chains.csv (any case or alias), a shock's `elements` are among
+    them, its stages are engine slots every named chain maps (chain_stages.csv), regions are
+    region codes of regions.csv or market regions (a bloc in `destinations` stands for its
+    members), and sources are in sources.csv. Errors name the shock and field and list what is
+    allowed."""
+    from oreflow.data.chain import UnknownChainError, resolve_chain_id
+    from oreflow.simulate.market import market_codes
+
+    try:
+        ids = [resolve_chain_id(c, dataset) for c in sc.commodities]
+    except UnknownChainError as e:
+        raise ValueError(f"commodity: {e}") from None
+    if "REE" in ids and len(ids) > 1:
+        raise ValueError("commodity: the rare earths (REE) run on their own network; give REE "
+                         "alone or other commodities only")
+    chains = {c: dataset.chain(c) for c in ids}
+    markets = market_codes(dataset)
+    regions = set(dataset["regions"]["region"])
+    blocs = {k: list(v) for k, v in dataset["blocs"].groupby("bloc")["region"]}
+
+    def region(value: str, where: str) -> str:
+        key = value.strip().upper()
+        if key in markets or key in regions:
+            return key
+        raise ValueError(f"{where}: unknown region {value!r}; allowed: market regions "
+                         f"{', '.join(markets)} or a region code of regions.csv")
+
+    def commodities(value, where: str):
+        if value == "all":
+            return value
+        out = []
+        for v in value:
+            try:
+                c = resolve_chain_id(v, dataset)
+            except UnknownChainError:
+                c = None
+            if c not in ids:
+                raise ValueError(f"{where}: {v!r} is not a commodity of this scenario; "
+                                 f"allowed: {', '.join(ids)}")
+            out.append(c)
+        return out
+
+    def slots(stages, els, where: str) -> None:
+        """Each stage (engine slot) must be mapped by at least one of the named chains (a
+        control on Ga and Ge at 'metal' covers refined gallium; Ge has no 'metal' slot)."""
+        named = ids if els == "all" else els
+        mapped = {c: [s.engine_slot for s in chains[c].stages if s.engine_slot] for c in named}
+        for st in stages:
+            if not any(st in m for m in mapped.values()):
+                shown = "; ".join(f"{c}: {', '.join(m)}" for c, m in mapped.items())
+                raise ValueError(f"{where}: no chain of {', '.join(named)} maps a stage onto "
+                                 f"engine slot {st!r}; their slots: {shown} (chain_stages.csv)")
+
+    known_sources = set(dataset["sources"]["source_id"])
+    for src in sc.sources:
+        if src not in known_sources:
+            raise ValueError(f"sources: unknown source id {src!r}: not in sources.csv")
+    shocks = []
+    for i, s in enumerate(sc.shocks):
+        where = f"shocks[{i}] ({s.type})"
+        update = {}
+        if getattr(s, "elements", None) is not None:
+            update["elements"] = commodities(s.elements, f"{where}.elements")
+        if isinstance(s, ExportControl):
+            update["origin"] = region(s.origin, f"{where}.origin")
+            slots(s.stages, update["elements"], f"{where}.stages")
+            if s.destinations != "all":
+                dest: list[str] = []
+                for d in s.destinations:
+                    key = d.strip().upper()
+                    dest += blocs[key] if key in blocs else [region(d, f"{where}.destinations")]
+                if update["origin"] in dest:
+                    raise ValueError(f"{where}.destinations: the origin {update['origin']} "
+                                     "cannot control exports to itself")
+                update["destinations"] = list(dict.fromkeys(dest))
+        if isinstance(s, Outage | NewCapacity):
+            update["region"] = region(s.region, f"{where}.region")
+            slots([s.stage], update.get("elements", "all"), f"{where}.stage")
+        if isinstance(s, Stockpile):
+            update["element"] = commodities([s.element], f"{where}.element")[0]
+            update["holder"] = region(s.holder, f"{where}.holder")
+        if isinstance(s, Recycling):
+            raise ValueError(f"{where}: recycling shocks model rare-earth magnets only")
+        if isinstance(s, DemandShift):
+            sectors = {e.sector for c in ids for e in chains[c].end_uses}
+            if s.sector not in sectors:
+                raise ValueError(f"{where}.sector: unknown sector {s.sector!r}; allowed: "
+                                 f"{', '.join(sorted(sectors))}")
+            if s.region.strip().lower() != "all":
+                update["region"] = region(s.region, f"{where}.region")
+        shocks.append(s.model_copy(update=update))
+    return sc.model_copy(update={"shocks": shocks, "commodity": ids,
+                                 "controller": region(sc.controller, "controller")})
+
+
 def scenario_warnings(sc: Scenario, network) -> list[str]:
     """Shocks that will do nothing: they start after the horizon, or touch no base-year
     flow (a control on elements the origin does not export at those stages, an outage of a
     stage the region does not run, a demand shift of a sector with no use there)."""
     out = []
+    if not sc.is_ree:
+        return out  # chain scenarios: checked by check_chain_scenario
     network = network.at_year(sc.base_year)
     prod = network.production_t
     trade = network.trade_t

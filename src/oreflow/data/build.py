@@ -15,6 +15,7 @@ import pandas as pd
 import pycountry
 
 from oreflow.data import raw
+from oreflow.data.build_chains import build_chain_tables
 from oreflow.data.load import BASE_YEAR_VARIANTS
 from oreflow.data.schema import TABLES
 from oreflow.io import atomic_write_text
@@ -432,11 +433,13 @@ def build_tables(raw_dir: Path | None = None, curated_dir: Path = CURATED_DIR,
          routes_from_us_imports(t["trade_us_imports"], base_year)], ignore_index=True)
     if past is None:
         t.update(build_stock_tables(curated_dir, t["sectors"], sr, base_year))
-    else:  # magnets in use: today's history cut at the past year
+        t.update(build_chain_tables(raw_dir, curated_dir))
+    else:  # magnets in use: today's history cut at the past year; other chains as today
         for name in ("magnet_history", "magnet_sector_history", "magnet_lifetimes",
                      "recycling"):
             df = today[name]
             t[name] = df[df["year"] <= past] if "year" in df.columns else df
+        t.update({n: today[n] for n in today if n.startswith("chain") or n == "coproduction"})
 
     referenced: set[str] = set()
     for name, table in TABLES.items():

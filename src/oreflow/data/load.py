@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from oreflow.data.schema import TABLES, DatasetError, Problem, check_values, coerce
+from oreflow.data.chain import Chain, build_chain, chain_ids
+from oreflow.data.schema import (
+    TABLES,
+    DatasetError,
+    Problem,
+    check_chain_references,
+    check_values,
+    coerce,
+)
 
 TABLES_DIR = Path(__file__).parent / "tables"
 BASE_YEAR_VARIANTS = {2010: "base_2010"}
@@ -35,6 +43,16 @@ class Dataset:
     def base_year(self) -> int:
         p = self["market_parameters"].set_index("parameter")["value"]
         return int(p["base_year"])
+
+    @property
+    def chain_ids(self) -> list[str]:
+        """Commodity ids of chains.csv (REE first, then the other chains as declared)."""
+        return chain_ids(self)
+
+    def chain(self, name: str) -> Chain:
+        """The declared chain of a commodity (`Ga`, `ga`, `REE`, ...); an unknown id raises
+        UnknownChainError listing the allowed ones."""
+        return build_chain(self, name)
 
     def parameter(self, table: str, name: str) -> float:
         p = self[table].set_index("parameter")["value"]
@@ -81,6 +99,7 @@ def validate_tables(
         problems += p
     for name, df in coerced.items():
         problems += check_values(TABLES[name], df, coerced)
+    problems += check_chain_references(coerced)
     return coerced, problems
 
 

@@ -32,6 +32,7 @@ _NAMES = {
     "burma": "MMR", "myanmar": "MMR", "myanmar (burma)": "MMR",
     "korea, republic of": "KOR", "korea, rep.": "KOR",
     "south korea": "KOR", "korea, dem. people's rep.": "PRK", "north korea": "PRK",
+    "korea, north": "PRK",
     "russia": "RUS", "russian federation": "RUS", "vietnam": "VNM", "viet nam": "VNM",
     "laos": "LAO", "lao pdr": "LAO", "lao people's democratic republic": "LAO",
     "turkey": "TUR", "türkiye": "TUR", "turkiye": "TUR", "taiwan": "TWN",
@@ -351,3 +352,23 @@ def read_mcs2026_export_controls(raw_dir: Path) -> pd.DataFrame:
         "region": df["Country"].map(to_iso3), "control_type": df["Control_Type"],
         "commodities": df["Commodity_Year"], "url": df["Data_source"], "notes": df["Notes"],
     })
+
+
+def read_mcs2026_chapter(raw_dir: Path, chapter: str) -> pd.DataFrame:
+    """Every row of one MCS 2026 chapter, values parsed: columns section, region (ISO3, XOT
+    for 'Other countries', WLD for the world total), statistic, detail, unit, year (text:
+    '2021-24' for import sources), value, qualifier ('<', '>', 'range' or ''), value_text,
+    notes. 'W' (withheld), 'NA' and blanks give NaN; '—' gives 0."""
+    df = _mcs(raw_dir)
+    rows = df[df["MCS chapter"] == chapter]
+    if rows.empty:
+        chapters = sorted(df["MCS chapter"].unique())
+        raise RawDataError(f"usgs_mcs2026_commodities_data.csv has no chapter {chapter!r}; "
+                           f"chapters: {', '.join(chapters)}")
+    recs = []
+    for r in rows.itertuples():
+        v, q = _parse_value(r.Value)
+        recs.append((r.Section, to_iso3(r.Country), r.Statistics, r.Statistics_detail, r.Unit,
+                     r.Year.replace("–", "-"), v, q, r.Value.strip(), r.Notes))
+    return pd.DataFrame(recs, columns=["section", "region", "statistic", "detail", "unit",
+                                       "year", "value", "qualifier", "value_text", "notes"])

@@ -443,11 +443,14 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "export_controls",
-            "China's export-control regimes, historical and in force.",
+            "Export-control regimes, historical and in force, by commodity (chains.csv); "
+            "`elements` names rare earths, `stages` the stages of each commodity's chain.",
             (
                 Column("regime", "str"),
                 Column("origin", "str", ref="regions.region"),
                 Column("instrument", "str", allowed=("quota", "licence", "ban")),
+                Column("commodities", "str",
+                       description="chains of chains.csv the regime covers, ';'-separated"),
                 Column("elements", "str", nullable=True),
                 Column("stages", "str", nullable=True),
                 Column("destinations", "str"),
@@ -700,3 +703,205 @@ TABLES.update({t.name: t for t in [
         key=("region", "parameter"),
     ),
 ]})
+
+
+# ---- critical-mineral chains declared as data (oreflow.chains) ---------------------------
+ENGINE_SLOTS = ("mining", "separation", "metal", "magnet")
+"""The stress engine's stage slots a chain stage may map onto (docs/model.md)."""
+QUANTITY_UNITS = ("t", "share")
+_CHAIN = Column("chain", "str", ref="chains.chain", description="commodity id (chains.csv)")
+
+TABLES.update({t.name: t for t in [
+    Table(
+        "chains",
+        "Commodity chains: id, quantity basis, which model builds the network (`network`: the "
+        "detailed rare-earth Network; `generic`: oreflow.chains.ChainNetwork), and where the "
+        "USGS MCS 2026 data release holds the chain's world table, US consumption and US "
+        "import sources.",
+        (
+            Column("chain", "str"),
+            Column("name", "str"),
+            Column("aliases", "str", nullable=True,
+                   description="other names a user may type, ';'-separated (any case)"),
+            Column("basis", "str", description="what one unit of quantity counts"),
+            Column("unit", "str", allowed=("t",)),
+            Column("model", "str", allowed=("network", "generic")),
+            Column("usgs_chapter", "str", nullable=True, description="MCS 2026 chapter"),
+            Column("usgs_stage", "str", nullable=True,
+                   description="stage of the MCS world production table"),
+            Column("usgs_consumption", "str", nullable=True,
+                   description="Statistics_detail of US consumption ('' if withheld)"),
+            Column("usgs_import_detail", "str", nullable=True,
+                   description="Statistics_detail of the US import sources used"),
+            Column("usgs_import_stage", "str", nullable=True,
+                   description="stage whose product those imports are (and USGS's reliance)"),
+        ),
+        key=("chain",),
+    ),
+    Table(
+        "chain_stages",
+        "Stages of each chain in order: the form each puts out, the engine slot it maps to, "
+        "t of the chain's basis per t of that form, yield (output / input, basis) and whether "
+        "end users buy its product.",
+        (
+            _CHAIN,
+            Column("stage", "str"),
+            Column("order", "int", min=1, max=20),
+            Column("name", "str"),
+            Column("form", "str"),
+            Column("engine_slot", "str", allowed=ENGINE_SLOTS, nullable=True),
+            Column("basis_per_t_form", "float", "t basis / t form", min=0.0, max=1.0,
+                   nullable=True),
+            Column("yield", "float", "fraction", min=0.01, max=1.0, nullable=True),
+            Column("end_use", "bool"),
+        ),
+        key=("chain", "stage"),
+    ),
+    Table(
+        "coproduction",
+        "By-product links: the host a chain's stage is recovered from, with the share of the "
+        "stage's world output that comes from it where a figure exists.",
+        (
+            _CHAIN,
+            Column("stage", "str"),
+            Column("host", "str"),
+            Column("host_chain", "str", ref="chains.chain", nullable=True),
+            Column("share", "float", "fraction", min=0.0, max=1.0, nullable=True),
+        ),
+        key=("chain", "stage", "host"),
+    ),
+    Table(
+        "chain_production",
+        "Output by chain, stage, region and year, t of the chain's basis (`unit` t) or a share "
+        "of the stage's world output (`unit` share); region WLD is the world total. USGS rows "
+        "are read from the MCS 2026 data release by the build script.",
+        (
+            _CHAIN,
+            Column("stage", "str"),
+            _REGION,
+            _YEAR,
+            Column("value", "float", min=0.0),
+            Column("unit", "str", allowed=QUANTITY_UNITS),
+            Column("qualifier", "str", allowed=("", "<", ">"), nullable=True),
+        ),
+        key=("chain", "stage", "region", "year"),
+    ),
+    Table(
+        "chain_demand",
+        "Use of each chain's products by region: t of basis a year (US: USGS MCS 2026) or a "
+        "share of world end use; the rest of the world (XOT) takes what is left.",
+        (
+            _CHAIN,
+            _REGION,
+            _YEAR,
+            Column("value", "float", min=0.0),
+            Column("unit", "str", allowed=QUANTITY_UNITS),
+        ),
+        key=("chain", "region", "year"),
+    ),
+    Table(
+        "chain_end_uses",
+        "End-use sectors of each chain: the stage whose product a sector buys and the "
+        "sector's share of that stage's end use (scope: the geography of the source).",
+        (
+            _CHAIN,
+            Column("stage", "str"),
+            Column("sector", "str"),
+            Column("name", "str"),
+            _SHARE,
+            Column("scope", "str"),
+        ),
+        key=("chain", "stage", "sector"),
+        shares=(("chain", "stage"), "share"),
+    ),
+    Table(
+        "chain_prices",
+        "Prices by chain, form, zone and year as published (`value`, `unit`) and per kg of "
+        "the chain's basis (`usd_per_kg_basis`).",
+        (
+            _CHAIN,
+            Column("form", "str"),
+            Column("zone", "str", allowed=("ROW", "CHN")),
+            _YEAR,
+            Column("value", "float", min=0.0),
+            Column("unit", "str"),
+            Column("usd_per_kg_basis", "float", "USD/kg basis", min=0.0),
+        ),
+        key=("chain", "form", "zone", "year"),
+    ),
+    Table(
+        "chain_us_salient",
+        "US salient statistics of each chain's MCS 2026 chapter (production, trade, "
+        "consumption, net import reliance as USGS reports it).",
+        (
+            _CHAIN,
+            Column("statistic", "str"),
+            Column("detail", "str"),
+            Column("unit", "str"),
+            _YEAR,
+            Column("value", "float", nullable=True),
+            Column("qualifier", "str", allowed=("", "<", ">", "range"), nullable=True),
+            Column("value_text", "str", nullable=True),
+        ),
+        key=("chain", "detail", "year"),
+    ),
+    Table(
+        "chain_import_sources",
+        "US import sources of each chain, share of US imports 2021-24 (USGS MCS 2026).",
+        (
+            _CHAIN,
+            Column("detail", "str"),
+            _REGION,
+            Column("period", "str"),
+            _SHARE,
+        ),
+        key=("chain", "detail", "region"),
+    ),
+    Table(
+        "chain_parameters",
+        "Scalars of the chain tables' build and of the generic chain network.",
+        (Column("parameter", "str"), Column("value", "float", min=0.0), Column("unit", "str")),
+        key=("parameter",),
+    ),
+]})
+
+
+CHAIN_STAGE_TABLES = ("chain_production", "chain_end_uses", "coproduction")
+"""Tables whose (chain, stage) pairs must be declared in chain_stages.csv."""
+
+
+def check_chain_references(tables: dict[str, pd.DataFrame]) -> list[Problem]:
+    """Cross-table checks of the chain tables that single-column references cannot express:
+    every (chain, stage) is declared in chain_stages.csv, each chain maps an engine slot at
+    most once, and every commodity an export-control regime names is a chain."""
+    problems: list[Problem] = []
+    st = tables.get("chain_stages")
+    if st is None or not {"chain", "stage"} <= set(st.columns):
+        return problems
+    declared = set(zip(st["chain"], st["stage"], strict=True))
+    for name in CHAIN_STAGE_TABLES:
+        df = tables.get(name)
+        if df is None or not {"chain", "stage"} <= set(df.columns):
+            continue
+        for i, (c, s) in enumerate(zip(df["chain"], df["stage"], strict=True)):
+            if (c, s) not in declared:
+                stages = sorted(x for ch, x in declared if ch == c)
+                problems.append(Problem(f"{name}.csv", _line(i), "stage",
+                                        f"chain {c!r} has no stage {s!r} in chain_stages.csv "
+                                        f"(stages: {', '.join(stages) or 'none'})"))
+    slots = st[st["engine_slot"].astype(str) != ""]
+    dup = slots.duplicated(["chain", "engine_slot"], keep="first")
+    for i in np.flatnonzero(dup.to_numpy()):
+        problems.append(Problem("chain_stages.csv", _line(slots.index[i]), "engine_slot",
+                                f"chain {slots['chain'].iloc[i]!r} maps engine slot "
+                                f"{slots['engine_slot'].iloc[i]!r} twice"))
+    ctl, chains = tables.get("export_controls"), tables.get("chains")
+    if ctl is not None and chains is not None and "commodities" in ctl.columns:
+        known = set(chains["chain"])
+        for i, text in enumerate(ctl["commodities"].astype(str)):
+            bad = [c for c in text.split(";") if c.strip() and c.strip() not in known]
+            if bad:
+                problems.append(Problem("export_controls.csv", _line(i), "commodities",
+                                        f"unknown commodity {', '.join(map(repr, bad))}: not "
+                                        "in chains.csv"))
+    return problems

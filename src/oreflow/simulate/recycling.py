@@ -54,6 +54,10 @@ def recycling_base(network: Network, controller: str, elements: list[str]) -> Re
     outside the controller, as monthly arrays for the engine. Cached by dataset version (its
     content hash), base year, controller and elements: every stress run needs it, and the
     stock model takes longer than the rest of the base year."""
+    if not isinstance(network, Network):  # a chain run (chain_market.ChainMarkets): no magnets
+        E = len(elements)
+        z = np.zeros(0)
+        return RecyclingBase([], np.zeros((0, E)), z, z, z, z, z, z, np.zeros(0, int))
     key = _NetworkKey(network.dataset.version, network.year, network)
     return _recycling_base(key, controller, tuple(elements))
 

@@ -84,7 +84,13 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
             raise RunError(f"months must be at least 1, got {months}")
         sc = sc.model_copy(update={"months": months})
     beh = behaviour or Behaviour.from_dataset(net.dataset)
-    base = market_base(net, sc.controller)
+    if sc.is_ree:
+        base = market_base(net, sc.controller)
+    else:  # another commodity: its chains in the engine's slots (simulate/chain_market.py)
+        from oreflow.simulate.chain_market import chain_market_base, chain_markets
+
+        net = chain_markets(net.dataset, sc.commodities)
+        base = chain_market_base(net, sc.controller)
     engine = Engine(base, beh, sc, net, seed)
     lo, hi = block if block is not None else (0, paths)
     if not 0 <= lo < hi:
@@ -103,6 +109,12 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
             progress(done, total)
 
     notes = []
+    if not sc.is_ree:
+        ds_ = net.dataset
+        bases = "; ".join(f"{c}: {ds_.chain(c).basis}" for c in base.elements)
+        notes.append("elements are commodities, in t of each chain's basis (" + bases + "); the "
+                     "'oxide' price is the price of each chain's first traded item (engine slot "
+                     "'separation', chain_stages.csv), per kg of basis")
     for start in range(lo, hi, max(1, chunk)):
         idx = np.arange(start, min(start + chunk, hi))
         if start == lo:
