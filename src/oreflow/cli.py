@@ -229,6 +229,7 @@ def scenario_validate(path: str = typer.Argument(..., help="built-in name or YAM
     from oreflow.scenario import ScenarioError, load_scenario
 
     try:
+        load_scenario(path)  # the file itself first: a bad one is refused before the dataset loads
         sc, sha = load_scenario(path, Network.from_dataset(_dataset(None)))
     except ScenarioError as e:
         fail(str(e), code=1)
