@@ -243,20 +243,36 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
            seed: int = typer.Option(0, "--seed"),
            months: int = typer.Option(None, "--months", min=1, max=600),
            out_file: Path = typer.Option(None, "--out", help="write the full result (NetCDF)"),
-           fmt: Format = typer.Option(Format.table, "--format")) -> None:
+           fmt: Format = typer.Option(Format.table, "--format"),
+           max_memory: str = typer.Option(None, "--max-memory",
+                                          help="memory budget of the run, e.g. 8G (default: "
+                                          "$OREFLOW_MEMORY_BUDGET or half the machine's)")
+           ) -> None:
     """Monte Carlo stress test of a scenario: prices, shortfalls, first weeks short."""
+    from oreflow.io import OutPathError, WriteError, check_out_path
+    from oreflow.limits import check_run_memory, memory_budget
     from oreflow.network import Network
-    from oreflow.scenario import ScenarioError
+    from oreflow.scenario import ScenarioError, load_scenario, scenario_text
     from oreflow.simulate import run_stress, save_result, summary
 
-    net = Network.from_dataset(_dataset(None))
     try:
-        ds = _run_with_progress(run_stress, scenario, paths, seed, months, net,
-                                quiet=fmt is not Format.table)
-    except (ScenarioError, ValueError) as e:
+        load_scenario(scenario)  # a bad file is refused before the dataset loads
+        net = Network.from_dataset(_dataset(None))
+        sc, sha = load_scenario(scenario, net)
+        # everything that can be checked is checked before the run, not after it
+        check_run_memory(paths, months or sc.months, len(sc.shocks), len(net.elements),
+                         memory_budget(max_memory))
+        if out_file is not None:
+            label = scenario_text(scenario)[0]
+            check_out_path(out_file, [label] if Path(label).is_file() else [])
+        ds = _run_with_progress(run_stress, sc, paths, seed, months, net,
+                                quiet=fmt is not Format.table, scenario_sha256=sha)
+        if out_file is not None:
+            save_result(ds, out_file)
+    except WriteError as e:
+        fail(f"{e} (the run finished; re-run with the same seed to get the same result)")
+    except (ScenarioError, OutPathError, ValueError) as e:
         fail(str(e))
-    if out_file is not None:
-        save_result(ds, out_file)
     result = summary(ds)
     if fmt is Format.json:
         print(json.dumps(result, indent=1))
@@ -266,7 +282,7 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
         out.print(f"Full result: {out_file.resolve()}")
 
 
-def _run_with_progress(run_stress, scenario, paths, seed, months, net, quiet: bool):
+def _run_with_progress(run_stress, scenario, paths, seed, months, net, quiet: bool, **kw):
     """Run with a progress bar on long runs; the result also carries monthly unmet-demand
     bands by sector (for the report's fan charts)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -276,13 +292,13 @@ def _run_with_progress(run_stress, scenario, paths, seed, months, net, quiet: bo
     by_sector = SectorUnmet(net, paths)
     if quiet or paths * (months or 36) < 200_000:
         return by_sector.add_to(run_stress(scenario, paths=paths, seed=seed, months=months,
-                                           network=net, on_month=by_sector))
+                                           network=net, on_month=by_sector, **kw))
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task("run", total=1.0)
         return by_sector.add_to(run_stress(
             scenario, paths=paths, seed=seed, months=months, network=net, on_month=by_sector,
-            progress=lambda d, t: bar.update(task, completed=d / t)))
+            progress=lambda d, t: bar.update(task, completed=d / t), **kw))
 
 
 def _print_stress(result: dict, ds) -> None:
@@ -322,19 +338,28 @@ def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the
             "eu_sr"]
     _print_risk(main, cols, "USA", 10, net.year)
     path = out_dir / "risk_USA.csv"
-    atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
+    try:
+        atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
+    except OSError as e:
+        fail(str(e))
     out.print(f"Full table ({len(table)} rows, all elements): {path.resolve()}")
     out.print(f"Dataset {ds.version}; base year {net.year}\n")
     from oreflow.simulate import run_stress, save_result, summary
 
     result = _run_with_progress(run_stress, "licensing-2025-04", 2000, 0, None, net,
                                 quiet=True)
-    save_result(result, out_dir / "licensing-2025-04.nc")
+    try:
+        save_result(result, out_dir / "licensing-2025-04.nc")
+    except OSError as e:
+        fail(str(e))
     _print_stress(summary(result), result)
     out.print(f"Full result: {(out_dir / 'licensing-2025-04.nc').resolve()}")
     from oreflow.report import write_report
 
-    write_report(result, out_dir / "licensing-2025-04.html", network=net)
+    try:
+        write_report(result, out_dir / "licensing-2025-04.html", network=net)
+    except OSError as e:
+        fail(str(e))
     out.print(f"Report (opens offline): {(out_dir / 'licensing-2025-04.html').resolve()}")
 
 
@@ -512,6 +537,7 @@ def report(result: Path = typer.Argument(..., help="a result written by `oreflow
                                            help="also write the headline tables here"),
            table_format: TableFormat = typer.Option(TableFormat.csv, "--table-format")) -> None:
     """One self-contained HTML report of a stress result (opens offline), and its tables."""
+    from oreflow.io import OutPathError, check_out_path
     from oreflow.report import (
         ReportError,
         export_tables,
@@ -521,11 +547,12 @@ def report(result: Path = typer.Argument(..., help="a result written by `oreflow
     )
 
     try:
+        check_out_path(out_file, [result], option="--out")
         ds = load_result(result)
         write_report(ds, out_file)
         written = (export_tables(headline_tables(ds), table_format.value, tables_dir,
                                  stem=result.stem) if tables_dir is not None else [])
-    except (ReportError, OSError) as e:
+    except (ReportError, OutPathError, OSError) as e:
         fail(str(e))
     out.print(f"Report: {out_file.resolve()}")
     for p in written:
@@ -539,18 +566,45 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"),
                                         help="where runs and their database live"),
           max_path_months: int = typer.Option(100_000 * 120, "--max-path-months", min=1,
                                               help="largest paths x months one run may ask"),
-          max_concurrent_runs: int = typer.Option(2, "--max-concurrent-runs", min=1)) -> None:
+          max_concurrent_runs: int = typer.Option(2, "--max-concurrent-runs", min=1),
+          max_memory: str = typer.Option(None, "--max-memory",
+                                         help="memory budget of all runs, e.g. 8G (default: "
+                                         "$OREFLOW_MEMORY_BUDGET or half the machine's)"),
+          allowed_host: list[str] = typer.Option(None, "--allowed-host",
+                                                 help="also answer to this Host name; repeat "
+                                                 "for several ('*': any; default: 127.0.0.1, "
+                                                 "localhost, ::1 and --host)"),
+          max_body_bytes: int = typer.Option(1024 * 1024, "--max-body-bytes", min=1024,
+                                             help="largest request body accepted")) -> None:
     """The web dashboard: run scenarios, watch progress, compare runs, plan stockpiles."""
     import uvicorn
 
+    from oreflow.limits import fmt_bytes, memory_budget
     from oreflow.web import create_app
+    from oreflow.web.security import allowed_hosts_for, is_local_host
 
     try:
+        budget = memory_budget(max_memory)
+    except ValueError as e:
+        fail(str(e))
+    hosts = allowed_hosts_for(host, allowed_host or [])
+    try:
         web = create_app(data_dir, max_path_months=max_path_months,
-                         max_concurrent_runs=max_concurrent_runs)
+                         max_concurrent_runs=max_concurrent_runs, allowed_hosts=hosts,
+                         max_body_bytes=max_body_bytes, memory_budget_bytes=budget)
     except OSError as e:
         fail(f"{data_dir}: cannot use as the data directory: {e}")
-    out.print(f"oreflow dashboard on http://{host}:{port}/ (data in {data_dir.resolve()})")
+    if not is_local_host(host):
+        err.print(f"[yellow]warning:[/yellow] listening on {host}, beyond this machine: anyone "
+                  "who can reach this port can read every run and start new ones (there is no "
+                  "login). Use --host 127.0.0.1 unless the network is trusted.",
+                  highlight=False)
+        if host in ("0.0.0.0", "::") and not allowed_host:
+            err.print("[yellow]warning:[/yellow] requests must still name 127.0.0.1 or "
+                      "localhost as their host; add this machine's name with --allowed-host "
+                      "NAME to reach it from elsewhere", highlight=False)
+    out.print(f"oreflow dashboard on http://{host}:{port}/ (data in {data_dir.resolve()}; "
+              f"memory budget {fmt_bytes(budget)}; hosts {', '.join(hosts)})")
     uvicorn.run(web, host=host, port=port, log_level="warning")
 
 

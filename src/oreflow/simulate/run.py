@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from oreflow.io import atomic_write
+from oreflow.finite import check_result_finite
+from oreflow.io import atomic_write_bytes
 from oreflow.network import Network
 from oreflow.scenario import Scenario, load_scenario
 from oreflow.simulate.base import zone_base
@@ -92,9 +93,10 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
 
     # chunks are independent: two threads keep both cores busy (numpy releases the GIL)
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        max_resid = max(pool.map(run_one, range(0, paths, chunk)))
+        # np.max, not max(): a NaN residual must propagate, not be skipped
+        max_resid = float(np.max(list(pool.map(run_one, range(0, paths, chunk)))))
     ds = rec.dataset(sc, seed, scenario_sha256, net.dataset.version, max_resid)
-    return ds
+    return check_result_finite(ds, f"scenario {sc.name!r}")
 
 
 class _Recorder:
@@ -276,5 +278,6 @@ def _num(x, none_if_inf: bool = False):
 
 
 def save_result(ds: xr.Dataset, path: Path | str) -> Path:
-    """Write the result as NetCDF, atomically."""
-    return atomic_write(path, lambda p: ds.to_netcdf(p, engine="h5netcdf"))
+    """Write the result as NetCDF, atomically. It is serialised in memory first, so HDF5 never
+    writes to disk (it crashes on a full disk); the file write raises oreflow.io.WriteError."""
+    return atomic_write_bytes(path, ds.to_netcdf(engine="h5netcdf"))
