@@ -573,7 +573,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"),
           allowed_host: list[str] = typer.Option(None, "--allowed-host",
                                                  help="also answer to this Host name; repeat "
                                                  "for several ('*': any; default: 127.0.0.1, "
-                                                 "localhost, ::1 and --host)"),
+                                                 "localhost, [::1] and --host)"),
           max_body_bytes: int = typer.Option(1024 * 1024, "--max-body-bytes", min=1024,
                                              help="largest request body accepted")) -> None:
     """The web dashboard: run scenarios, watch progress, compare runs, plan stockpiles."""

@@ -128,12 +128,15 @@ def atomic_write(target: Path | str, write: Callable[[Path], None]) -> Path:
     return target
 
 
-def atomic_write_bytes(target: Path | str, data: bytes | memoryview) -> Path:
-    def _write(p: Path) -> None:
-        with open(p, "wb") as fh:
-            fh.write(data)
+def write_file_bytes(path: Path, data: bytes | memoryview) -> None:
+    """Write `data` to `path` (the plain-Python write every result goes through: an OSError
+    such as ENOSPC surfaces here, where HDF5 writing to disk itself would crash)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
 
-    return atomic_write(target, _write)
+
+def atomic_write_bytes(target: Path | str, data: bytes | memoryview) -> Path:
+    return atomic_write(target, lambda p: write_file_bytes(p, data))
 
 
 def atomic_write_text(target: Path | str, text: str) -> Path:

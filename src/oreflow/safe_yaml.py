@@ -94,8 +94,9 @@ def load(text: str | bytes, label: str = "<yaml>", max_bytes: int = MAX_BYTES):
         size = len(text.encode("utf-8", errors="surrogatepass"))
     if size > max_bytes:
         raise YamlError(f"{label}: {size:,} bytes of YAML; the limit is {max_bytes:,}")
-    loader = BoundedSafeLoader(text)
+    loader = None
     try:
+        loader = BoundedSafeLoader(text)  # checks the characters already
         return loader.get_single_data()
     except YamlError as e:
         raise YamlError(f"{label}: {e}") from None
@@ -104,6 +105,9 @@ def load(text: str | bytes, label: str = "<yaml>", max_bytes: int = MAX_BYTES):
         problem = (e.problem or e.context or "invalid YAML")[:200]
         raise YamlError(f"{label}: not valid YAML: {problem} at {_where(mark)}"
                         f"{_line_excerpt(text, mark)}") from None
+    except yaml.reader.ReaderError as e:
+        raise YamlError(f"{label}: not valid YAML: character #x{e.character:04x} at position "
+                        f"{e.position} is not allowed ({e.reason})") from None
     except yaml.YAMLError as e:
         raise YamlError(f"{label}: not valid YAML: {excerpt(str(e), 200)}") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as e:
@@ -111,4 +115,5 @@ def load(text: str | bytes, label: str = "<yaml>", max_bytes: int = MAX_BYTES):
         raise YamlError(f"{label}: not usable YAML: {type(e).__name__}: "
                         f"{excerpt(str(e), 200)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

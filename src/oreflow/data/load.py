@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from oreflow.data.schema import TABLES, DatasetError, Problem, check_values, coerce
+from oreflow.data.schema import (
+    TABLES,
+    DatasetError,
+    Problem,
+    base_year_of,
+    check_contents,
+    check_values,
+    coerce,
+)
 
 TABLES_DIR = Path(__file__).parent / "tables"
 
@@ -38,6 +46,14 @@ class Dataset:
         if name not in p.index:
             raise KeyError(f"{table}.csv has no parameter {name!r}")
         return float(p[name])
+
+    def parameters(self, table: str) -> dict[str, float]:
+        """Every parameter of a parameter table by name, as floats (validated on load: the
+        schema's declared parameters are all there, by exact name, in range)."""
+        spec = TABLES[table]
+        df = self[table]
+        return {str(k): float(v) for k, v in zip(df[spec.param_column], df[spec.value_column],
+                                                 strict=True)}
 
 
 def _version(path: Path) -> str:
@@ -78,6 +94,9 @@ def validate_tables(
         problems += p
     for name, df in coerced.items():
         problems += check_values(TABLES[name], df, coerced)
+    base_year = base_year_of(coerced)
+    for name, df in coerced.items():  # what the model reads by name or looks up is there
+        problems += check_contents(TABLES[name], df, coerced, base_year)
     return coerced, problems
 
 

@@ -53,8 +53,8 @@ class RunRequest(BaseModel):
                                  examples=["licensing-2025-04"])
     scenario_yaml: str | None = Field(None, max_length=MAX_YAML_CHARS,
                                       description="a whole scenario as YAML (instead of a name)")
-    paths: int = Field(1000, ge=1, le=10_000_000,
-                       description="Monte Carlo paths (also limited by the memory budget)")
+    paths: int = Field(1000, ge=1, description="Monte Carlo paths (limited by --max-path-months "
+                                                "and the memory budget)")
     seed: int = Field(0, ge=0, le=2**63 - 1)
     months: int | None = Field(None, ge=1, le=600,
                                description="horizon; default: the scenario's own")

@@ -25,12 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest request body accepted (a scenario's YAML is at most 100,000 characters)."""
-DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost", "::1")
+DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+"""Host names answered by default (an IPv6 address is written in brackets, as in a URL)."""
 DOCS_STATIC = "/static/docs"
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class BodyLimitMiddleware:
@@ -65,28 +62,38 @@ class BodyLimitMiddleware:
                     await self._refuse(send)
                     return
         seen = 0
-        started = False
+        exceeded = started = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
+                if seen > self.max_bytes:  # stop reading: the app sees a disconnect
+                    exceeded = True
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def checked_send(message: Message) -> None:
             nonlocal started
+            if exceeded:  # whatever the app answers to the cut body, the client gets 413
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._refuse(send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
+            await self.app(scope, limited_receive, checked_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._refuse(send)
 
 
 def is_local_host(host: str) -> bool:
@@ -102,11 +109,13 @@ def is_local_host(host: str) -> bool:
 def allowed_hosts_for(bind_host: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Host names the server answers to: the loopback names, the address it binds to (unless a
     wildcard such as 0.0.0.0) and any given with --allowed-host ('*' allows every host)."""
-    hosts = list(DEFAULT_ALLOWED_HOSTS)
-    if bind_host and bind_host not in ("0.0.0.0", "::", "") and bind_host not in hosts:
-        hosts.append(bind_host.strip("[]"))
-    for h in extra:
+    def norm(h: str) -> str:
         h = h.strip()
+        return f"[{h}]" if ":" in h and not h.startswith("[") else h
+
+    hosts = list(DEFAULT_ALLOWED_HOSTS)
+    for h in ([] if bind_host in ("0.0.0.0", "::", "[::]", "") else [bind_host]) + list(extra):
+        h = norm(h)
         if h and h not in hosts:
             hosts.append(h)
     return hosts
