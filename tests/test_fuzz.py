@@ -174,17 +174,20 @@ def test_corrupted_cells_give_problems_not_exceptions(raw_frames, data):
 
 @SLOW
 @given(st.data())
-def test_a_dataset_that_validates_builds_a_finite_network(raw_frames, data):
-    """A numeric cell set to any value inside or outside its range: the dataset is refused,
-    or the network and a short stress run build from it without error and finite."""
+def test_a_dataset_that_passes_data_check_runs(raw_frames, data):
+    """A numeric cell set to any value inside or outside its range: `data check` (the schema,
+    then the model build) refuses the dataset with problems, or the model runs on it: a
+    stress run of a scenario the check does not try finishes with a finite result."""
     from oreflow.data.load import Dataset, validate_tables
+    from oreflow.data.modelcheck import SMOKE_SCENARIOS, check_model
     from oreflow.data.schema import TABLES
     from oreflow.network import Network
     from oreflow.simulate import run_stress
 
     name = data.draw(st.sampled_from(["mine_production", "stage_parameters", "base_prices",
                                       "market_behaviour", "sectors", "magnet_composition",
-                                      "recycling", "magnet_lifetimes", "enduse_shares"]))
+                                      "recycling", "magnet_lifetimes", "enduse_shares",
+                                      "concentrate_routing", "stage_shares"]))
     df = raw_frames[name].copy()
     cols = [c.name for c in TABLES[name].all_columns() if c.kind == "float"
             and c.name in df.columns]
@@ -196,8 +199,14 @@ def test_a_dataset_that_validates_builds_a_finite_network(raw_frames, data):
     if problems:
         return
     ds = Dataset(tables=tables, path=TABLES[name].file, version=f"fuzz-{name}-{row}-{col}")
-    net = Network.from_dataset(ds)
-    run_stress("licensing-2025-04", paths=3, months=3, network=net)
+    problems = check_model(ds)
+    if problems:
+        assert all(p.file == "model" and "failed" in p.message for p in problems)
+        return
+    scenario = data.draw(st.sampled_from(["heavy-embargo-usa-12m", "eu-recycling-2030",
+                                          "myanmar-halt-6m"]))
+    assert scenario not in SMOKE_SCENARIOS
+    run_stress(scenario, paths=3, months=3, network=Network.from_dataset(ds))
 
 
 # ---- the web API, against its own OpenAPI schema ------------------------------------------------

@@ -214,6 +214,34 @@ def test_behaviour_ranges_keep_the_engine_finite(network, end):
         run_stress("licensing-2025-04", paths=4, months=6, network=network, behaviour=beh)
 
 
+def test_recycling_fraction_out_of_range_refused(frames):
+    """Found by fuzzing: a collection rate of 18717 passed the schema, then the stock model
+    refused it."""
+    found = problems_of(frames, {"recycling": lambda df: setting(
+        "value", "18717", int(np.flatnonzero(df["parameter"] == "collection_rate")[0]))(df)})
+    assert any("recycling.csv, line" in p and "collection_rate = 18717 is outside its range "
+               "[0, 1]" in p for p in found), found
+
+
+def test_data_check_builds_the_model(dataset_copy):
+    """Found by fuzzing: India's 2024 mine output at 18,717 t passes every table check, but
+    the engine's market zones cannot be built (oxide would flow into China). `data check`
+    builds the model and reports that as a problem instead of passing."""
+    f = dataset_copy / "mine_production.csv"
+    text = f.read_text(encoding="utf-8")
+    assert "\nIND,2024,2900," in text
+    f.write_text(text.replace("\nIND,2024,2900,", "\nIND,2024,18717,"), encoding="utf-8")
+    r = CliRunner().invoke(cli, ["data", "check", "--path", str(dataset_copy)])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "model: building the market zones" in out
+    assert "net exporter" in out and "Traceback" not in out
+
+
+def test_data_check_passes_the_embedded_dataset():
+    r = CliRunner().invoke(cli, ["data", "check"])
+    assert r.exit_code == 0 and "ok:" in r.output
+
+
 def test_data_check_cli_refuses_a_lookalike(dataset_copy):
     f = dataset_copy / "market_parameters.csv"
     text = f.read_text(encoding="utf-8")

@@ -267,3 +267,23 @@ def test_export_404_shows_no_server_path(app_client):
     r = client.get(f"/api/runs/{rid}/export?format=csv&table=monthly_sector")
     assert r.status_code in (200, 404)
     assert str(data_dir) not in r.text
+
+
+@pytest.mark.parametrize(("host", "warned"), [("127.0.0.1", False), ("localhost", False),
+                                              ("0.0.0.0", True), ("192.168.1.20", True)])
+def test_serve_warns_when_binding_beyond_localhost(tmp_path, monkeypatch, host, warned):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from oreflow.cli import app as cli
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
+    r = CliRunner().invoke(cli, ["serve", "--host", host, "--data-dir", str(tmp_path / "d"),
+                                 "--max-memory", "2G"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert ("warning: listening on" in text) == warned
+    assert seen["host"] == host and "memory budget 2.0 GB" in text
+    assert seen["app"].state.manager.memory_budget == 2 * 2**30
+    seen["app"].state.manager.close()

@@ -105,9 +105,17 @@ def data_sources(fmt: Format = typer.Option(Format.table, "--format")) -> None:
 @data_app.command("check")
 def data_check(path: Path = typer.Option(None, "--path", help="dataset folder (default: embedded)")
                ) -> None:
-    """Validate every table; report how many rows are sourced, by status. Non-zero exit if any
-    problem (a row with no source, an unknown id, a bad value)."""
+    """Validate every table, then build the model from them; report how many rows are sourced,
+    by status. Non-zero exit if any problem (a row with no source, an unknown id, a bad value,
+    a missing parameter, a model that cannot be built from the data)."""
+    from oreflow.data.load import TABLES_DIR as _DEFAULT
+    from oreflow.data.load import Dataset, _version
+    from oreflow.data.modelcheck import check_model
+
     tables, problems = check_dataset(path)
+    if not problems:  # the schema holds: does the model build and run on it?
+        folder = Path(path) if path is not None else _DEFAULT
+        problems = check_model(Dataset(tables=tables, path=folder, version=_version(folder)))
     summary = []
     for name, table in TABLES.items():
         if name not in tables or not table.sourced:
@@ -143,11 +151,16 @@ def data_build(raw_dir: Path = typer.Option(None, "--raw-dir",
         tables = build.build_tables(raw_dir)
     except raw.RawDataError as e:
         fail(str(e))
+    from oreflow.data.load import Dataset
+    from oreflow.data.modelcheck import check_model
+
     text = {n: df.astype(str).replace({"nan": "", "<NA>": ""}) for n, df in tables.items()}
-    _, problems = validate_tables(text)
+    coerced, problems = validate_tables(text)
+    target = out_dir or TABLES_DIR
+    if not problems:  # the model must build from what is about to be written
+        problems = check_model(Dataset(tables=coerced, path=target, version="oreflow-data-build"))
     if problems:
         fail("the built tables do not validate:\n" + "\n".join(f"  - {p}" for p in problems))
-    target = out_dir or TABLES_DIR
     written = build.write_tables(tables, target)
     out.print(f"wrote {len(written)} tables to {target}")
 

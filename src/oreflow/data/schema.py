@@ -70,6 +70,7 @@ class Table:
     param_column: str = "parameter"
     value_column: str = "value"
     covers: tuple[Covers, ...] = ()  # what the model looks up must be there
+    row_ranges: tuple[Param, ...] = ()  # value ranges of rows by param_column (not required)
 
     @property
     def file(self) -> str:
@@ -668,9 +669,17 @@ REQUIREMENTS: dict[str, dict] = {
     "magnet_lifetimes": dict(covers=(Covers(("sector", "parameter"),
                                             (_MAGNET_SECTORS, ("mean", "std"))),)),
     "recycling": dict(covers=(Covers(("region", "parameter"),
-                                     ("sector_regions.region", RECYCLING_PARAMETERS)),)),
+                                     ("sector_regions.region", RECYCLING_PARAMETERS)),),
+                      row_ranges=(_pct("collection_rate"), _pct("preprocessing_yield"),
+                                  _pct("recovery_yield"),
+                                  Param("capacity_t_magnet_per_year", 0.0, 1e7, "t magnet/yr"),
+                                  Param("expansion_t_magnet_per_year", 0.0, 1e7, "t magnet/yr"),
+                                  Param("lead_time_months", 0.0, 600.0, "months"))),
     "magnet_history": dict(covers=(Covers(("quantity", "year"),
-                                          (MAGNET_HISTORY_QUANTITIES, "years:1990..@base_year")),)),
+                                          (MAGNET_HISTORY_QUANTITIES, "years:1990..@base_year")),),
+                           param_column="quantity",
+                           row_ranges=(Param("world_output_t_magnet", 1.0, 1e7, "t magnet"),
+                                       Param("heavy_ree_index", 0.0, 100.0, "index"))),
     "magnet_sector_history": dict(covers=(Covers(("year", "sector"),
                                                  ("years:1990..@base_year", _MAGNET_SECTORS)),)),
 }
@@ -874,10 +883,29 @@ def check_covers(table: Table, df: pd.DataFrame, tables: dict[str, pd.DataFrame]
     return problems
 
 
+def check_row_ranges(table: Table, df: pd.DataFrame) -> list[Problem]:
+    """Rows whose value must lie in the range declared for their kind (e.g. a recycling
+    collection_rate is a fraction; its capacity a tonnage)."""
+    problems: list[Problem] = []
+    col, val = table.param_column, table.value_column
+    if not table.row_ranges or col not in df.columns or val not in df.columns:
+        return problems
+    names = df[col].astype(str).to_numpy()
+    values = df[val].to_numpy(dtype=float)
+    for p in table.row_ranges:
+        for i in np.flatnonzero((names == p.name) & ((values < p.min) | (values > p.max))):
+            unit = f" {p.unit}" if p.unit else ""
+            problems.append(Problem(table.file, _line(i), val,
+                                    f"{p.name} = {values[i]:g} is outside its range "
+                                    f"[{p.min:g}, {p.max:g}]{unit}"))
+    return problems
+
+
 def check_contents(table: Table, df: pd.DataFrame, tables: dict[str, pd.DataFrame],
                    base_year: int | None) -> list[Problem]:
-    """Row count, required parameters and coverage of one coerced table."""
+    """Row count, required parameters, row ranges and coverage of one coerced table."""
     if len(df) < table.min_rows:
         return [Problem(table.file, None, None,
                         f"has {len(df)} data row(s); the model needs at least {table.min_rows}")]
-    return check_params(table, df) + check_covers(table, df, tables, base_year)
+    return (check_params(table, df) + check_row_ranges(table, df)
+            + check_covers(table, df, tables, base_year))
