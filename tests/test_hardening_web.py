@@ -287,3 +287,20 @@ def test_serve_warns_when_binding_beyond_localhost(tmp_path, monkeypatch, host, 
     assert seen["host"] == host and "memory budget 2.0 GB" in text
     assert seen["app"].state.manager.memory_budget == 2 * 2**30
     seen["app"].state.manager.close()
+
+
+def test_full_disk_while_writing_a_report(app_client, monkeypatch):
+    client, data_dir = app_client
+    rid = wait(client, client.post("/api/runs", json=SMALL).json()["id"])["id"]
+
+    def full(target, write):
+        raise oio.WriteError(target, "no space left on the device")
+
+    monkeypatch.setattr("oreflow.report.atomic_write", full)
+    monkeypatch.setattr("oreflow.report.atomic_write_text",
+                        lambda target, text: full(target, None))
+    r = client.get(f"/api/runs/{rid}/report")
+    assert r.status_code == 503 and "no space left" in r.json()["detail"]
+    assert str(data_dir) not in r.text
+    monkeypatch.undo()
+    assert client.get(f"/api/runs/{rid}/report").status_code == 200

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from oreflow import __version__
+from oreflow.io import WriteError
 from oreflow.network import Network
 from oreflow.safe_yaml import excerpt
 from oreflow.web.runs import ResultUnavailable, RunLimitError, RunManager, valid_id
@@ -270,7 +271,11 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
         path = manager.report_path(run_id)
         with report_lock:
             if not path.is_file():
-                write_report(manager.load(run_id), path, manager.network)
+                try:
+                    write_report(manager.load(run_id), path, manager.network)
+                except WriteError as e:  # a full disk: say so; the server goes on
+                    raise HTTPException(503, f"the report could not be written ({e.reason}); "
+                                             "try again when the disk has room") from None
         headers = ({"Content-Disposition": f'attachment; filename="oreflow-{run_id}.html"'}
                    if download else None)
         return FileResponse(path, media_type="text/html; charset=utf-8", headers=headers)
