@@ -150,7 +150,7 @@ CELL = st.one_of(st.sampled_from(["", "nan", "NaN", "inf", "-inf", "1e308", "1e3
                  st.text(max_size=8), st.floats().map(repr))
 
 
-@settings(FAST, max_examples=EXAMPLES or 40)
+@settings(FAST, max_examples=EXAMPLES or 30)
 @given(st.data())
 def test_corrupted_cells_give_problems_not_exceptions(raw_frames, data):
     """Any value in any cell: validation returns problems naming the file, never raises."""
