@@ -269,6 +269,8 @@ class RunManager:
             future = self._futures.get(run_id)
         if future is not None and future.cancel():  # never started: record it here
             self._finish(run_id, "cancelled", CANCELLED)
+            with self._lock:
+                self._cancel.discard(run_id)
             self.release(run_id)
         return self.get(run_id)
 
