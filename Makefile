@@ -9,6 +9,8 @@ STAMP := $(VENV)/.oreflow-installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# the pip and setuptools a new venv starts with are old and carry known advisories
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip setuptools
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 

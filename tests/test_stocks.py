@@ -11,7 +11,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from oreflow.cli import app
-from oreflow.data import load_dataset
+from oreflow.data import DatasetError, load_dataset
 from oreflow.mfa import FixedLifetime, check_mass_balance
 from oreflow.scenario import ScenarioError, parse_scenario
 from oreflow.simulate import run_stress
@@ -142,7 +142,9 @@ def test_bad_inputs_name_the_field(network, dataset_copy):
         magnet_inflows(network, start_year=1950)
     f = dataset_copy / "recycling.csv"
     f.write_text(f.read_text().replace("XEU,collection_rate,0.01", "XEU,collection_rate,1.7"))
-    with pytest.raises(StocksError, match="recycling.csv: collection_rate for region 'XEU'"):
+    # the dataset's validation refuses it first, naming file, line and range (issue 11)
+    with pytest.raises(DatasetError, match=r"recycling.csv, line \d+, column 'value': "
+                                           r"collection_rate = 1.7 is outside its range"):
         recycling_parameters(load_dataset(dataset_copy))
 
 

@@ -22,7 +22,11 @@ from oreflow.report import headline_tables, load_result
 from oreflow.web import create_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-TestClient = pytest.importorskip("fastapi.testclient").TestClient
+_TestClient = pytest.importorskip("fastapi.testclient").TestClient
+
+
+def TestClient(app, **kw):  # noqa: N802  the app answers only to local host names
+    return _TestClient(app, base_url="http://localhost", **kw)
 
 SMALL = {"scenario": "licensing-2025-04", "paths": 60, "seed": 4, "months": 12}
 CUSTOM = """
@@ -72,8 +76,11 @@ def done_run(client) -> str:
 def test_health_and_openapi(client):
     h = client.get("/api/health").json()
     assert h["status"] == "ok"
+    from oreflow.limits import memory_budget
+
     assert h["limits"] == {"max_path_months": 100_000 * 120, "max_concurrent_runs": 2,
-                           "max_stockpile_paths": 5000}
+                           "max_stockpile_paths": 5000, "max_body_bytes": 1024 * 1024,
+                           "memory_budget_bytes": memory_budget()}
     paths = client.get("/openapi.json").json()["paths"]
     for p in ("/api/health", "/api/scenarios", "/api/runs", "/api/runs/{run_id}",
               "/api/runs/{run_id}/summary", "/api/runs/{run_id}/report",

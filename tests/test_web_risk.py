@@ -12,7 +12,11 @@ from oreflow.cli import app as cli
 from oreflow.web import create_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-TestClient = pytest.importorskip("fastapi.testclient").TestClient
+_TestClient = pytest.importorskip("fastapi.testclient").TestClient
+
+
+def TestClient(app, **kw):  # noqa: N802  the app answers only to local host names
+    return _TestClient(app, base_url="http://localhost", **kw)
 
 
 @pytest.fixture(scope="module")

@@ -119,9 +119,17 @@ def data_sources(fmt: Format = typer.Option(Format.table, "--format")) -> None:
 @data_app.command("check")
 def data_check(path: Path = typer.Option(None, "--path", help="dataset folder (default: embedded)")
                ) -> None:
-    """Validate every table; report how many rows are sourced, by status. Non-zero exit if any
-    problem (a row with no source, an unknown id, a bad value)."""
+    """Validate every table, then build the model from them; report how many rows are sourced,
+    by status. Non-zero exit if any problem (a row with no source, an unknown id, a bad value,
+    a missing parameter, a model that cannot be built from the data)."""
+    from oreflow.data.load import TABLES_DIR as _DEFAULT
+    from oreflow.data.load import Dataset, _version
+    from oreflow.data.modelcheck import check_model
+
     tables, problems = data.check_dataset(path)
+    if not problems:  # the schema holds: does the model build and run on it?
+        folder = Path(path) if path is not None else _DEFAULT
+        problems = check_model(Dataset(tables=tables, path=folder, version=_version(folder)))
     summary = []
     for name, table in data.TABLES.items():
         if name not in tables or not table.sourced:
@@ -157,11 +165,16 @@ def data_build(raw_dir: Path = typer.Option(None, "--raw-dir",
         tables = build.build_tables(raw_dir)
     except raw.RawDataError as e:
         fail(str(e))
+    from oreflow.data.load import Dataset
+    from oreflow.data.modelcheck import check_model
+
     text = {n: df.astype(str).replace({"nan": "", "<NA>": ""}) for n, df in tables.items()}
-    _, problems = validate_tables(text)
+    coerced, problems = validate_tables(text)
+    target = out_dir or TABLES_DIR
+    if not problems:  # the model must build from what is about to be written
+        problems = check_model(Dataset(tables=coerced, path=target, version="oreflow-data-build"))
     if problems:
         fail("the built tables do not validate:\n" + "\n".join(f"  - {p}" for p in problems))
-    target = out_dir or TABLES_DIR
     written = build.write_tables(tables, target)
     out.print(f"wrote {len(written)} tables to {target}")
     for year, folder in BASE_YEAR_VARIANTS.items():
@@ -352,6 +365,7 @@ def scenario_validate(path: str = typer.Argument(..., help="built-in name or YAM
 
     net = Network.from_dataset(_dataset(None))
     try:
+        load_scenario(path)  # the file itself first: a bad one is refused before the dataset loads
         sc, sha = load_scenario(path, net)
     except ScenarioError as e:
         fail(str(e), code=1)
@@ -372,43 +386,53 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
                                                 "default: every region"),
            out_file: Path = typer.Option(None, "--out", help="write the full result (NetCDF, "
                                          ".nc)"),
-           fmt: Format = typer.Option(Format.table, "--format")) -> None:
+           fmt: Format = typer.Option(Format.table, "--format"),
+           max_memory: str = typer.Option(None, "--max-memory",
+                                          help="memory budget of the run, e.g. 8G (default: "
+                                          "$OREFLOW_MEMORY_BUDGET or half the machine's)")
+           ) -> None:
     """Monte Carlo stress test of a scenario: prices by region, physical shortage and demand
     given up because of price, first stoppage by sector and region."""
+    from oreflow.io import OutPathError, WriteError, check_out_path
+    from oreflow.limits import check_run_memory, memory_budget
     from oreflow.network import Network
-    from oreflow.scenario import ScenarioError
+    from oreflow.scenario import ScenarioError, load_scenario, scenario_text, scenario_warnings
     from oreflow.simulate import run_stress, save_result, summary
     from oreflow.simulate.market import MarketError, perspective_markets
     from oreflow.simulate.run import RunError
 
-    if out_file is not None:
-        _check_out(out_file, ".nc")
-    from oreflow.scenario import load_scenario, scenario_warnings
-
-    net = Network.from_dataset(_dataset(None))
     try:
+        load_scenario(scenario)  # a bad file is refused before the dataset loads
+        net = Network.from_dataset(_dataset(None))
         sc, sha = load_scenario(scenario, net)
         warnings = scenario_warnings(sc, net)
+        # everything that can be checked is checked before the run, not after it
+        if out_file is not None:
+            label = scenario_text(scenario)[0]
+            check_out_path(out_file, [label] if Path(label).is_file() else [])
+            if out_file.suffix != ".nc":
+                fail(f"--out {out_file}: the file name must end in .nc")
+        check_run_memory(paths, months or sc.months, len(sc.shocks), len(net.elements),
+                         memory_budget(max_memory))
         ds = _run_with_progress(run_stress, sc, paths, seed, months, net,
                                 quiet=fmt is not Format.table, sha=sha)
         markets, note = (perspective_markets(_stress_base(net, sc, ds.attrs["controller"]),
                                              net.dataset, perspective)
                          if perspective else (None, ""))
-    except (ScenarioError, MarketError, RunError, ValueError) as e:
+        ds.attrs["perspective"] = perspective.upper() if perspective else "all regions"
+        ds.attrs["perspective_regions"] = json.dumps(markets or [])
+        extra = ([note] if note else []) + [f"warning: {w}" for w in warnings]
+        if extra:
+            ds.attrs["notes"] = json.dumps(json.loads(ds.attrs.get("notes", "[]")) + extra)
+        if out_file is not None:
+            save_result(ds, out_file)
+    except WriteError as e:
+        fail(f"{e} (the run finished; re-run with the same seed to get the same result)")
+    except (ScenarioError, OutPathError, MarketError, RunError, ValueError) as e:
         fail(str(e))
-    ds.attrs["perspective"] = perspective.upper() if perspective else "all regions"
-    ds.attrs["perspective_regions"] = json.dumps(markets or [])
-    extra = ([note] if note else []) + [f"warning: {w}" for w in warnings]
-    if extra:
-        ds.attrs["notes"] = json.dumps(json.loads(ds.attrs.get("notes", "[]")) + extra)
     if fmt is Format.table:
         for n in json.loads(ds.attrs.get("notes", "[]")):
             err.print(f"note: {n}", highlight=False)
-    if out_file is not None:
-        try:
-            save_result(ds, out_file)
-        except OSError as e:
-            fail(f"{out_file}: cannot write the result ({e.strerror or e})")
     result = summary(ds, perspective.upper() if perspective else None, markets)
     if fmt is Format.json:
         print(json.dumps(result, indent=1))
@@ -427,27 +451,10 @@ def _stress_base(net, sc, controller: str):
     from oreflow.simulate.market import market_base
 
     if sc.is_ree:
-        return market_base(net, controller)
+        return market_base(net.at_year(sc.base_year), controller)
     from oreflow.simulate.chain_market import chain_market_base, chain_markets
 
     return chain_market_base(chain_markets(net.dataset, sc.commodities), controller)
-
-
-def _check_out(path: Path, suffix: str) -> None:
-    """Refuse an --out that cannot take the result, before a long run starts."""
-    if path.suffix != suffix:
-        fail(f"--out {path}: the file name must end in {suffix}")
-    if path.exists() and not path.is_file():
-        fail(f"--out {path}: exists and is not a regular file")
-    if path.is_symlink():
-        fail(f"--out {path}: is a symbolic link; give the real path")
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        fail(f"--out {path}: folder {parent} does not exist")
-    import os
-
-    if not os.access(parent, os.W_OK):
-        fail(f"--out {path}: folder {parent} is not writable")
 
 
 def _run_with_progress(run_stress, scenario, paths, seed, months, net, quiet: bool,
@@ -511,7 +518,10 @@ def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the
     main = table[table["element"].isin(["REO", "Nd", "Pr", "Dy", "Tb", "Sm", "Y"])]
     _print_risk(main, RISK_COLUMNS, "USA", 10, net.year)
     path = out_dir / "risk_USA.csv"
-    atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
+    try:
+        atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
+    except OSError as e:
+        fail(str(e))
     out.print(f"Full table ({len(table)} rows, all elements): {path.resolve()}")
     out.print(f"Dataset {ds.version}; base year {net.year}\n")
     from oreflow.simulate import run_stress, save_result, summary
@@ -519,12 +529,18 @@ def demo(out_dir: Path = typer.Option(Path("out"), "--out", help="folder for the
     result = _run_with_progress(run_stress, "licensing-2025-04", 2000, 0, None, net,
                                 quiet=True)
     result.attrs["perspective"], result.attrs["perspective_regions"] = "USA", '["USA"]'
-    save_result(result, out_dir / "licensing-2025-04.nc")
+    try:
+        save_result(result, out_dir / "licensing-2025-04.nc")
+    except OSError as e:
+        fail(str(e))
     _print_stress(summary(result, "USA", ["USA"]), result)
     out.print(f"Full result: {(out_dir / 'licensing-2025-04.nc').resolve()}")
     from oreflow.report import write_report
 
-    write_report(result, out_dir / "licensing-2025-04.html", network=net)
+    try:
+        write_report(result, out_dir / "licensing-2025-04.html", network=net)
+    except OSError as e:
+        fail(str(e))
     out.print(f"Report (opens offline): {(out_dir / 'licensing-2025-04.html').resolve()}")
 
 
@@ -738,6 +754,7 @@ def report(result: Path = typer.Argument(..., help="a result written by `oreflow
                                            help="also write the headline tables here"),
            table_format: TableFormat = typer.Option(TableFormat.csv, "--table-format")) -> None:
     """One self-contained HTML report of a stress result (opens offline), and its tables."""
+    from oreflow.io import OutPathError, check_out_path
     from oreflow.report import (
         ReportError,
         export_tables,
@@ -747,11 +764,12 @@ def report(result: Path = typer.Argument(..., help="a result written by `oreflow
     )
 
     try:
+        check_out_path(out_file, [result], option="--out")
         ds = load_result(result)
         write_report(ds, out_file)
         written = (export_tables(headline_tables(ds), table_format.value, tables_dir,
                                  stem=result.stem) if tables_dir is not None else [])
-    except (ReportError, OSError) as e:
+    except (ReportError, OutPathError, OSError) as e:
         fail(str(e))
     out.print(f"Report: {out_file.resolve()}")
     for p in written:
@@ -765,18 +783,45 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"),
                                         help="where runs and their database live"),
           max_path_months: int = typer.Option(100_000 * 120, "--max-path-months", min=1,
                                               help="largest paths x months one run may ask"),
-          max_concurrent_runs: int = typer.Option(2, "--max-concurrent-runs", min=1)) -> None:
+          max_concurrent_runs: int = typer.Option(2, "--max-concurrent-runs", min=1),
+          max_memory: str = typer.Option(None, "--max-memory",
+                                         help="memory budget of all runs, e.g. 8G (default: "
+                                         "$OREFLOW_MEMORY_BUDGET or half the machine's)"),
+          allowed_host: list[str] = typer.Option(None, "--allowed-host",
+                                                 help="also answer to this Host name; repeat "
+                                                 "for several ('*': any; default: 127.0.0.1, "
+                                                 "localhost, [::1] and --host)"),
+          max_body_bytes: int = typer.Option(1024 * 1024, "--max-body-bytes", min=1024,
+                                             help="largest request body accepted")) -> None:
     """The web dashboard: run scenarios, watch progress, compare runs, plan stockpiles."""
     import uvicorn
 
+    from oreflow.limits import fmt_bytes, memory_budget
     from oreflow.web import create_app
+    from oreflow.web.security import allowed_hosts_for, is_local_host
 
     try:
+        budget = memory_budget(max_memory)
+    except ValueError as e:
+        fail(str(e))
+    hosts = allowed_hosts_for(host, allowed_host or [])
+    try:
         web = create_app(data_dir, max_path_months=max_path_months,
-                         max_concurrent_runs=max_concurrent_runs)
+                         max_concurrent_runs=max_concurrent_runs, allowed_hosts=hosts,
+                         max_body_bytes=max_body_bytes, memory_budget_bytes=budget)
     except OSError as e:
         fail(f"{data_dir}: cannot use as the data directory: {e}")
-    out.print(f"oreflow dashboard on http://{host}:{port}/ (data in {data_dir.resolve()})")
+    if not is_local_host(host):
+        err.print(f"[yellow]warning:[/yellow] listening on {host}, beyond this machine: anyone "
+                  "who can reach this port can read every run and start new ones (there is no "
+                  "login). Use --host 127.0.0.1 unless the network is trusted.",
+                  highlight=False)
+        if host in ("0.0.0.0", "::") and not allowed_host:
+            err.print("[yellow]warning:[/yellow] requests must still name 127.0.0.1 or "
+                      "localhost as their host; add this machine's name with --allowed-host "
+                      "NAME to reach it from elsewhere", highlight=False)
+    out.print(f"oreflow dashboard on http://{host}:{port}/ (data in {data_dir.resolve()}; "
+              f"memory budget {fmt_bytes(budget)}; hosts {', '.join(hosts)})")
     uvicorn.run(web, host=host, port=port, log_level="warning")
 
 

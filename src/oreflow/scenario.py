@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from oreflow import safe_yaml
 from oreflow.data.schema import DatasetError
+from oreflow.safe_yaml import excerpt
 
 
 class ScenarioError(ValueError):
@@ -27,7 +28,13 @@ class ScenarioError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are refused in every number (YAML's .nan, .inf, 1e999)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+MAX_TONNES = 1e7
+"""Largest tonnage a scenario may give (world rare-earth mine output is about 4e5 t/yr)."""
+MAX_NAME = 200
 
 
 class Fixed(_Strict):
@@ -181,6 +188,8 @@ def _check_path(v, top: float = 1.0, what: str = "approval"):
     months = [m for m, _ in v]
     if months != sorted(months) or months[0] != 0:
         raise ValueError(f"{what} months must start at 0 and increase")
+    if months[-1] > 1200:
+        raise ValueError(f"{what} months must lie in [0, 1200], got {months[-1]:g}")
     if any(not 0.0 <= s <= top for _, s in v):
         raise ValueError(f"{what} shares must lie in [0, {top:g}]"
                          + (" (above 1 only with approval_basis: base_year)" if top == 1 else ""))
@@ -222,11 +231,17 @@ class NewCapacity(_Strict):
     region: str
     stage: Literal["separation", "metal", "magnet"]
     elements: list[str] | Literal["all"] = "all"
-    t_per_year: float = Field(ge=0)
+    t_per_year: float = Field(ge=0, le=MAX_TONNES)
     start: Quantity = 0.0
-    ramp_months: float = Field(12.0, ge=0)
+    ramp_months: float = Field(12.0, ge=0, le=1200)
     delay_probability: float = Field(0.0, ge=0, le=1)
     delay_months: Quantity = 0.0
+
+    @model_validator(mode="after")
+    def _times(self):
+        _check_range(self.start, 0, 1200, "start (months after the scenario start)")
+        _check_range(self.delay_months, 0, 1200, "delay_months")
+        return self
 
 
 class Stockpile(_Strict):
@@ -236,9 +251,9 @@ class Stockpile(_Strict):
     holder: str
     element: str
     form: Literal["oxide", "metal", "magnet"] = "oxide"
-    t: float = Field(ge=0)
-    release_price_ratio: float = Field(1.5, gt=0)
-    max_release_t_per_month: float | None = Field(None, gt=0)
+    t: float = Field(ge=0, le=MAX_TONNES)
+    release_price_ratio: float = Field(1.5, gt=0, le=1000)
+    max_release_t_per_month: float | None = Field(None, gt=0, le=MAX_TONNES)
 
 
 class Recycling(_Strict):
@@ -253,7 +268,7 @@ class Recycling(_Strict):
     ramp_months: float = Field(0.0, ge=0, le=600)
     collection_rate: float | None = Field(None, ge=0, le=1)
     preprocessing_yield: float | None = Field(None, ge=0, le=1)
-    capacity_t_magnet_per_year: float | None = Field(None, ge=0)
+    capacity_t_magnet_per_year: float | None = Field(None, ge=0, le=MAX_TONNES)
     capacity_factor: float | None = Field(None, ge=0, le=1000)
 
     @model_validator(mode="after")
@@ -275,20 +290,20 @@ Shock = Annotated[
 
 
 class Scenario(_Strict):
-    name: str
-    description: str = ""
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    description: str = Field("", max_length=20_000)
     commodity: str | list[str] = "REE"
     """The chain(s) of chains.csv the scenario is about (REE: the rare earths, whose
     `elements` are element symbols; for another commodity a shock's `elements` name
     commodities and its `stages` are the engine slots the chain maps, chain_stages.csv)."""
-    sources: list[str] = []
+    sources: list[Annotated[str, Field(max_length=MAX_NAME)]] = Field([], max_length=100)
     start: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="first month, YYYY-MM")
     months: int = Field(36, ge=1, le=600)
     controller: str = "CHN"
     base_year: int | None = None
     """The network the run starts from: the dataset's base year (default, today) or a past
     year it also describes (2010)."""
-    shocks: list[Shock] = []
+    shocks: list[Shock] = Field([], max_length=500)
 
     @property
     def commodities(self) -> list[str]:
@@ -308,7 +323,8 @@ class Scenario(_Strict):
                 if v not in allowed and v not in extra:
                     shown = ", ".join(sorted(allowed)[:40])
                     more = f" or {', '.join(extra)}" if extra else ""
-                    raise ValueError(f"{where}: unknown name {v!r}; allowed: {shown}{more}")
+                    raise ValueError(f"{where}: unknown name {excerpt(v)}; allowed: "
+                                     f"{shown}{more}")
 
         need(self.controller, regions, "controller")
         if sources is not None:
@@ -367,8 +383,8 @@ def resolve_names(sc: Scenario, network) -> Scenario:
 
     def fail(where: str, e: UnknownNameError) -> ValueError:
         if isinstance(e, UnknownPerspectiveError) and e.detail.startswith("give one"):
-            return ValueError(f"{where}: {e.name!r} stands for several regions; {e.detail}")
-        return ValueError(f"{where}: unknown name {e.name!r}; {e.detail}")
+            return ValueError(f"{where}: {excerpt(e.name)} stands for several regions; {e.detail}")
+        return ValueError(f"{where}: unknown name {excerpt(e.name)}; {e.detail}")
 
     def one(value: str, where: str, within=None) -> str:
         try:
@@ -425,14 +441,37 @@ def builtin_names() -> list[str]:
     return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
 
 
+_ECHO = ("literal_error", "extra_forbidden", "union_tag_invalid", "finite_number",
+         "float_type", "float_parsing", "int_type", "int_parsing", "string_type")
+_MAX_ERRORS = 8
+
+
+def _branch(x) -> bool:
+    return str(x) == "float" or str(x).startswith(("tagged-union", "function-"))
+
+
 def _format_validation(e: ValidationError) -> str:
-    lines = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"])
+    """One short line per error, field first; the input appears only as a short excerpt.
+
+    A value where `float | {dist: ...}` is allowed fails both alternatives; only the error of
+    the alternative the value was meant for is kept: a mapping's for a mapping, else the
+    number's (`share_lost: Input should be a finite number (got nan)`)."""
+    lines: list[str] = []
+    for err in e.errors(include_url=False):
+        loc = err["loc"]
+        if loc and str(loc[-1]) == "float" and isinstance(err["input"], dict):
+            continue  # meant as a distribution: its own errors say what is wrong
+        if loc and str(loc[-1]).startswith("tagged-union") and \
+                err["type"] == "model_attributes_type":
+            continue  # meant as a number: the float alternative's error says what is wrong
+        where = ".".join(str(x) for x in loc if not _branch(x))
         msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] in (
-            "literal_error", "extra_forbidden", "union_tag_invalid") else ""))
-    return "; ".join(lines)
+        got = f" (got {excerpt(err['input'])})" if err["type"] in _ECHO else ""
+        line = f"{where}: {msg}{got}" if where else f"{msg}{got}"
+        if line not in lines:
+            lines.append(line)
+    more = f"; and {len(lines) - _MAX_ERRORS} more error(s)" if len(lines) > _MAX_ERRORS else ""
+    return "; ".join(lines[:_MAX_ERRORS]) + more
 
 
 def scenario_text(name_or_path: str | Path) -> tuple[str, str]:
@@ -441,7 +480,18 @@ def scenario_text(name_or_path: str | Path) -> tuple[str, str]:
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.is_file():
             raise ScenarioError(f"{p}: no such scenario file")
-        return str(p), p.read_text(encoding="utf-8")
+        try:
+            with open(p, "rb") as fh:  # never more than the limit into memory
+                raw = fh.read(safe_yaml.MAX_BYTES + 1)
+        except OSError as e:
+            raise ScenarioError(f"{p}: cannot read: {e.strerror}") from None
+        if len(raw) > safe_yaml.MAX_BYTES:
+            raise ScenarioError(f"{p}: larger than the {safe_yaml.MAX_BYTES:,}-byte limit of "
+                                "a scenario file")
+        try:
+            return str(p), raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ScenarioError(f"{p}: not UTF-8 text (byte {e.start})") from None
     name = str(name_or_path)
     if name not in builtin_names():
         raise ScenarioError(f"unknown scenario {name!r}; built-in: {', '.join(builtin_names())}"
@@ -451,9 +501,9 @@ def scenario_text(name_or_path: str | Path) -> tuple[str, str]:
 
 def parse_scenario(text: str, label: str = "<scenario>", network=None) -> Scenario:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ScenarioError(f"{label}: not valid YAML: {e}") from None
+        data = safe_yaml.load(text, label)
+    except safe_yaml.YamlError as e:
+        raise ScenarioError(str(e)) from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{label}: expected a mapping with name, start, months, shocks")
     try:

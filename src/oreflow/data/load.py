@@ -15,7 +15,9 @@ from oreflow.data.schema import (
     TABLES,
     DatasetError,
     Problem,
+    base_year_of,
     check_chain_references,
+    check_contents,
     check_values,
     coerce,
 )
@@ -60,6 +62,14 @@ class Dataset:
             raise KeyError(f"{table}.csv has no parameter {name!r}")
         return float(p[name])
 
+    def parameters(self, table: str) -> dict[str, float]:
+        """Every parameter of a parameter table by name, as floats (validated on load: the
+        schema's declared parameters are all there, by exact name, in range)."""
+        spec = TABLES[table]
+        df = self[table]
+        return {str(k): float(v) for k, v in zip(df[spec.param_column], df[spec.value_column],
+                                                 strict=True)}
+
 
 def _version(path: Path) -> str:
     h = hashlib.sha256()
@@ -100,6 +110,9 @@ def validate_tables(
     for name, df in coerced.items():
         problems += check_values(TABLES[name], df, coerced)
     problems += check_chain_references(coerced)
+    base_year = base_year_of(coerced)
+    for name, df in coerced.items():  # what the model reads by name or looks up is there
+        problems += check_contents(TABLES[name], df, coerced, base_year)
     return coerced, problems
 
 

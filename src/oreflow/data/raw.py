@@ -260,11 +260,27 @@ def _strip_footnote_letters(label: str) -> str:
     return base[:-1] if base.endswith("e") else base
 
 
+def comtrade_expected_years(folder: Path) -> list[int]:
+    """The years the download's manifest.json lists as expected (validation.expected_years)."""
+    f = _need(folder / "manifest.json")
+    try:
+        years = json.loads(f.read_text())["validation"]["expected_years"]
+        return sorted(int(y) for y in years)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise RawDataError(f"{f}: no list validation.expected_years ({e})") from None
+
+
 def read_comtrade_china_imports_2846(raw_dir: Path) -> pd.DataFrame:
+    """Every year the manifest expects, one JSON file each: a missing year is an error, not a
+    gap in the table (a missing 2024.json once dropped the base year's trade silently)."""
     folder = raw_dir / "comtrade_china_2846"
-    files = sorted(p for p in folder.glob("*.json") if p.stem.isdigit())
-    if not files:
-        raise RawDataError(f"{folder}: no yearly Comtrade JSON files")
+    expected = comtrade_expected_years(folder)
+    missing = [y for y in expected if not (folder / f"{y}.json").is_file()]
+    if missing:
+        raise RawDataError(f"{folder}: raw file(s) missing for year(s) "
+                           f"{', '.join(map(str, missing))} (manifest.json expects "
+                           f"{expected[0]}-{expected[-1]})")
+    files = [folder / f"{y}.json" for y in expected]
     recs = []
     for f in files:
         try:

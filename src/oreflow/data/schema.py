@@ -7,7 +7,9 @@ of tables against it and returns every problem found, each naming file, row and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import unicodedata
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -33,6 +35,29 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Param:
+    """A row a parameter table must have: its exact name and the range of its value."""
+
+    name: str
+    min: float | None = None
+    max: float | None = None
+    unit: str = ""
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class Covers:
+    """Every combination of the `sources`' values must appear in `columns` of the table.
+
+    A source is "table.column" (optionally filtered: "table.column[col=v,col!=v,col>0]",
+    where a value '@base_year' is the dataset's base year), "years:1990..@base_year", or a
+    tuple of literal values."""
+
+    columns: tuple[str, ...]
+    sources: tuple[str | tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     description: str
@@ -40,6 +65,12 @@ class Table:
     key: tuple[str, ...]
     shares: tuple[tuple[str, ...], str] | None = None  # (group-by columns, share column)
     sourced: bool = True  # every row carries source_id, vintage and status
+    min_rows: int = 1
+    params: tuple[Param, ...] = ()  # rows the model reads by name (exact match)
+    param_column: str = "parameter"
+    value_column: str = "value"
+    covers: tuple[Covers, ...] = ()  # what the model looks up must be there
+    row_ranges: tuple[Param, ...] = ()  # value ranges of rows by param_column (not required)
 
     @property
     def file(self) -> str:
@@ -382,10 +413,10 @@ TABLES: dict[str, Table] = {
                 _ELEMENT,
                 Column("zone", "str", allowed=("ROW", "CHN")),
                 Column("month", "float", "months since the scenario starts", min=0.0,
-                       nullable=True),
-                Column("observed", "float", min=0.0),
-                Column("observed_low", "float", min=0.0),
-                Column("observed_high", "float", min=0.0),
+                       max=600.0, nullable=True),
+                Column("observed", "float", min=0.0, max=1e4),
+                Column("observed_low", "float", min=0.0, max=1e4),
+                Column("observed_high", "float", min=0.0, max=1e4),
                 Column("role", "str", allowed=("fit", "check")),
                 Column("basis", "str"),
             ),
@@ -780,7 +811,7 @@ TABLES.update({t.name: t for t in [
             Column("stage", "str"),
             _REGION,
             _YEAR,
-            Column("value", "float", min=0.0),
+            Column("value", "float", min=0.0, max=1e10),
             Column("unit", "str", allowed=QUANTITY_UNITS),
             Column("qualifier", "str", allowed=("", "<", ">"), nullable=True),
         ),
@@ -794,7 +825,7 @@ TABLES.update({t.name: t for t in [
             _CHAIN,
             _REGION,
             _YEAR,
-            Column("value", "float", min=0.0),
+            Column("value", "float", min=0.0, max=1e10),
             Column("unit", "str", allowed=QUANTITY_UNITS),
         ),
         key=("chain", "region", "year"),
@@ -823,9 +854,9 @@ TABLES.update({t.name: t for t in [
             Column("form", "str"),
             Column("zone", "str", allowed=("ROW", "CHN")),
             _YEAR,
-            Column("value", "float", min=0.0),
+            Column("value", "float", min=0.0, max=1e10),
             Column("unit", "str"),
-            Column("usd_per_kg_basis", "float", "USD/kg basis", min=0.0),
+            Column("usd_per_kg_basis", "float", "USD/kg basis", min=0.0, max=1e7),
         ),
         key=("chain", "form", "zone", "year"),
     ),
@@ -839,7 +870,7 @@ TABLES.update({t.name: t for t in [
             Column("detail", "str"),
             Column("unit", "str"),
             _YEAR,
-            Column("value", "float", nullable=True),
+            Column("value", "float", min=-1e10, max=1e10, nullable=True),
             Column("qualifier", "str", allowed=("", "<", ">", "range"), nullable=True),
             Column("value_text", "str", nullable=True),
         ),
@@ -860,7 +891,7 @@ TABLES.update({t.name: t for t in [
     Table(
         "chain_parameters",
         "Scalars of the chain tables' build and of the generic chain network.",
-        (Column("parameter", "str"), Column("value", "float", min=0.0), Column("unit", "str")),
+        (Column("parameter", "str"), Column("value", "float", min=0.0, max=1e10), Column("unit", "str")),
         key=("parameter",),
     ),
 ]})
@@ -905,3 +936,322 @@ def check_chain_references(tables: dict[str, pd.DataFrame]) -> list[Problem]:
                                         f"unknown commodity {', '.join(map(repr, bad))}: not "
                                         "in chains.csv"))
     return problems
+# ---- what the model needs beyond column types (issue 11) ------------------------------------
+# A dataset that passes these checks can be loaded by the model: every parameter it reads by
+# name is there with that exact name and a value in range, every lookup it makes (an element's
+# price, a magnet sector's lifetime, a producer's mining sources) finds its row, and no number
+# is large enough to overflow. Declared here, per table, apart from the column definitions.
+def _pct(name: str) -> Param:
+    return Param(name, 0.0, 1.0, "fraction")
+
+
+_PRODUCERS = "mine_production.region[year=@base_year,t_reo>0,region!=WLD]"
+_MAGNET_SECTORS = "sectors.sector[form=magnet]"
+
+REQUIREMENTS: dict[str, dict] = {
+    "market_parameters": dict(params=(
+        Param("base_year", 1990, 2100, "year", integer=True),
+        _pct("china_vat_rate"),
+        Param("cny_per_usd_2020_01", 1.0, 50.0, "CNY/USD"),
+        Param("cny_per_usd_2025_03", 1.0, 50.0, "CNY/USD"),
+        Param("cny_per_usd_2025_12", 1.0, 50.0, "CNY/USD"),
+        Param("pm_oxide_usd_per_kg", 0.0, 1e5, "USD/kg"),
+        Param("tm_oxide_usd_per_kg", 0.0, 1e5, "USD/kg"),
+    )),
+    "market_behaviour": dict(params=(
+        Param("target_cover_months", 0.1, 60.0, "months of use"),
+        Param("price_horizon_months", 0.25, 60.0, "months"),
+        Param("expectation_horizon_months", 0.25, 60.0, "months"),
+        Param("price_cap", 1.5, 1e4, "price multiple"),
+        Param("price_rationing_elasticity", 0.0, 10.0),
+        _pct("price_smoothing"),
+        Param("substitution_rate_per_year", 0.0, 10.0, "fraction of demand per year"),
+        _pct("substitution_max"),
+        Param("substitution_full_price_ratio", 1.01, 100.0, "price multiple"),
+        Param("supply_response_rate_per_year", 0.0, 10.0, "fraction of world market per year"),
+        Param("supply_response_lead_months", 0.0, 120.0, "months"),
+        _pct("supply_response_max"),
+        Param("restock_months", 0.1, 120.0, "months"),
+        _pct("production_adjustment_per_month"),
+        Param("buyer_cover_months", 0.1, 60.0, "months of use"),
+        Param("buyer_cover_cv", 0.01, 10.0, "coefficient of variation"),
+        _pct("leakage"),
+        _pct("stoppage_threshold"),
+    )),
+    "stockpile_parameters": dict(params=(
+        _pct("conversion_capacity_share"),
+        _pct("insurance_rate_per_year"),
+        _pct("loan_rate_per_year"),
+        Param("max_buy_share_per_month", 0.001, 1.0, "fraction"),
+        Param("price_blocks", 1, 100, "count", integer=True),
+        Param("purchase_price_slope", 0.0, 10.0, "fraction"),
+        Param("purchase_window_months", 1.0, 600.0, "months"),
+        _pct("rotation_cost_share"),
+        Param("rule_days", 0.0, 3650.0, "days"),
+        Param("tenor_years", 1.0, 100.0, "years"),
+    )),
+    "risk_parameters": dict(params=(
+        Param("export_ban_factor", 1.0, 10.0),
+        Param("export_licence_factor", 1.0, 10.0),
+        Param("export_quota_factor", 1.0, 10.0),
+        Param("trade_partner_factor", 0.1, 10.0),
+        Param("ec_assessment_year", 1990, 2100, "year", integer=True),
+        Param("ec_window_first_year", 1990, 2100, "year", integer=True),
+        Param("ec_window_last_year", 1990, 2100, "year", integer=True),
+    )),
+    "stage_parameters": dict(params=tuple(Param(s) for s in STAGES), param_column="stage"),
+    "mine_production": dict(covers=(Covers(("year",), (("@base_year",),)),)),
+    "trade_china_imports_2846": dict(covers=(Covers(("year",), (("@base_year",),)),)),
+    "mine_source_split": dict(covers=(Covers(("region",), (_PRODUCERS,)),)),
+    "concentrate_routing": dict(covers=(Covers(("origin",), (_PRODUCERS,)),)),
+    "deposit_composition": dict(covers=(Covers(("deposit",), ("deposits.deposit",)),)),
+    "stage_shares": dict(covers=(Covers(("stage",), (("metal", "magnet"),)),)),
+    "magnet_composition": dict(covers=(Covers(("sector",), (_MAGNET_SECTORS,)),)),
+    "sector_regions": dict(covers=(Covers(("sector",), ("sectors.sector",)),)),
+    "base_prices": dict(covers=(Covers(("element", "zone"),
+                                       ("elements.element", ("ROW", "CHN"))),)),
+    "stockpile_forms": dict(covers=(Covers(("form",), (FORMS,)),)),
+    "blocs": dict(covers=(Covers(("bloc",), (("EU", "G7", "QUAD", "MSP"),)),)),
+    "magnet_lifetimes": dict(covers=(Covers(("sector", "parameter"),
+                                            (_MAGNET_SECTORS, ("mean", "std"))),)),
+    "recycling": dict(covers=(Covers(("region", "parameter"),
+                                     ("sector_regions.region", RECYCLING_PARAMETERS)),),
+                      row_ranges=(_pct("collection_rate"), _pct("preprocessing_yield"),
+                                  _pct("recovery_yield"),
+                                  Param("capacity_t_magnet_per_year", 0.0, 1e7, "t magnet/yr"),
+                                  Param("expansion_t_magnet_per_year", 0.0, 1e7, "t magnet/yr"),
+                                  Param("lead_time_months", 0.0, 600.0, "months"))),
+    "magnet_history": dict(covers=(Covers(("quantity", "year"),
+                                          (MAGNET_HISTORY_QUANTITIES, "years:1990..@base_year")),),
+                           param_column="quantity",
+                           row_ranges=(Param("world_output_t_magnet", 1.0, 1e7, "t magnet"),
+                                       Param("heavy_ree_index", 0.0, 100.0, "index"))),
+    "magnet_sector_history": dict(covers=(Covers(("year", "sector"),
+                                                 ("years:1990..@base_year", _MAGNET_SECTORS)),)),
+}
+"""Per table: `params` (rows read by exact name, with the value's range) and `covers` (rows
+every lookup of the model needs). Every table also needs at least one row (`min_rows`)."""
+
+MAX_BOUNDS: dict[tuple[str, str], tuple[float, float]] = {
+    ("mine_production", "t_reo"): (0.0, 1e8),  # world output is about 4e5 t
+    ("reserves", "t_reo"): (0.0, 1e10),
+    ("prices", "usd_per_kg"): (0.0, 1e6),
+    ("base_prices", "usd_per_kg"): (0.0, 1e6),
+    ("china_domestic_prices", "cny_per_t_low"): (0.0, 1e9),
+    ("china_domestic_prices", "cny_per_t_high"): (0.0, 1e9),
+    ("market_parameters", "value"): (-1e12, 1e12),  # per-parameter ranges above
+    ("market_behaviour", "value"): (-1e12, 1e12),
+    ("sector_value", "unit_value_usd"): (0.0, 1e10),
+    ("sector_value", "re_kg_per_unit"): (0.0, 1e6),
+    ("stockpile_forms", "processing_usd_per_kg"): (0.0, 1e6),
+    ("stockpile_forms", "storage_usd_per_t_year"): (0.0, 1e9),
+    ("stockpile_forms", "shelf_life_years"): (0.1, 1000.0),
+    ("stockpile_forms", "conversion_lead_months"): (0.0, 600.0),
+    ("stockpile_parameters", "value"): (0.0, 1e12),
+    ("risk_parameters", "value"): (0.0, 1e12),
+    ("trade_china_imports_2846", "t"): (0.0, 1e9),
+    ("trade_china_imports_2846", "usd"): (0.0, 1e13),
+    ("trade_us_imports", "t"): (0.0, 1e9),
+    ("trade_us_imports", "usd"): (0.0, 1e13),
+    ("us_salient", "value"): (-1e12, 1e12),
+    ("magnet_history", "value"): (0.0, 1e9),
+    ("recycling", "value"): (0.0, 1e9),
+}
+"""Ranges for numeric columns that had only a minimum: a value beyond them (1e300) would
+overflow in the model and come out as NaN or infinity."""
+
+
+def _bounded(table: Table) -> Table:
+    cols = []
+    for c in table.columns:
+        if (table.name, c.name) in MAX_BOUNDS:
+            lo, hi = MAX_BOUNDS[(table.name, c.name)]
+            c = replace(c, min=lo if c.min is None else max(c.min, lo), max=hi)
+        cols.append(c)
+    return replace(table, columns=tuple(cols), **REQUIREMENTS.get(table.name, {}))
+
+
+TABLES.update({name: _bounded(t) for name, t in TABLES.items()})
+
+
+def base_year_of(tables: dict[str, pd.DataFrame]) -> int | None:
+    """The base year from coerced market_parameters, or None if it is not usable."""
+    mp = tables.get("market_parameters")
+    if mp is None or not {"parameter", "value"} <= set(mp.columns):
+        return None
+    v = mp.loc[mp["parameter"] == "base_year", "value"]
+    if len(v) != 1 or not np.isfinite(v.iloc[0]) or v.iloc[0] != round(v.iloc[0]):
+        return None
+    spec = next(p for p in REQUIREMENTS["market_parameters"]["params"] if p.name == "base_year")
+    if not spec.min <= v.iloc[0] <= spec.max:
+        return None  # reported by check_params; coverage by year is not checked then
+    return int(v.iloc[0])
+
+
+def _describe_difference(got: str, want: str) -> str:
+    """What makes `got` differ from `want`: a look-alike or invisible character, or case."""
+    for i, ch in enumerate(got):
+        if i >= len(want) or ch != want[i]:
+            if ord(ch) > 127 or unicodedata.category(ch) == "Cf":
+                name = unicodedata.name(ch, "unnamed")
+                return f"character {i + 1} is U+{ord(ch):04X} ({name}), not {want[i:i + 1]!r}"
+            break
+    if got.casefold() == want.casefold():
+        return "it differs in upper/lower case"
+    return "it is spelled differently"
+
+
+def _near(got: str, want: str) -> bool:
+    norm = unicodedata.normalize("NFKD", got)
+    norm = "".join(c for c in norm if unicodedata.category(c) not in ("Mn", "Cf")).casefold()
+    return norm == want.casefold() or difflib.SequenceMatcher(None, got, want).ratio() >= 0.8
+
+
+def check_params(table: Table, df: pd.DataFrame) -> list[Problem]:
+    """Every declared parameter present by its exact name, once, with a value in range; a
+    near-miss ('bаse_year' with a Cyrillic а) is named as such."""
+    problems: list[Problem] = []
+    col, val = table.param_column, table.value_column
+    if not table.params or col not in df.columns:
+        return problems
+    names = df[col].astype(str)
+    wanted = {p.name for p in table.params}
+    for p in table.params:
+        rows = np.flatnonzero((names == p.name).to_numpy())
+        if len(rows) == 0:
+            near = [(i, n) for i, n in enumerate(names) if n not in wanted and _near(n, p.name)]
+            if near:
+                i, n = near[0]
+                problems.append(Problem(table.file, _line(i), col,
+                                        f"{n!r} is not the required {col} {p.name!r}: "
+                                        f"{_describe_difference(n, p.name)}; names must match "
+                                        "exactly"))
+            else:
+                rng = (f" (a value in [{p.min:g}, {p.max:g}]{' ' + p.unit if p.unit else ''})"
+                       if p.min is not None and p.max is not None else "")
+                problems.append(Problem(table.file, None, col,
+                                        f"required {col} {p.name!r} is missing{rng}"))
+            continue
+        if p.min is None or val not in df.columns:
+            continue
+        i = rows[0]
+        v = float(df[val].iloc[i])
+        unit = f" {p.unit}" if p.unit else ""
+        if not np.isfinite(v):
+            continue  # reported by the coercion as not a finite number
+        if not p.min <= v <= p.max:
+            problems.append(Problem(table.file, _line(i), val,
+                                    f"{p.name} = {v:g} is outside its range "
+                                    f"[{p.min:g}, {p.max:g}]{unit}"))
+        elif p.integer and v != round(v):
+            problems.append(Problem(table.file, _line(i), val,
+                                    f"{p.name} = {v:g} must be a whole number"))
+    return problems
+
+
+def _text(x) -> str:
+    """A cell as the text it was written as (2024.0 -> '2024', True -> 'true')."""
+    if isinstance(x, bool | np.bool_):
+        return str(bool(x)).lower()
+    if isinstance(x, float | np.floating) and float(x).is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def _source_values(src: str | tuple[str, ...], tables: dict[str, pd.DataFrame],
+                   base_year: int | None) -> tuple[list[str], str] | None:
+    """The values a Covers source names, and how to describe them; None if unresolvable."""
+    if isinstance(src, tuple):
+        if any(v == "@base_year" for v in src):
+            if base_year is None:
+                return None
+            return [str(base_year)], f"the base year {base_year}"
+        return [str(v) for v in src], f"one of {', '.join(map(str, src))}"
+    if src.startswith("years:"):
+        lo, hi = src[len("years:"):].split("..")
+        if base_year is None:
+            return None
+        lo_y = base_year if lo == "@base_year" else int(lo)
+        hi_y = base_year if hi == "@base_year" else int(hi)
+        return [str(y) for y in range(lo_y, hi_y + 1)], f"every year {lo_y}..{hi_y}"
+    ref, _, cond = src.partition("[")
+    tname, cname = ref.split(".")
+    df = tables.get(tname)
+    if df is None or cname not in df.columns:
+        return None
+    mask = np.ones(len(df), bool)
+    for term in filter(None, cond.rstrip("]").split(",")):
+        for op in ("!=", ">", "="):
+            if op in term:
+                c, v = term.split(op, 1)
+                break
+        if c not in df.columns:
+            return None
+        if v == "@base_year":
+            if base_year is None:
+                return None
+            v = str(base_year)
+        col = df[c]
+        if op == ">":
+            mask &= (pd.to_numeric(col, errors="coerce") > float(v)).to_numpy()
+        else:
+            text = col.map(_text).astype(str)
+            eq = (text == v).to_numpy()
+            mask &= eq if op == "=" else ~eq
+    values = list(dict.fromkeys(df.loc[mask, cname].map(_text)))
+    where = f" with {cond.rstrip(']')}" if cond else ""
+    return values, f"every {cname} of {tname}.csv{where}"
+
+
+def check_covers(table: Table, df: pd.DataFrame, tables: dict[str, pd.DataFrame],
+                 base_year: int | None) -> list[Problem]:
+    """Rows the model looks up must exist: every combination the `covers` sources give."""
+    problems: list[Problem] = []
+    for cov in table.covers:
+        if not all(c in df.columns for c in cov.columns):
+            continue
+        resolved = [_source_values(s, tables, base_year) for s in cov.sources]
+        if any(r is None for r in resolved):
+            continue  # the source table has its own problems, reported there
+        have = set(zip(*(df[c].map(_text) for c in cov.columns), strict=True))
+        need = [()]
+        for values, _ in resolved:
+            need = [(*n, v) for n in need for v in values]
+        missing = [n for n in need if n not in have]
+        if missing:
+            shown = "; ".join(", ".join(f"{c}={v!r}" for c, v in zip(cov.columns, m, strict=True))
+                              for m in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            what = " x ".join(f"{c}: {d}" for c, (_, d) in zip(cov.columns, resolved, strict=True))
+            problems.append(Problem(table.file, None, ", ".join(cov.columns),
+                                    f"no row for ({shown}){more}; the model needs a row for "
+                                    f"{what}"))
+    return problems
+
+
+def check_row_ranges(table: Table, df: pd.DataFrame) -> list[Problem]:
+    """Rows whose value must lie in the range declared for their kind (e.g. a recycling
+    collection_rate is a fraction; its capacity a tonnage)."""
+    problems: list[Problem] = []
+    col, val = table.param_column, table.value_column
+    if not table.row_ranges or col not in df.columns or val not in df.columns:
+        return problems
+    names = df[col].astype(str).to_numpy()
+    values = df[val].to_numpy(dtype=float)
+    for p in table.row_ranges:
+        for i in np.flatnonzero((names == p.name) & ((values < p.min) | (values > p.max))):
+            unit = f" {p.unit}" if p.unit else ""
+            problems.append(Problem(table.file, _line(i), val,
+                                    f"{p.name} = {values[i]:g} is outside its range "
+                                    f"[{p.min:g}, {p.max:g}]{unit}"))
+    return problems
+
+
+def check_contents(table: Table, df: pd.DataFrame, tables: dict[str, pd.DataFrame],
+                   base_year: int | None) -> list[Problem]:
+    """Row count, required parameters, row ranges and coverage of one coerced table."""
+    if len(df) < table.min_rows:
+        return [Problem(table.file, None, None,
+                        f"has {len(df)} data row(s); the model needs at least {table.min_rows}")]
+    return (check_params(table, df) + check_row_ranges(table, df)
+            + check_covers(table, df, tables, base_year))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from oreflow.io import atomic_write
+from oreflow.io import atomic_write_bytes
 
 QUANTILES = (0.05, 0.5, 0.95)
 OUTSIDE = "ROW"
@@ -203,8 +203,9 @@ def price_at_cap_share(ds: xr.Dataset) -> dict[str, float]:
 
 
 def save_result(ds: xr.Dataset, path: Path | str) -> Path:
-    """Write the result as NetCDF, atomically."""
-    return atomic_write(path, lambda p: ds.to_netcdf(p, engine="h5netcdf"))
+    """Write the result as NetCDF, atomically. It is serialised in memory first, so HDF5 never
+    writes to disk (it crashes on a full disk); the file write raises oreflow.io.WriteError."""
+    return atomic_write_bytes(path, ds.to_netcdf(engine="h5netcdf"))
 
 
 REQUIRED = ("price_peak_ratio", "unmet_physical_t", "demand_reduction_t",

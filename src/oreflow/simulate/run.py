@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from oreflow.finite import check_result_finite
 from oreflow.network import Network
 from oreflow.scenario import Scenario, load_scenario
 from oreflow.simulate.engine import Behaviour, Engine
@@ -126,15 +127,4 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
         engine.run_block(idx, watchers, tick)
     ds = assemble(summ, bands, base, sc, seed, scenario_sha256, net.dataset.version,
                   balance.max_rel, notes, beh.leakage, beh.price_cap)
-    _check_finite(ds)
-    return ds
-
-
-def _check_finite(ds: xr.Dataset) -> None:
-    """Fail loudly rather than report a result with NaN in it."""
-    for name in ("unmet_physical_t", "demand_reduction_t", "price_usd_per_kg", "stock_t"):
-        if name in ds and not np.isfinite(ds[name].values).all():
-            raise RunError(f"the run produced non-finite values in {name}: check the scenario "
-                           "and the dataset for NaN or huge numbers")
-    if not np.isfinite(ds.attrs["max_rel_balance_residual"]):
-        raise RunError("the run's mass balance is not finite")
+    return check_result_finite(ds, f"scenario {sc.name!r}")

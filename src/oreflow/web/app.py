@@ -3,7 +3,9 @@
 Runs execute on the run manager's threads, never on the request thread. Requests name
 scenarios by built-in name or send YAML, which is parsed in memory; nothing a request sends
 becomes a path, except a run id, which must be 32 hex digits. Plotly.js is served from the
-installed `plotly` package, so the pages work with no internet.
+installed `plotly` package and Swagger UI (/docs) from the installed `fastapi-offline`
+package, so the pages work with no internet. Request bodies, Host headers and run sizes are
+limited (oreflow.web.security, oreflow.limits; docs/report-and-web.md, "Limits and security").
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import jinja2
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -24,10 +26,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from oreflow import __version__
+from oreflow.io import WriteError
 from oreflow.network import Network
-from oreflow.web.runs import RunLimitError, RunManager, valid_id
+from oreflow.safe_yaml import excerpt
+from oreflow.web.runs import ResultUnavailable, RunLimitError, RunManager, valid_id
+from oreflow.web.security import (
+    DEFAULT_ALLOWED_HOSTS,
+    MAX_BODY_BYTES,
+    BodyLimitMiddleware,
+    add_local_docs,
+)
 
 MAX_YAML_CHARS = 100_000
 MAX_STOCKPILE_PATHS = 5_000
@@ -38,12 +49,13 @@ MAX_STOCKPILE_PATHS = 5_000
 class RunRequest(BaseModel):
     """Start a stress run: a built-in scenario by name, or a scenario's YAML text."""
 
-    model_config = ConfigDict(extra="forbid")
-    scenario: str | None = Field(None, description="built-in scenario name",
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    scenario: str | None = Field(None, description="built-in scenario name", max_length=200,
                                  examples=["licensing-2025-04"])
     scenario_yaml: str | None = Field(None, max_length=MAX_YAML_CHARS,
                                       description="a whole scenario as YAML (instead of a name)")
-    paths: int = Field(1000, ge=1, description="Monte Carlo paths")
+    paths: int = Field(1000, ge=1, description="Monte Carlo paths (limited by --max-path-months "
+                                                "and the memory budget)")
     seed: int = Field(0, ge=0, le=2**63 - 1)
     months: int | None = Field(None, ge=1, le=600,
                                description="horizon; default: the scenario's own")
@@ -59,11 +71,13 @@ class RunRequest(BaseModel):
 class StockpileRequest(BaseModel):
     """Plan a stockpile (see `oreflow stockpile plan`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     budget_usd: float = Field(12e9, ge=0, le=1e13)
     perspective: str = Field("USA", max_length=16)
-    scenarios: dict[str, float] | None = Field(
-        None, description="built-in scenario name -> weight; default: the planner's mix")
+    scenarios: dict[Annotated[str, Field(max_length=200)],
+                    Annotated[float, Field(ge=0, le=1e6)]] | None = Field(
+        None, max_length=50,
+        description="built-in scenario name -> weight; default: the planner's mix")
     paths: int = Field(300, ge=1, le=MAX_STOCKPILE_PATHS)
     eval_paths: int = Field(300, ge=1, le=MAX_STOCKPILE_PATHS)
     seed: int = Field(0, ge=0, le=2**63 - 1)
@@ -90,10 +104,13 @@ def _plotly_js() -> bytes:
 
 
 def _format_errors(errors) -> str:
+    """One line per error (at most 10), every part cut short: field names in a request body
+    (an unknown key, a dict key) are the sender's text and are never echoed in full."""
     parts = []
-    for e in errors:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+    for e in list(errors)[:10]:
+        loc = ".".join(excerpt(x, 60).strip("'") if isinstance(x, str) else str(x)
+                       for x in e.get("loc", ()) if x != "body")
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")[:300]
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
 
@@ -113,10 +130,17 @@ def _builtin_scenarios() -> list[dict]:
 
 # ---- the app -------------------------------------------------------------------------------
 def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
-               max_concurrent_runs: int = 2, network: Network | None = None) -> FastAPI:
-    """The web app over DATA_DIR (made if missing): runs, reports, exports, stockpile plans."""
+               max_concurrent_runs: int = 2, network: Network | None = None,
+               allowed_hosts: list[str] | tuple[str, ...] = DEFAULT_ALLOWED_HOSTS,
+               max_body_bytes: int = MAX_BODY_BYTES,
+               memory_budget_bytes: int | None = None) -> FastAPI:
+    """The web app over DATA_DIR (made if missing): runs, reports, exports, stockpile plans.
+
+    Requests must name one of `allowed_hosts` in their Host header ('*' allows any) and send
+    at most `max_body_bytes`; runs must fit `memory_budget_bytes` (oreflow.limits)."""
     manager = RunManager(data_dir, max_path_months=max_path_months,
-                         max_concurrent_runs=max_concurrent_runs, network=network)
+                         max_concurrent_runs=max_concurrent_runs, network=network,
+                         memory_budget_bytes=memory_budget_bytes)
     env = _templates()
     scenarios = _builtin_scenarios()
     scenario_names = [s["name"] for s in scenarios]
@@ -129,8 +153,13 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
         manager.close()
 
     app = FastAPI(title="oreflow", version=__version__, lifespan=lifespan,
-                  description="Stress-test rare-earth supply chains: runs, reports, exports.")
+                  description="Stress-test rare-earth supply chains: runs, reports, exports.",
+                  docs_url=None, redoc_url=None)
     app.state.manager = manager
+    add_local_docs(app, "oreflow")
+    # outermost first: the Host check, then the body limit, then the app
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -139,6 +168,13 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
     @app.exception_handler(RunLimitError)
     async def _limit(request: Request, exc: RunLimitError):
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(ResultUnavailable)
+    async def _gone(request: Request, exc: ResultUnavailable):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": str(exc)}, status_code=410)
+        return HTMLResponse(env.get_template("error.html").render(
+            version=__version__, status=410, message=str(exc)), status_code=410)
 
     def run_or_404(run_id: str) -> dict:
         rec = manager.get(run_id)
@@ -149,8 +185,8 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
 
     def finished(run_id: str) -> dict:
         rec = run_or_404(run_id)
-        if rec["status"] == "failed":
-            raise HTTPException(409, f"run {run_id} failed: {rec['message']}")
+        if rec["status"] in ("failed", "cancelled"):
+            raise HTTPException(409, f"run {run_id} {rec['status']}: {rec['message']}")
         if rec["status"] != "done":
             raise HTTPException(409, f"run {run_id} is {rec['status']} "
                                      f"({rec['progress']:.0%}); try again when it is done")
@@ -166,7 +202,9 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
         return {"status": "ok", "version": __version__, "active_runs": manager.active,
                 "limits": {"max_path_months": manager.max_path_months,
                            "max_concurrent_runs": manager.max_concurrent_runs,
-                           "max_stockpile_paths": MAX_STOCKPILE_PATHS}}
+                           "max_stockpile_paths": MAX_STOCKPILE_PATHS,
+                           "memory_budget_bytes": manager.memory_budget,
+                           "max_body_bytes": int(max_body_bytes)}}
 
     @app.get("/api/scenarios", tags=["api"])
     def list_scenarios() -> list[dict]:
@@ -202,8 +240,20 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
 
     @app.get("/api/runs/{run_id}", tags=["api"])
     def get_run(run_id: str) -> dict:
-        """Status (queued, running, done, failed), progress 0-1, settings, any error."""
+        """Status (queued, running, done, failed, cancelled), progress 0-1, settings, any
+        error."""
         rec = run_or_404(run_id)
+        return {k: v for k, v in rec.items() if k != "summary"}
+
+    @app.delete("/api/runs/{run_id}", tags=["api"])
+    def cancel_run(run_id: str) -> dict:
+        """Cancel a queued or running run: a queued one never starts, a running one stops
+        within a simulated month. Answers the run's record; 409 if it had already finished."""
+        rec = run_or_404(run_id)
+        if rec["status"] not in ("queued", "running"):
+            raise HTTPException(409, f"run {run_id} is already {rec['status']}; only queued "
+                                     "or running runs can be cancelled")
+        rec = manager.cancel(run_id) or rec
         return {k: v for k, v in rec.items() if k != "summary"}
 
     @app.get("/api/runs/{run_id}/summary", tags=["api"])
@@ -217,10 +267,15 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
         from oreflow.report import write_report
 
         finished(run_id)
+        manager.check_result(run_id)
         path = manager.report_path(run_id)
         with report_lock:
             if not path.is_file():
-                write_report(manager.load(run_id), path, manager.network)
+                try:
+                    write_report(manager.load(run_id), path, manager.network)
+                except WriteError as e:  # a full disk: say so; the server goes on
+                    raise HTTPException(503, f"the report could not be written ({e.reason}); "
+                                             "try again when the disk has room") from None
         headers = ({"Content-Disposition": f'attachment; filename="oreflow-{run_id}.html"'}
                    if download else None)
         return FileResponse(path, media_type="text/html; charset=utf-8", headers=headers)
@@ -234,11 +289,12 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
         from oreflow.report import ReportError, export_bytes
 
         finished(run_id)
+        manager.check_result(run_id)
+        data = tables(run_id)  # ResultUnavailable (410) if the file is damaged
         try:
-            data, media, name = export_bytes(tables(run_id), format, table,
-                                             stem=f"oreflow-{run_id[:8]}")
+            data, media, name = export_bytes(data, format, table, stem=f"oreflow-{run_id[:8]}")
         except ReportError as e:
-            raise HTTPException(404, str(e)) from None
+            raise HTTPException(404, manager._public(str(e))) from None
         return Response(data, media_type=media,
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -246,7 +302,7 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
     def run_netcdf(run_id: str):
         """The full result as NetCDF (as `oreflow stress --out`)."""
         finished(run_id)
-        return FileResponse(manager.result_path(run_id), media_type="application/x-netcdf",
+        return FileResponse(manager.check_result(run_id), media_type="application/x-netcdf",
                             filename=f"oreflow-{run_id}.nc")
 
     @app.post("/api/stockpile", tags=["api"])
@@ -376,7 +432,13 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
     @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(run_id: str):
         rec = run_or_404(run_id)
-        ctx = charts(run_id) if rec["status"] == "done" else {}
+        ctx: dict = {}
+        if rec["status"] == "done":
+            try:
+                manager.check_result(run_id)
+                ctx = charts(run_id)
+            except ResultUnavailable as e:  # the page still shows the run and says why
+                ctx = {"unavailable": str(e)}
         return page("run.html", run=rec, **ctx)
 
     @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)

@@ -62,6 +62,19 @@ const oreflow = (() => {
   }
 
   function pollRun(id) {
+    const cancel = document.getElementById("cancel-button");
+    if (cancel) {
+      cancel.addEventListener("click", async () => {
+        cancel.disabled = true;
+        try {
+          await api("DELETE", `/api/runs/${id}`);
+          cancel.textContent = "Cancelling...";
+        } catch (e) {
+          showError(document.getElementById("cancel-error"), e.message);
+          cancel.disabled = false;
+        }
+      });
+    }
     const bar = document.getElementById("progress-bar");
     const text = document.getElementById("progress-text");
     const status = document.getElementById("run-status");
@@ -75,7 +88,7 @@ const oreflow = (() => {
       text.textContent = `${Math.round(pct)}%`;
       status.textContent = run.status;
       status.className = `status ${run.status}`;
-      if (run.status === "done" || run.status === "failed") window.location.reload();
+      if (["done", "failed", "cancelled"].includes(run.status)) window.location.reload();
       else setTimeout(tick, 500);
     };
     setTimeout(tick, 300);
