@@ -4,8 +4,8 @@ schema, so a dataset that passes the check is one the model runs on.
 The schema (oreflow.data.schema) catches what can be said table by table: types, ranges,
 references, the parameters the model reads by name, the rows its lookups need. Some of the
 engine's assumptions only show once the base year is assembled (the base year must balance
-market by market); these steps build the network, the market regions, the stock model, the stockpile terms and the risk indicators, and run two
-tiny stress tests, and report any error as a problem naming the step, not as a traceback.
+market by market); these steps build the network, the market regions, the stock model,
+the stockpile terms and the risk indicators, and run two tiny stress tests, and report any error as a problem naming the step, not as a traceback.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def check_model(dataset: Dataset, controller: str = "CHN") -> list[Problem]:
     from oreflow.network import Network
     from oreflow.risk import indicator_table
     from oreflow.simulate import run_stress
-    from oreflow.simulate.market import market_base
     from oreflow.simulate.engine import Behaviour
+    from oreflow.simulate.market import market_base
     from oreflow.stockpile import Terms
     from oreflow.stocks import magnet_stocks
 

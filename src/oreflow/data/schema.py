@@ -891,7 +891,8 @@ TABLES.update({t.name: t for t in [
     Table(
         "chain_parameters",
         "Scalars of the chain tables' build and of the generic chain network.",
-        (Column("parameter", "str"), Column("value", "float", min=0.0, max=1e10), Column("unit", "str")),
+        (Column("parameter", "str"), Column("value", "float", min=0.0, max=1e10),
+         Column("unit", "str")),
         key=("parameter",),
     ),
 ]})
