@@ -5,7 +5,8 @@ The schema (oreflow.data.schema) catches what can be said table by table: types,
 references, the parameters the model reads by name, the rows its lookups need. Some of the
 engine's assumptions only show once the base year is assembled (the base year must balance
 market by market); these steps build the network, the market regions, the stock model,
-the stockpile terms and the risk indicators, and run two tiny stress tests, and report any error as a problem naming the step, not as a traceback.
+the stockpile terms and the risk indicators, and run two tiny stress tests, and report any
+error as a problem naming the step, not as a traceback.
 """
 
 from __future__ import annotations
