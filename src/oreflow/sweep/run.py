@@ -95,9 +95,9 @@ def run_sweep(sweep: Sweep, out: Path | str, *, scheduler: str | None = None,
     total = int(done.size)
     started = time.perf_counter()
     dashboard = None
-    if serial:
+    if serial or done.all():  # nothing to compute: no cluster to start
         todo = tasks(sweep, done, None)
-        where = "in-process"
+        where = "in-process" if serial else "nothing to compute"
         for i, t in enumerate(todo):
             _store(store, run_task(t), on_block)
             if progress:

@@ -9,6 +9,8 @@ no indices: NaN, not zero.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 CONF_LEVEL = 0.95
@@ -31,8 +33,12 @@ def sobol_indices(Y: np.ndarray, dims: int, seed: int = 0,
         y = Y[:, j]
         if not np.isfinite(y).all() or np.ptp(y) <= 1e-12 * max(1.0, np.abs(y).max()):
             continue
-        r = sobol.analyze(problem, y, calc_second_order=False, num_resamples=RESAMPLES,
-                          conf_level=conf_level, seed=seed)
+        with warnings.catch_warnings():
+            # bootstrap resamples of an output that is constant on most points; the
+            # indices are still defined (the output varies over the whole design)
+            warnings.filterwarnings("ignore", message="Constant values encountered")
+            r = sobol.analyze(problem, y, calc_second_order=False, num_resamples=RESAMPLES,
+                              conf_level=conf_level, seed=seed)
         for k in out:
             out[k][j] = np.asarray(r[k], float)
     return out

@@ -96,7 +96,7 @@ def _create(p: Path, sweep, axes, dataset_version: str) -> SweepStore:
         spec = sweep.spec
         root.attrs.update({
             "format": FORMAT, "name": spec.name, "description": spec.description,
-            "sweep_file": sweep.label, "sweep_sha256": sweep.sha256,
+            "sweep_file": Path(sweep.label).name, "sweep_sha256": sweep.sha256,
             "sweep_spec": spec.model_dump(mode="json"),
             "scenarios": sweep.scenario_names, "scenario_texts": sweep.scenario_texts,
             "controllers": [sc.controller for sc in sweep.scenarios],
