@@ -106,7 +106,8 @@ def test_cover_parameters_rescale_the_base_year_stocks(network):
     equal the base built from a dataset with the values edited."""
     from oreflow.simulate.engine import Behaviour
     from oreflow.simulate.market import market_base
-    from oreflow.sweep.tasks import BASE_STOCKS, base_for
+    from oreflow.simulate.run import COVER_STOCKS
+    from oreflow.sweep.tasks import base_for
 
     ds = network.dataset
     tables = dict(ds.tables)
@@ -118,7 +119,7 @@ def test_cover_parameters_rescale_the_base_year_stocks(network):
     edited = dataclasses.replace(ds, tables=tables, version=ds.version + "-edited")
     ref = market_base(dataclasses.replace(network, dataset=edited), "CHN")
     got = base_for("CHN", Behaviour.from_dataset(ds, **new), ds)
-    assert set(BASE_STOCKS) == set(new)
+    assert set(COVER_STOCKS) == set(new)
     for f in dataclasses.fields(ref):
         a, b = getattr(ref, f.name), getattr(got, f.name)
         if isinstance(a, np.ndarray) and a.dtype.kind == "f":

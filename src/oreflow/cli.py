@@ -471,6 +471,15 @@ def stockpile_plan(
                                      help="minimum days of cover: 30 (every element) or "
                                           "Dy:60,Tb:60"),
         elements: str = typer.Option(None, "--elements", help="only hold these, e.g. Nd,Pr,Dy,Tb"),
+        sweep: Path = typer.Option(None, "--sweep",
+                                   help="a sweep file: draw the paths across its parameter "
+                                        "distributions and scenarios (docs/sweep.md)"),
+        param_draws: int = typer.Option(32, "--param-draws", min=1,
+                                        help="parameter sets drawn from --sweep (Latin "
+                                             "hypercube), for fitting and, fresh, for scoring"),
+        method: str = typer.Option("auto", "--method",
+                                   help="monolithic (one LP), benders (path decomposition) or "
+                                        "auto (benders from 1,000 distinct paths)"),
         fmt: PlanFormat = typer.Option(PlanFormat.table, "--format")) -> None:
     """Plan a stockpile with a budget and score it against a flat 60-day rule on fresh paths."""
     import contextlib
@@ -486,7 +495,8 @@ def stockpile_plan(
                 paths=paths, eval_paths=eval_paths, seed=seed, months=months,
                 cvar_weight=cvar_weight, cvar_alpha=cvar_alpha,
                 min_days=_parse_min_days(min_days),
-                elements=[e.strip() for e in elements.split(",")] if elements else None)
+                elements=[e.strip() for e in elements.split(",")] if elements else None,
+                sweep=sweep, param_draws=param_draws, method=method)
         except PlanError as e:
             fail(str(e))
     if fmt is PlanFormat.json:

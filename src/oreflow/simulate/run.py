@@ -83,7 +83,7 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
             raise RunError(f"months must be at least 1, got {months}")
         sc = sc.model_copy(update={"months": months})
     beh = behaviour or Behaviour.from_dataset(net.dataset)
-    base = market_base(net, sc.controller)
+    base = with_cover(market_base(net, sc.controller), beh, net.dataset)
     engine = Engine(base, beh, sc, net, seed)
     lo, hi = block if block is not None else (0, paths)
     if not 0 <= lo < hi:
@@ -115,6 +115,26 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
                   balance.max_rel, notes, beh.leakage)
     _check_finite(ds)
     return ds
+
+
+COVER_STOCKS = {"target_cover_months": "stock0", "buyer_cover_months": "buyer_stock0"}
+"""Behavioural parameters that `market_base` reads from the dataset's table to size the base
+year's stocks (merchant stocks = cover x throughput; buyers' = cover x demand)."""
+
+
+def with_cover(base, behaviour: Behaviour, dataset):
+    """The base year with its stocks sized by `behaviour`'s cover parameters, where they
+    differ from the dataset's (exact: both stocks are linear in their cover). Without it a
+    behaviour given to a run would change the buyers' cover spread but not their stock."""
+    import dataclasses
+
+    default = Behaviour.from_dataset(dataset)
+    update = {}
+    for fld, attr in COVER_STOCKS.items():
+        old, new = getattr(default, fld), getattr(behaviour, fld)
+        if new != old:
+            update[attr] = getattr(base, attr) * (new / old)
+    return dataclasses.replace(base, **update) if update else base
 
 
 def _check_finite(ds: xr.Dataset) -> None:

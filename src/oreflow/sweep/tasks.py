@@ -76,37 +76,11 @@ def _base(controller: str):
     return market_base(_network(), controller)
 
 
-BASE_STOCKS = {"target_cover_months": "stock0", "buyer_cover_months": "buyer_stock0"}
-"""Behavioural parameters that `market_base` reads from the dataset table to size the base
-year's stocks (merchant stocks = cover x throughput, buyers' = cover x demand), not from the
-`Behaviour` the engine gets: a sweep value must rescale those stocks too, or it would change
-the buyers' cover spread but not their stock. tests/test_sweep.py checks this against
-`market_base` on a dataset with the value edited."""
-
-
 def base_for(controller: str, behaviour, dataset):
-    """The base year for a behaviour: the cached base with its stocks rescaled to the
-    behaviour's cover parameters (exact: both stocks are linear in their cover)."""
-    import dataclasses
+    """The base year for a behaviour (stocks sized by its cover parameters: run.with_cover)."""
+    from oreflow.simulate.run import with_cover
 
-    from oreflow.simulate.engine import Behaviour
-
-    base = _base(controller)
-    default = _default_behaviour(dataset.version) if dataset is _network().dataset \
-        else Behaviour.from_dataset(dataset)
-    update = {}
-    for fld, attr in BASE_STOCKS.items():
-        old, new = getattr(default, fld), getattr(behaviour, fld)
-        if new != old:
-            update[attr] = getattr(base, attr) * (new / old)
-    return dataclasses.replace(base, **update) if update else base
-
-
-@functools.lru_cache(maxsize=1)
-def _default_behaviour(version: str):
-    from oreflow.simulate.engine import Behaviour
-
-    return Behaviour.from_dataset(_network().dataset)
+    return with_cover(_base(controller), behaviour, dataset)
 
 
 def dataset_version() -> str:
