@@ -354,3 +354,24 @@ def test_scheduler_that_is_not_there_is_named(tmp_path):
     r = CliRunner().invoke(app, ["sweep", str(spec), "--out", str(tmp_path / "x.zarr"),
                                  "--scheduler", "tcp://127.0.0.1:1"])
     assert r.exit_code == 2 and "--scheduler tcp://127.0.0.1:1: cannot connect" in r.output
+
+
+def test_the_web_app_shows_a_finished_sweep(serial_store, tmp_path):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from oreflow.web import create_app
+
+    data = tmp_path / "data"
+    (data / "sweeps").mkdir(parents=True)
+    shutil.copytree(serial_store, data / "sweeps" / "small.zarr")
+    with TestClient(create_app(data)) as c:
+        listed = c.get("/api/sweeps").json()
+        assert [s["id"] for s in listed] == ["small"] and listed[0]["complete"]
+        rows = c.get("/api/sweeps/small/sobol").json()
+        assert {"headline", "parameter", "S1", "ST", "S1_ci95"} <= set(rows[0])
+        page = c.get("/sweeps/small")
+        assert page.status_code == 200 and 'id="sobol"' in page.text
+        assert c.get("/sweeps/..%2Fetc").status_code == 404
+        assert c.get("/sweeps/nope").status_code == 404
