@@ -58,8 +58,8 @@ def main() -> None:
         paths = simulate_unmet(DEFAULT_SCENARIOS, n, 0, 60, "USA", net)
         sim_s = time.perf_counter() - t
         econ = economy(net, "USA", terms, paths.base)
-        row = {"paths": len(paths.weight), "months": 60, "budget_usd": args.budget_usd, "elements": len(econ.elements),
-               "forms": 3, "simulate_s": round(sim_s, 2)}
+        row = {"paths": len(paths.weight), "months": 60, "budget_usd": args.budget_usd,
+               "elements": len(econ.elements), "forms": 3, "simulate_s": round(sim_s, 2)}
         t = time.perf_counter()
         seg, weight = merge_identical(segment(paths, econ), paths.weight)
         seg_s = time.perf_counter() - t
