@@ -42,7 +42,6 @@ from oreflow.stockpile import (
     cvar,
 )
 
-TRACE = False
 INF = 1e30  # HiGHS's infinity is 1e20 or more; anything above counts as none
 BATCH_PATHS = 400
 """Paths per subproblem model: large enough to amortise HiGHS's per-call cost, small enough
@@ -418,8 +417,6 @@ def solve_benders(seg: Segments, econ: Economy, terms: Terms, weight: np.ndarray
             elif incumbent - true < -0.5 * predicted:  # the model was far too optimistic
                 radius = max(radius * 0.5, 1e-9)
             info.iterations = it
-            if TRACE:
-                print(it, incumbent, model, true, radius, len(master.cut_age), flush=True)
         else:
             raise PlanError(f"the decomposition did not converge in {max_iterations} "
                             "iterations")
