@@ -573,6 +573,15 @@ def stockpile_plan(
                                      help="minimum days of cover: 30 (every element) or "
                                           "Dy:60,Tb:60"),
         elements: str = typer.Option(None, "--elements", help="only hold these, e.g. Nd,Pr,Dy,Tb"),
+        sweep: Path = typer.Option(None, "--sweep",
+                                   help="a sweep file: draw the paths across its parameter "
+                                        "distributions and scenarios (docs/sweep.md)"),
+        param_draws: int = typer.Option(32, "--param-draws", min=1,
+                                        help="parameter sets drawn from --sweep (Latin "
+                                             "hypercube), for fitting and, fresh, for scoring"),
+        method: str = typer.Option("auto", "--method",
+                                   help="monolithic (one LP), benders (path decomposition) or "
+                                        "auto (benders from 1,000 distinct paths)"),
         fmt: PlanFormat = typer.Option(PlanFormat.table, "--format")) -> None:
     """Plan a stockpile with a budget and score it against a flat 60-day rule on fresh paths."""
     import contextlib
@@ -588,7 +597,8 @@ def stockpile_plan(
                 paths=paths, eval_paths=eval_paths, seed=seed, months=months,
                 cvar_weight=cvar_weight, cvar_alpha=cvar_alpha,
                 min_days=_parse_min_days(min_days),
-                elements=[e.strip() for e in elements.split(",")] if elements else None)
+                elements=[e.strip() for e in elements.split(",")] if elements else None,
+                sweep=sweep, param_draws=param_draws, method=method)
         except PlanError as e:
             fail(str(e))
     if fmt is PlanFormat.json:
@@ -738,6 +748,145 @@ def validate(out_file: Path = typer.Option(Path("docs/validation.md"), "--out", 
                   r.result)
     out.print(t)
     out.print(f"Report: {out_file}")
+
+
+# ---- sweeps: parameter uncertainty on Dask, results in Zarr ------------------------------
+from typer.core import TyperGroup  # noqa: E402
+
+
+class _SweepGroup(TyperGroup):
+    """`oreflow sweep FILE.yaml` runs a sweep; `oreflow sweep report STORE` reports one."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+sweep_app = typer.Typer(cls=_SweepGroup, no_args_is_help=True,
+                        help="Parameter sweeps and Sobol sensitivity: `oreflow sweep FILE.yaml "
+                             "--out X.zarr`, `oreflow sweep report X.zarr`.")
+app.add_typer(sweep_app, name="sweep")
+
+
+@sweep_app.command("run")
+def sweep_run(
+        sweep_file: Path = typer.Argument(..., help="sweep file (YAML; docs/sweep.md)"),
+        out_dir: Path = typer.Option(..., "--out", help="the Zarr store (a folder, .zarr); "
+                                     "an interrupted sweep resumes from it"),
+        scheduler: str = typer.Option(None, "--scheduler",
+                                      help="an existing Dask scheduler, tcp://host:8786 "
+                                           "(default: a LocalCluster on this machine)"),
+        workers: int = typer.Option(None, "--workers", min=1, max=1024,
+                                    help="LocalCluster worker processes (default: cores)"),
+        serial: bool = typer.Option(False, "--serial", help="run in this process, no Dask"),
+        top: int = typer.Option(6, "--top", min=1, help="headlines in the printed table"),
+        fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """Run a sweep (design points x scenarios x blocks of paths) and print Sobol indices."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from oreflow.sweep.design import load_sweep
+    from oreflow.sweep.errors import SweepError
+    from oreflow.sweep.run import run_sweep
+
+    if scheduler and serial:
+        fail("--scheduler and --serial exclude each other")
+    try:
+        sweep = load_sweep(sweep_file)
+    except SweepError as e:
+        fail(str(e))
+    quiet = fmt is not Format.table
+    if not quiet:
+        out.print(f"{sweep.spec.name}: {sweep.points} design points ({sweep.spec.design.method}"
+                  f") x {len(sweep.scenarios)} scenario(s) x {sweep.spec.paths} paths x "
+                  f"{sweep.months} months, {len(sweep.blocks)} block(s) of up to "
+                  f"{sweep.spec.block_paths} paths per point")
+    columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=err, disable=quiet) as bar:
+        task = bar.add_task("tasks", total=None)
+        try:
+            run = run_sweep(sweep, out_dir, scheduler=scheduler, workers=workers, serial=serial,
+                            progress=lambda d, t: bar.update(task, completed=d, total=t),
+                            on_dashboard=lambda link: err.print(
+                                f"Dask dashboard: {link}", highlight=False))
+        except SweepError as e:
+            fail(str(e))
+    _print_sweep(run, top, fmt)
+
+
+def _print_sweep(run, top: int, fmt: Format) -> None:
+    from oreflow.sweep.report import shown, sobol_table
+    from oreflow.sweep.store import describe
+
+    st = run.store
+    info = {**describe(st), "store": str(st.path.resolve()), "computed_blocks": run.computed,
+            "skipped_blocks": run.skipped, "where": run.where,
+            "seconds": round(run.seconds, 2),
+            "path_months_per_s": round(run.path_months_per_s, 1) if run.computed else None}
+    table = (sobol_table(st) if st.attrs["design"]["method"] == "saltelli"
+             else pd.DataFrame())
+    if fmt is Format.json:
+        print(json.dumps({**info, "sobol": _records(table)}, indent=1))
+        return
+    if fmt is Format.csv:
+        print(table.to_csv(index=False, float_format="%.6g"), end="")
+        return
+    out.print(f"{run.computed} block(s) computed ({run.skipped} already in the store) on "
+              f"{run.where} in {run.seconds:.1f} s"
+              + (f", {run.path_months_per_s:,.0f} path-months/s" if run.computed else ""))
+    if table.empty:
+        out.print("no Sobol indices: they need a saltelli design")
+    for scen in st.attrs["scenarios"]:
+        t = shown(st, table, scen, top)
+        heads = t["headline"].unique()
+        print_frame(t[["headline", "parameter", "S1", "S1_ci95", "ST", "ST_ci95"]],
+                    Format.table, digits={c: ".3f" for c in ("S1", "S1_ci95", "ST",
+                                                             "ST_ci95")},
+                    title=f"Sobol indices, {scen}: first-order S1 and total ST with 95% CI "
+                          f"({len(heads)} headlines: those the sweep file names, then "
+                          "those that vary most)")
+    out.print(f"Store: {st.path.resolve()}; full table and charts: oreflow sweep report "
+              f"{st.path} --out sweep.html")
+
+
+@sweep_app.command("report")
+def sweep_report(store: Path = typer.Argument(..., help="a finished sweep store (.zarr)"),
+                 out_file: Path = typer.Option(None, "--out", "-o",
+                                               help="write the HTML report here"),
+                 top: int = typer.Option(8, "--top", min=1,
+                                         help="headlines charted per scenario"),
+                 fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """Sobol table of a finished sweep, and its HTML report with tornado charts."""
+    from oreflow.sweep.errors import SweepError
+    from oreflow.sweep.report import shown, sobol_table, write_report
+    from oreflow.sweep.store import open_store
+
+    try:
+        st = open_store(store)
+        table = sobol_table(st)
+        if out_file is not None:
+            write_report(st, out_file, top)
+    except (SweepError, OSError) as e:
+        fail(str(e))
+    if fmt is not Format.table:
+        print_frame(table, fmt)
+    else:
+        for scen in st.attrs["scenarios"]:
+            t = shown(st, table, scen, top)
+            print_frame(t[["headline", "parameter", "S1", "S1_ci95", "ST", "ST_ci95"]],
+                        Format.table, digits={c: ".3f" for c in ("S1", "S1_ci95", "ST",
+                                                                 "ST_ci95")},
+                        title=f"Sobol indices, {scen} (95% CI)")
+    if out_file is not None:
+        err.print(f"Report: {out_file.resolve()}", highlight=False)
 
 
 # ---- reports and the web dashboard ------------------------------------------------------

@@ -291,9 +291,12 @@ def parse_scenario_weights(text: str | None) -> dict[str, float]:
 
 
 def simulate_unmet(scenarios: dict[str, float], paths: int, seed: int, months: int,
-                   perspective: str, network: Network | None = None) -> UnmetPaths:
+                   perspective: str, network: Network | None = None, behaviour=None,
+                   prepare=None) -> UnmetPaths:
     """Run each scenario through the stress engine for its share of `paths` and keep the
-    perspective's physical shortage per path, month, demand group and element."""
+    perspective's physical shortage per path, month, demand group and element.
+    `behaviour` (default: the dataset's) and `prepare(name) -> (Scenario, sha256)` (default:
+    `load_scenario`) let a caller run other parameter values (`oreflow.sweep.planning`)."""
     from oreflow.scenario import ScenarioError, load_scenario
     from oreflow.simulate.run import RunError, run_stress
 
@@ -308,14 +311,14 @@ def simulate_unmet(scenarios: dict[str, float], paths: int, seed: int, months: i
     blocks, weights, labels, base = [], [], [], None
     for name, n, ss in zip(names, counts.astype(int), seeds, strict=True):
         try:
-            sc, sha = load_scenario(name, net)
+            sc, sha = prepare(name) if prepare is not None else load_scenario(name, net)
         except ScenarioError as e:
             raise PlanError(str(e)) from None
         keep = _Keep(n, months, perspective, net)
         try:
             run_stress(sc.model_copy(update={"months": months}), paths=n,
                        seed=int(ss.generate_state(1)[0]), network=net, observers=[keep],
-                       scenario_sha256=sha)
+                       scenario_sha256=sha, behaviour=behaviour)
         except RunError as e:
             raise PlanError(str(e)) from None
         if base is not None and keep.base.controller != base.controller:
@@ -416,6 +419,9 @@ def merge_identical(seg: Segments, weight: np.ndarray) -> tuple[Segments, np.nda
 
 MUSD = 1e6
 """The LP counts money in millions of USD: keeps HiGHS's coefficients near 1."""
+BENDERS_FROM_PATHS = 1_000
+"""From this many distinct paths `plan_stockpile` solves by path decomposition (faster and
+growing about linearly in paths; tests/test_stockpile_benders.py: the same optimum)."""
 HIGHS_OPTIONS: dict = {}
 """Extra HiGHS options for every solve."""
 TIE_BREAK = 1e-9
@@ -732,9 +738,16 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
                    cvar_weight: float = 0.0, cvar_alpha: float = 0.95,
                    min_days=None, elements: list[str] | None = None,
                    network: Network | None = None, monthly: bool = False,
-                   terms: Terms | None = None) -> StockpilePlan:
+                   terms: Terms | None = None, sweep=None, param_draws: int = 32,
+                   method: str = "auto") -> StockpilePlan:
     """Plan a stockpile for `perspective` with `budget_usd` over paths of the given scenario
-    mix (name -> weight), and score it, the flat rule and no stockpile on fresh paths."""
+    mix (name -> weight), and score it, the flat rule and no stockpile on fresh paths.
+
+    `sweep` (a sweep file or `oreflow.sweep.design.Sweep`): draw the paths across its
+    parameter distributions (`param_draws` parameter sets, Latin hypercube) and its
+    scenarios, and score on fresh parameter draws. `method`: "monolithic" (one LP),
+    "benders" (path decomposition, `stockpile_benders`) or "auto" (Benders from
+    BENDERS_FROM_PATHS distinct paths)."""
     _check(budget_usd, "budget_usd", lo=0.0)
     _check(cvar_weight, "cvar_weight", lo=0.0, hi=1.0)
     if not (0.0 < cvar_alpha < 1.0):
@@ -742,15 +755,32 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
     for name, n in (("paths", paths), ("eval_paths", eval_paths), ("months", months)):
         if int(n) != n or n < 1:
             raise PlanError(f"{name} must be a whole number >= 1, got {n}")
-    mix = parse_scenario_weights(scenarios) if not isinstance(scenarios, dict) else scenarios
+    if method not in ("auto", "monolithic", "benders"):
+        raise PlanError(f"method {method!r}: allowed auto, monolithic, benders")
     net = network if network is not None else Network.from_dataset()
+    if sweep is not None:
+        if scenarios is not None:
+            raise PlanError("give --sweep or --scenarios, not both: with a sweep file the "
+                            "plan draws from the sweep's scenarios and parameters")
+        from oreflow.sweep.planning import load_for_plan
+
+        sweep = load_for_plan(sweep, net)
+        scenarios = dict.fromkeys(sweep.scenario_names, 1.0)
+    mix = parse_scenario_weights(scenarios) if not isinstance(scenarios, dict) else scenarios
     named = resolve_plan_perspective(net, perspective)
     perspective = named.regions[0]
     elements, min_days = _resolve_element_names(net, elements, min_days)
     terms = terms or Terms.from_dataset(net.dataset)
     seed_fit, seed_eval = (int(s.generate_state(1)[0])
                            for s in np.random.SeedSequence(seed).spawn(2))
-    fit = simulate_unmet(mix, paths, seed_fit, months, perspective, net)
+    def draw(n: int, seed_: int) -> UnmetPaths:
+        if sweep is None:
+            return simulate_unmet(mix, n, seed_, months, perspective, net)
+        from oreflow.sweep.planning import uncertain_unmet
+
+        return uncertain_unmet(sweep, n, seed_, months, perspective, net, param_draws)
+
+    fit = draw(paths, seed_fit)
     econ = economy(net, perspective, terms, fit.base)
     if elements is not None:
         unknown = [e for e in elements if e not in econ.elements]
@@ -761,11 +791,19 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
         econ = dataclasses.replace(econ, allowed=econ.allowed & keep[:, None])
     days = _parse_days(min_days, econ.elements)
     seg_fit, w_fit = merge_identical(segment(fit, econ, monthly), fit.weight)
-    sol = solve(seg_fit, econ, terms, w_fit, budget_usd=budget_usd,
-                cvar_weight=cvar_weight, cvar_alpha=cvar_alpha, min_days=days)
+    use_benders = method == "benders" or (method == "auto" and not monthly
+                                          and len(w_fit) >= BENDERS_FROM_PATHS)
+    if use_benders:
+        from oreflow.stockpile_benders import solve_benders
+
+        sol, _ = solve_benders(seg_fit, econ, terms, w_fit, budget_usd=budget_usd,
+                               cvar_weight=cvar_weight, cvar_alpha=cvar_alpha, min_days=days)
+    else:
+        sol = solve(seg_fit, econ, terms, w_fit, budget_usd=budget_usd,
+                    cvar_weight=cvar_weight, cvar_alpha=cvar_alpha, min_days=days)
     rule = rule_holdings(econ, terms, budget_usd, terms.rule_days)
 
-    test = simulate_unmet(mix, eval_paths, seed_eval, months, perspective, net)
+    test = draw(eval_paths, seed_eval)
     seg, w_test = merge_identical(segment(test, econ), test.weight)
     none = np.einsum("pegk,ge->p", seg.unmet_t, econ.value_usd_per_t)
     scores = {"plan": solve(seg, econ, terms, w_test, holdings_t=sol.holdings_t),
@@ -794,6 +832,10 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
                   "min_days": {e: float(d) for e, d in zip(econ.elements, days, strict=True)
                                if d > 0},
                   "perspective_as_given": named.code, "perspective_note": named.note,
+                  "method": "benders" if use_benders else "monolithic",
+                  "sweep": None if sweep is None else {
+                      "file": sweep.label, "sha256": sweep.sha256, "param_draws": param_draws,
+                      "parameters": [p.name for p in sweep.params]},
                   "dataset_version": net.dataset.version})
 
 

@@ -86,7 +86,7 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
         sc = sc.model_copy(update={"months": months})
     beh = behaviour or Behaviour.from_dataset(net.dataset)
     if sc.is_ree:
-        base = market_base(net, sc.controller)
+        base = with_cover(market_base(net, sc.controller), beh, net.dataset)
     else:  # another commodity: its chains in the engine's slots (simulate/chain_market.py)
         from oreflow.simulate.chain_market import chain_market_base, chain_markets
 
@@ -128,3 +128,23 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
     ds = assemble(summ, bands, base, sc, seed, scenario_sha256, net.dataset.version,
                   balance.max_rel, notes, beh.leakage, beh.price_cap)
     return check_result_finite(ds, f"scenario {sc.name!r}")
+
+
+COVER_STOCKS = {"target_cover_months": "stock0", "buyer_cover_months": "buyer_stock0"}
+"""Behavioural parameters that `market_base` reads from the dataset's table to size the base
+year's stocks (merchant stocks = cover x throughput; buyers' = cover x demand)."""
+
+
+def with_cover(base, behaviour: Behaviour, dataset):
+    """The base year with its stocks sized by `behaviour`'s cover parameters, where they
+    differ from the dataset's (exact: both stocks are linear in their cover). Without it a
+    behaviour given to a run would change the buyers' cover spread but not their stock."""
+    import dataclasses
+
+    default = Behaviour.from_dataset(dataset)
+    update = {}
+    for fld, attr in COVER_STOCKS.items():
+        old, new = getattr(default, fld), getattr(behaviour, fld)
+        if new != old:
+            update[attr] = getattr(base, attr) * (new / old)
+    return dataclasses.replace(base, **update) if update else base

@@ -379,6 +379,56 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
     static = resources.files("oreflow.web").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
+    # ---- finished sweeps: stores put (or written) in DATA_DIR/sweeps/NAME.zarr ----------
+    sweeps_dir = manager.data_dir / "sweeps"
+
+    def sweep_store(name: str):
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}", name):
+            raise HTTPException(404, f"no sweep {name!r}")
+        path = sweeps_dir / f"{name}.zarr"
+        if not path.is_dir():
+            raise HTTPException(404, f"no sweep {name!r} in {sweeps_dir}")
+        from oreflow.sweep.errors import SweepError
+        from oreflow.sweep.store import open_store
+
+        try:
+            st = open_store(path)
+        except SweepError as e:
+            raise HTTPException(422, str(e)) from None
+        if not st.complete:
+            raise HTTPException(409, f"sweep {name!r} is not complete; run it to the end")
+        return st
+
+    @app.get("/api/sweeps", tags=["api"])
+    def list_sweeps() -> list[dict]:
+        """Finished sweep stores in DATA_DIR/sweeps (oreflow sweep FILE --out there)."""
+        out = []
+        for path in sorted(sweeps_dir.glob("*.zarr")) if sweeps_dir.is_dir() else []:
+            from oreflow.sweep.errors import SweepError
+            from oreflow.sweep.store import describe, open_store
+
+            try:
+                out.append({"id": path.stem, **describe(open_store(path))})
+            except SweepError:
+                continue
+        return out
+
+    @app.get("/api/sweeps/{name}/sobol", tags=["api"])
+    def sweep_sobol(name: str) -> list[dict]:
+        """Sobol indices of a finished sweep: one record per scenario, headline, parameter."""
+        from oreflow.io import json_records
+        from oreflow.sweep.report import sobol_table
+
+        return json_records(sobol_table(sweep_store(name)))
+
+    @app.get("/sweeps/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def sweep_page(name: str):
+        from oreflow.sweep.report import render_report
+
+        return HTMLResponse(render_report(sweep_store(name)))
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index():
         return page("index.html", scenarios=scenarios, runs=manager.list(),
