@@ -45,7 +45,7 @@ def _hand_economy() -> Economy:
     only from month 6 after the disruption starts (no metal form)."""
     return Economy(
         perspective="X", elements=["Nd"], group_form=np.array([2]),
-        value_usd_per_t=np.array([[1000.0]]),
+        group_sector=np.array([0]), value_usd_per_t=np.array([[1000.0]]),
         use_t_per_year=np.array([365.0]), net_imports_t_per_year=np.array([[0.0, 0.0, 365.0]]),
         price_usd_per_t=np.array([[100.0, 150.0, 300.0]]),
         market_t_per_month=np.full((1, 3), 1e6),
@@ -93,6 +93,37 @@ def test_hand_case_conversion_capacity_binds():
     assert sol.unserved_usd[0] == pytest.approx(0.0, abs=1e-3)
 
 
+def test_leontief_loss_by_hand():
+    """A magnet user needs 10 t of Nd per t of Dy; its product is worth 1,000 USD of value
+    added per t of rare earths in it (11 t: v_Nd = 1,100, v_Dy = 11,000 USD per t). Short of
+    10 t Nd and 1 t Dy, it loses 11,000 USD once (not 22,000: one product, two inputs).
+    Nd alone or Dy alone makes nothing: 1,000 USD buys both in proportion (magnets at 100 and
+    200 USD per t: 8.33 t Nd and 0.833 t Dy), leaving 1,100 x 1.667 = 1,833 USD lost."""
+    from dataclasses import replace
+
+    from oreflow.stockpile import loss_without_releases
+
+    econ = replace(_hand_economy(), elements=["Nd", "Dy"],
+                   value_usd_per_t=np.array([[1100.0, 11000.0]]),
+                   use_t_per_year=np.array([365.0, 36.5]),
+                   net_imports_t_per_year=np.array([[0, 0, 365.0], [0, 0, 36.5]]),
+                   price_usd_per_t=np.array([[100.0, 150.0, 100.0], [100.0, 150.0, 200.0]]),
+                   market_t_per_month=np.full((2, 3), 1e6), carry_usd_per_t_year=np.zeros((2, 3)),
+                   allowed=np.array([[False, False, True], [False, False, True]]))
+    unmet = np.zeros((1, 12, 1, 2))
+    unmet[0, 0, 0] = [10.0, 1.0]
+    paths = UnmetPaths(unmet, np.ones(1), np.array(["hand"]), base=None)
+    seg = segment(paths, econ)
+    assert loss_without_releases(seg, econ)[0] == pytest.approx(11_000.0)
+    sol = solve(seg, econ, _hand_terms(), paths.weight, budget_usd=1000.0)
+    assert sol.holdings_t[:, 2] == pytest.approx([25 / 3, 5 / 6], rel=1e-6)
+    assert sol.unserved_usd[0] == pytest.approx(1100.0 * 5 / 3, rel=1e-6)
+    # holding Nd alone serves nothing
+    alone = solve(seg, econ, _hand_terms(), paths.weight, holdings_t=np.array([[0, 0, 10.0],
+                                                                                [0, 0, 0.0]]))
+    assert alone.unserved_usd[0] == pytest.approx(11_000.0, rel=1e-6)
+
+
 def test_cvar_by_hand():
     loss = np.array([30.0, 0.0, 20.0, 10.0])
     assert cvar(loss, np.ones(4) / 4, 0.5) == pytest.approx(25.0)
@@ -131,14 +162,17 @@ def fitted(net):
     return paths, economy(net, "USA", terms, paths.base), terms
 
 
-def test_aggregated_equals_monthly_lp(fitted):
+def test_aggregated_is_the_monthly_lp_within_a_tenth_of_a_percent(fitted):
+    """Segments sum the months in which the same holdings can serve; with the Leontief
+    maximum over inputs that is a relaxation of the monthly LP (a max of sums is at most the
+    sum of monthly maxima): never above it, and close."""
     paths, econ, terms = fitted
     for budget in (3e7, 2e8):
         fast = solve(segment(paths, econ), econ, terms, paths.weight, budget_usd=budget)
         full = solve(segment(paths, econ, monthly=True), econ, terms, paths.weight,
                      budget_usd=budget)
-        assert fast.objective == pytest.approx(full.objective, rel=1e-6, abs=1.0)
-        np.testing.assert_allclose(fast.unserved_usd, full.unserved_usd, rtol=1e-5, atol=10.0)
+        assert fast.objective <= full.objective * (1 + 1e-7) + 1.0
+        assert fast.objective == pytest.approx(full.objective, rel=1e-3, abs=1.0)
 
 
 def test_merging_identical_paths_keeps_the_optimum(fitted):
@@ -178,12 +212,16 @@ def test_holdings_respect_purchase_caps(fitted):
 
 
 def test_plan_beats_rule_beats_nothing_out_of_sample():
-    plan = plan_stockpile(budget_usd=12e9, perspective="USA", paths=400, eval_paths=400,
+    """On fresh paths: the plan loses less than the 60-day rule bought with the same money,
+    which loses less than nothing (out of sample: the plan was fitted on other paths; at a
+    budget where money binds: at 12 B USD both cover nearly everything)."""
+    plan = plan_stockpile(budget_usd=2e9, perspective="USA", paths=400, eval_paths=400,
                           seed=11)
     ev = plan.evaluation["expected_unserved_usd"]
-    assert ev["plan"] <= ev["rule_60_days"] <= ev["none"]
+    assert ev["plan"] <= ev["rule_equal_money"] <= ev["none"]
+    assert ev["rule_60_days"] <= ev["none"]
     assert ev["none"] > 0
-    assert plan.cost_over_tenor_usd <= 12e9
+    assert plan.cost_over_tenor_usd <= 2e9 * (1 + 1e-9)
     d = plan.to_dict()
     assert {h["form"] for h in d["holdings"]} <= {"oxide", "metal", "magnet"}
     assert sum(h["usd"] for h in d["holdings"]) == pytest.approx(d["spent_usd"], rel=1e-6)
@@ -230,7 +268,7 @@ def test_cli_json():
         assert key in d
     assert set(d["evaluation"]) >= {"paths", "expected_unserved_usd", "cvar95_unserved_usd"}
     for k in ("expected_unserved_usd", "cvar95_unserved_usd"):
-        assert set(d["evaluation"][k]) == {"plan", "rule_60_days", "none"}
+        assert set(d["evaluation"][k]) == {"plan", "rule_60_days", "rule_equal_money", "none"}
     assert d["evaluation"]["paths"] == 30
     assert d["spent_usd"] <= d["budget_usd"]
 
@@ -253,3 +291,29 @@ def test_missing_stockpile_parameter_is_named(net):
     with pytest.raises(PlanError, match=r"stockpile_parameters.csv has no row for "
                                         r"parameter\(s\) tenor_years"):
         Terms.from_dataset(replace(net.dataset, tables=tables))
+
+
+def test_never_buys_for_demand_lost_to_price_alone(tmp_path, network):
+    """A partial cut of La, Ce and Y raises their price in the US and buyers give some demand
+    up, but nothing is physically short: valued on physical shortage, the plan buys nothing
+    (the demand given up is reported apart, at the consumer-surplus triangle)."""
+    from oreflow.stockpile import plan_stockpile
+
+    f = tmp_path / "price-alone.yaml"
+    f.write_text("""
+name: price-alone
+start: "2026-01"
+months: 12
+shocks:
+  - type: export_control
+    elements: [La, Ce, Y]
+    stages: [separation, metal]
+    approval: [[0, 0.6]]
+    duration: 4
+""")
+    plan = plan_stockpile(budget_usd=1e8, perspective="USA", scenarios={str(f): 1.0},
+                          paths=30, eval_paths=30, months=12, network=network)
+    assert plan.holdings_t.sum() == 0.0 and plan.spent_usd == 0.0
+    ev = plan.evaluation
+    assert ev["expected_unserved_usd"]["none"] == 0.0
+    assert ev["price_response_loss_usd"] > 0.0

@@ -372,7 +372,7 @@ def test_stockpile_endpoint(client):
     assert plan["perspective"] == "USA" and plan["spent_usd"] <= 1e9
     ev = plan["evaluation"]
     assert ev["paths"] == 8
-    assert set(ev["expected_unserved_usd"]) == {"plan", "rule_60_days", "none"}
+    assert set(ev["expected_unserved_usd"]) == {"plan", "rule_60_days", "rule_equal_money", "none"}
     assert sum(h["usd"] for h in plan["holdings"]) == pytest.approx(plan["spent_usd"],
                                                                     rel=1e-6)
     assert np.isfinite(list(plan["days_of_cover"].values())).all()

@@ -631,12 +631,19 @@ def _print_plan(plan) -> None:
     print_frame(h, Format.table, title="Holdings (t of rare earth contained, REO-eq)",
                 digits={"t": ",.1f", "usd": ",.0f", "days_of_cover": ",.0f"})
     ev = d["evaluation"]
-    rows = [(k, ev["expected_unserved_usd"][k], ev["cvar95_unserved_usd"][k])
-            for k in ("plan", "rule_60_days", "none")]
-    print_frame(pd.DataFrame(rows, columns=["strategy", "expected_unserved_usd",
-                                            "cvar95_unserved_usd"]),
-                Format.table, title=f"Unserved demand on {ev['paths']} fresh paths (USD)",
-                digits={"expected_unserved_usd": ",.0f", "cvar95_unserved_usd": ",.0f"})
+    label = {"plan": "plan", "rule_equal_money":
+             f"60-day rule at the plan's money ({ev['rule_equal_money_days']:,.0f} days)",
+             "rule_60_days": "60-day rule (within the budget)", "none": "no stockpile"}
+    rows = [(label[k], ev["expected_unserved_usd"][k], ev["cvar95_unserved_usd"][k])
+            for k in ("plan", "rule_equal_money", "rule_60_days", "none")]
+    print_frame(pd.DataFrame(rows, columns=["strategy", "expected_loss_usd", "cvar95_loss_usd"]),
+                Format.table,
+                title=f"Value lost to physical shortage on {ev['paths']} fresh paths (USD)",
+                digits={"expected_loss_usd": ",.0f", "cvar95_loss_usd": ",.0f"})
+    if ev.get("price_response_loss_usd") is not None:
+        out.print(f"Demand given up because of price (not served by a stockpile; consumer-"
+                  f"surplus triangle): {ev['price_response_loss_usd']:,.0f} USD expected. "
+                  f"Valuation: {ev['valuation']}.")
 
 
 @app.command()

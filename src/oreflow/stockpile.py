@@ -9,12 +9,21 @@ A two-stage stochastic program (equations in docs/stockpile.md), solved with lin
   limited by what is held; oxide can serve metal and magnet users and metal can serve magnet
   users after conversion (stage yields, lead times after the disruption starts, a tolling
   capacity outside China);
-- objective: expected value of unserved demand, or (1 - w) x expected + w x CVaR_alpha.
+- objective: expected value lost to physical shortage, or (1 - w) x expected + w x
+  CVaR_alpha. A demand group (a sector buying one form) that misses an input loses the
+  product it cannot make (Leontief): per path and segment the loss is the group's value added
+  per t of the scarcest input times that input's unserved tonnes, the largest over elements
+  (`loss >= v_ge x unserved_ge` for every element), so an element that stops a product is
+  worth the product whatever its price, and a shortage of several elements in the same
+  product is counted once. Demand given up because of price is not a loss the stockpile can
+  serve (it is reported apart, valued at most at the consumer-surplus triangle).
 
 Paths come from the stress engine. With perfect foresight within a path, no discounting and
-values constant over time, the monthly release problem aggregates exactly into a few time
-segments per path (the months between conversion lead times), which is what makes 2,000 paths
-fast; `segments="monthly"` builds the generic monthly LP the tests check it against.
+values constant over time, the monthly release problem aggregates into a few time segments per
+path (the months between conversion lead times), which is what makes 2,000 paths fast; with
+the Leontief maximum over inputs the aggregate is a slight relaxation (a maximum of sums is at
+most the sum of monthly maxima; tests: within 0.1% of the monthly LP, never above it);
+`monthly=True` builds the generic monthly LP.
 """
 
 from __future__ import annotations
@@ -39,11 +48,11 @@ DEFAULT_SCENARIOS = {
     "licensing-2025-04": 1.0,
     "expansion-2025-10": 1.0,
     "heavy-embargo-usa-12m": 1.0,
-    "quota-2010": 1.0,
     "myanmar-halt-6m": 1.0,
     "malaysia-separation-outage": 1.0,
 }
-"""Disruption scenarios the planner draws paths from by default, equally weighted."""
+"""Disruption scenarios the planner draws paths from by default, equally weighted (today's
+network; `quota-2010` replays 2010 on the 2010 network and is not a planning scenario)."""
 DAYS_PER_YEAR = 365.0
 
 
@@ -109,7 +118,8 @@ class Economy:
     perspective: str
     elements: list[str]
     group_form: np.ndarray  # [G] form index of each demand group of the engine
-    value_usd_per_t: np.ndarray  # [G, E] value lost per t of the group's unmet demand
+    group_sector: np.ndarray  # [G] sector index of each demand group
+    value_usd_per_t: np.ndarray  # [G, E] value added lost per t of e when e binds (Leontief)
     use_t_per_year: np.ndarray  # [E] the perspective's end use
     net_imports_t_per_year: np.ndarray  # [E, F] the perspective's net imports by form
     price_usd_per_t: np.ndarray  # [E, F] base price of a tonne held in each form
@@ -121,38 +131,34 @@ class Economy:
     allowed: np.ndarray  # [E, F] forms worth holding (the perspective uses them downstream)
 
 
-def sector_value_usd_per_t(network: Network, elements: list[str]) -> np.ndarray:
-    """[S, E] value added lost per t REO-eq of element missing in each sector.
-
-    A sector's value added per unit of product over the rare-earth material cost of that unit
-    gives a multiplier; a missing tonne of an element costs the multiplier times its price.
-    So a sector's value is lost in full when all its rare earths are missing in proportion,
-    and each element is worth its cost share (docs/stockpile.md)."""
-    ds = network.dataset
-    sv = ds["sector_value"].set_index("sector").reindex(network.sectors)
+def value_added_usd_per_kg_re(network: Network, sectors: list[str]) -> np.ndarray:
+    """[S] value added of each sector's product per kg of rare earth it contains
+    (`sector_value`: unit value x value-added share / kg of rare earth per unit)."""
+    sv = network.dataset["sector_value"].set_index("sector").reindex(sectors)
     missing = sv.index[sv["unit_value_usd"].isna()].tolist()
     if missing:
         raise PlanError(f"sector_value.csv has no row for sector(s) {', '.join(missing)}")
-    price = (ds["base_prices"].query("zone == 'ROW'").set_index("element")["usd_per_kg"]
-             .reindex(elements).fillna(0.0).to_numpy(float))
-    d = network.demand_t.sel(element=elements).sum("region").transpose("sector", "element")
-    d = d.to_numpy()
-    mix_price = np.divide((d * price).sum(1), d.sum(1), out=np.zeros(len(d)),
-                          where=d.sum(1) > 0)  # USD/kg REO of the sector's mix
-    va_per_kg = (sv["unit_value_usd"] * sv["value_added_share"]
-                 / sv["re_kg_per_unit"]).to_numpy(float)
-    multiplier = np.divide(va_per_kg, mix_price, out=np.zeros_like(va_per_kg),
-                           where=mix_price > 0)
-    return multiplier[:, None] * price[None, :] * 1e3
+    return (sv["unit_value_usd"] * sv["value_added_share"] / sv["re_kg_per_unit"]).to_numpy(
+        float)
+
+
+def leontief_value_usd_per_t(va_per_kg: np.ndarray, use_t: np.ndarray) -> np.ndarray:
+    """[G, E] value added lost per t of element e missing in group g when e is the input that
+    binds: the group's products need e in fixed proportion (its use mix `use_t` [G, E]), so a
+    missing tonne of e stops the products that would have held it, worth va_per_kg x 1,000
+    per t of all their rare earths: va x (total use / use of e). 0 where g uses no e."""
+    total = use_t.sum(1, keepdims=True)
+    ratio = np.divide(total, use_t, out=np.zeros_like(use_t), where=use_t > 0)
+    return va_per_kg[:, None] * 1e3 * ratio
 
 
 def planner_groups(base) -> tuple[list[tuple[int, int]], np.ndarray]:
-    """Demand groups of the planner: (form, priority) pairs of the engine's demand lines, in
-    order, and each line's group [L]."""
+    """Demand groups of the planner: (form, sector) pairs of the engine's demand lines (a
+    sector's product needs its rare earths together), in order, and each line's group [L]."""
     form = base.item_form[base.line_item]
-    pairs = sorted(set(zip(form.tolist(), base.line_priority.tolist(), strict=True)))
-    return pairs, np.array([pairs.index((f, p)) for f, p in
-                            zip(form, base.line_priority, strict=True)])
+    pairs = sorted(set(zip(form.tolist(), base.line_sector.tolist(), strict=True)))
+    return pairs, np.array([pairs.index((f, s)) for f, s in
+                            zip(form, base.line_sector, strict=True)])
 
 
 def economy(network: Network, perspective: str, terms: Terms, base) -> Economy:
@@ -166,16 +172,13 @@ def economy(network: Network, perspective: str, terms: Terms, base) -> Economy:
     d_line = base.demand0[mk].sum(0)[:, None] * line_reo  # [L, E] perspective, t a month
     member = np.zeros((len(group), G))
     member[np.arange(len(group)), group] = 1.0
-    v_sector = sector_value_usd_per_t(network, base.elements)  # [S, E]
-    v_line = v_sector[base.line_sector]  # [L, E]
-    d_group = member.T @ d_line  # [G, E]
-    value = np.divide(member.T @ (d_line * v_line), d_group, out=np.zeros((G, E)),
-                      where=d_group > 0)
-    world = base.demand0.sum(0)[:, None] * line_reo
-    fallback = np.divide(member.T @ (world * v_line), member.T @ world,
-                         out=np.zeros((G, E)), where=(member.T @ world) > 0)
-    value = np.where(d_group > 0, value, fallback)
     group_form = np.array([f for f, _ in pairs])
+    group_sector = np.array([s for _, s in pairs])
+    va = value_added_usd_per_kg_re(network, list(base.sectors))[group_sector]  # [G]
+    d_group = member.T @ d_line  # [G, E] the perspective's use mix
+    world = member.T @ (base.demand0.sum(0)[:, None] * line_reo)  # the world's, where none
+    mix = np.where(d_group.sum(1, keepdims=True) > 0, d_group, world)
+    value = leontief_value_usd_per_t(va, mix)
     ym = base.yields["metal"]
     ymag = base.yields["sintering"] * base.yields["machining"]
     y = np.array([1.0, ym, ymag])
@@ -210,7 +213,7 @@ def economy(network: Network, perspective: str, terms: Terms, base) -> Economy:
     regions = _perspective_regions(network, perspective, base)
     return Economy(
         perspective=perspective, elements=list(base.elements), group_form=group_form,
-        value_usd_per_t=value, use_t_per_year=d_line.sum(0) * 12,
+        group_sector=group_sector, value_usd_per_t=value, use_t_per_year=d_line.sum(0) * 12,
         net_imports_t_per_year=_net_imports(network, regions, base.elements),
         price_usd_per_t=price, market_t_per_month=market, conversion_cap_t_per_month=cap,
         yields=yields, conversion_lead_months=lead, carry_usd_per_t_year=carry,
@@ -261,6 +264,10 @@ class UnmetPaths:
     weight: np.ndarray  # [P] probabilities summing to 1
     scenario: np.ndarray  # [P] scenario name of each path
     base: object = field(repr=False)
+    price_response_usd: np.ndarray | None = None
+    """[P] demand the perspective gave up because of price, valued at the consumer-surplus
+    triangle (half the price rise times the tonnes given up; never above price x quantity).
+    Not a loss the stockpile serves: reported beside the plan, not in its objective."""
 
     @property
     def start_month(self) -> np.ndarray:
@@ -308,7 +315,7 @@ def simulate_unmet(scenarios: dict[str, float], paths: int, seed: int, months: i
     counts[np.argsort(counts - share)[:paths - int(counts.sum())]] += 1
     counts = np.maximum(counts, 1)
     seeds = np.random.SeedSequence(seed).spawn(len(names))
-    blocks, weights, labels, base = [], [], [], None
+    blocks, weights, labels, triangles, base = [], [], [], [], None
     for name, n, ss in zip(names, counts.astype(int), seeds, strict=True):
         try:
             sc, sha = prepare(name) if prepare is not None else load_scenario(name, net)
@@ -325,21 +332,24 @@ def simulate_unmet(scenarios: dict[str, float], paths: int, seed: int, months: i
             raise PlanError(f"scenario {name!r} has another controller than the first")
         base = keep.base
         blocks.append(keep.unmet)
+        triangles.append(keep.triangle)
         weights.append(np.full(n, scenarios[name] / total / n))
         labels.append(np.full(n, name, dtype=object))
     return UnmetPaths(np.concatenate(blocks), np.concatenate(weights),
-                      np.concatenate(labels), base)
+                      np.concatenate(labels), base, np.concatenate(triangles))
 
 
 class _Keep:
     """Observer of run_stress: keeps the perspective's physical shortage per path, month,
-    demand group and element (t REO-eq)."""
+    demand group and element (t REO-eq), and the consumer-surplus triangle of the demand it
+    gave up because of price (USD per path)."""
 
     def __init__(self, paths: int, months: int, perspective: str, network: Network):
         self.paths, self.months, self.perspective = paths, months, perspective
         self.network = network
         self.unmet = None
         self.base = None
+        self.triangle = np.zeros(paths)
 
     def start_block(self, engine, paths) -> None:
         if self.unmet is None:
@@ -353,10 +363,16 @@ class _Keep:
             member[np.arange(len(group)), group] = 1.0
             self.to_group = np.einsum("lg,le->lge", member, reo)  # [L, G, E]
             self.unmet = np.zeros((self.paths, self.months, len(pairs), len(b.elements)))
+            self.reo = reo
+            self.p0 = b.price0 * 1e3  # [M, E] USD per t REO-eq
 
     def on_month(self, view) -> None:
         short = view.physical_unmet_t[:, self.mk].sum(1)  # [P, L]
         self.unmet[view.paths, view.t] = np.einsum("pl,lge->pge", short, self.to_group)
+        # demand given up because of price, by element, at half the price rise
+        given_up = view.demand_reduction_t[:, self.mk] @ self.reo  # [P, m, E]
+        rise = np.maximum(view.price_usd_per_kg[:, self.mk] * 1e3 - self.p0[self.mk], 0.0)
+        self.triangle[view.paths] += 0.5 * (rise * given_up).sum((1, 2))
 
     def end_block(self, engine, paths) -> None:
         pass
@@ -463,6 +479,11 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
     started = time.perf_counter()
     P, E, G, K = seg.unmet_t.shape
     F = 3
+    needs_days = min_days is not None and np.any(np.asarray(min_days) > 0)
+    if not (seg.unmet_t > 0).any() and (holdings_t is not None or not needs_days):
+        # nothing is ever short: nothing to buy or release, nothing lost
+        held = np.zeros((E, F)) if holdings_t is None else np.asarray(holdings_t, float)
+        return Solution(held, np.zeros((E, F)), 0.0, np.zeros(P), 0.0, {})
     gf = econ.group_form
     dims5 = ("path", "element", "hold", "group", "seg")
     coords = {"path": np.arange(P), "element": econ.elements, "hold": list(FORMS),
@@ -538,18 +559,28 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
         m.add_constraints(conv <= xr.DataArray(cap, {"path": np.arange(P)}, ("path",)),
                           name=f"tolling_{FORMS[stage]}")
 
-    value = xr.DataArray(econ.value_usd_per_t.T / MUSD, {"element": econ.elements,
-                                                         "group": np.arange(G)},
+    # Leontief loss per (path, group, segment): at least v_ge x what is left unserved of every
+    # element e the group is short of (the scarcest input sets what cannot be made)
+    v = econ.value_usd_per_t.T / MUSD  # [E, G]
+    c4 = {k: coords[k] for k in ("path", "element", "group", "seg")}
+    d4 = ("path", "element", "group", "seg")
+    short = (seg.unmet_t > 0) & (v[None, :, :, None] > 0)  # [P, E, G, K]
+    c3 = {k: coords[k] for k in ("path", "group", "seg")}
+    loss = m.add_variables(lower=0.0, coords=c3,
+                           mask=xr.DataArray(short.any(1), c3, ("path", "group", "seg")),
+                           name="loss")
+    value = xr.DataArray(v, {"element": econ.elements, "group": np.arange(G)},
                          ("element", "group"))
-    covered = (x * value).sum(["element", "hold", "group", "seg"])  # [path], MUSD
-    total_unmet = np.einsum("pegk,ge->p", seg.unmet_t, econ.value_usd_per_t) / MUSD
+    m.add_constraints(loss + x.sum("hold") * value
+                      >= xr.DataArray(seg.unmet_t * v[None, :, :, None], c4, d4),
+                      mask=xr.DataArray(short, c4, d4), name="leontief")
+    path_loss = loss.sum(["group", "seg"])  # [path], MUSD
     w = xr.DataArray(weight, {"path": np.arange(P)}, ("path",))
-    objective = -(1 - cvar_weight) * (covered * w).sum()
+    objective = (1 - cvar_weight) * (path_loss * w).sum()
     if cvar_weight > 0:
         eta = m.add_variables(name="var")  # value at risk at level alpha
         z = m.add_variables(lower=0.0, coords=[np.arange(P)], dims=["path"], name="excess")
-        m.add_constraints(z + covered + eta >= xr.DataArray(total_unmet, {"path": np.arange(P)},
-                                                            ("path",)), name="cvar")
+        m.add_constraints(z - path_loss + eta >= 0, name="cvar")
         objective = objective + cvar_weight * (eta + (z * w).sum() / (1 - cvar_alpha))
     if holdings_t is None:
         objective = objective + TIE_BREAK * MUSD * purchase
@@ -563,8 +594,8 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
                 "bought within the purchase caps)" if min_days is not None else "")
         raise PlanError(f"the stockpile problem is {condition}{hint}")
     solved = time.perf_counter()
-    cov = covered.solution.to_numpy() if P else np.zeros(0)
-    unserved = np.maximum(total_unmet - cov, 0.0) * MUSD
+    lost = np.nan_to_num(loss.solution.to_numpy()) if P else np.zeros((0, G, K))
+    unserved = np.maximum(lost.sum((1, 2)), 0.0) * MUSD
     if holdings_t is None:
         bought = np.nan_to_num(m.variables["buy"].solution.to_numpy())
         held_t, spend = bought.sum(2), (bought * price).sum(2)
@@ -597,6 +628,13 @@ def _quiet_stdout():
                 os.close(saved)
 
 
+def loss_without_releases(seg: Segments, econ: Economy) -> np.ndarray:
+    """[P] value lost on each path with no stockpile (USD): per group and segment, the
+    scarcest input's unserved tonnes at the group's Leontief value."""
+    v = econ.value_usd_per_t.T  # [E, G]
+    return (seg.unmet_t * v[None, :, :, None]).max(1).sum((1, 2))
+
+
 def cvar(loss: np.ndarray, weight: np.ndarray, alpha: float) -> float:
     """Conditional value at risk: expected loss in the worst (1 - alpha) of probability
     (Rockafellar and Uryasev 2000), for weighted samples."""
@@ -614,12 +652,16 @@ def carry_usd_per_year(held_t: np.ndarray, purchase_usd: np.ndarray, econ: Econo
                  + (held_t * econ.carry_usd_per_t_year).sum())
 
 
-def rule_holdings(econ: Economy, terms: Terms, budget_usd: float, days: float) -> np.ndarray:
+def rule_holdings(econ: Economy, terms: Terms, budget_usd: float, days: float,
+                  scale_up: bool = False) -> np.ndarray:
     """The flat rule: `days` of the perspective's net imports of each element in each form,
-    bought at base prices, scaled down pro rata if it costs more than the budget."""
+    bought at base prices, scaled pro rata to the budget if it costs more (or, with
+    `scale_up`, to exactly the budget: the rule at equal money)."""
     held = days / DAYS_PER_YEAR * econ.net_imports_t_per_year
     cost = total_cost_usd(held, held * econ.price_usd_per_t, econ, terms)
-    return held * min(1.0, budget_usd / cost) if cost > 0 else held
+    if cost <= 0:
+        return held
+    return held * (budget_usd / cost if scale_up else min(1.0, budget_usd / cost))
 
 
 def total_cost_usd(held_t: np.ndarray, purchase_usd: np.ndarray, econ: Economy,
@@ -679,6 +721,12 @@ class StockpilePlan:
             "evaluation": self.evaluation,
             "settings": self.settings,
         }
+
+
+def _scale(held: np.ndarray, econ: Economy, days: float) -> float:
+    """How many times `days` of net imports `held` is (1: the plain rule)."""
+    base = days / DAYS_PER_YEAR * econ.net_imports_t_per_year
+    return float(held.sum() / base.sum()) if base.sum() > 0 else float("nan")
 
 
 def _parse_days(min_days, elements: list[str]) -> np.ndarray:
@@ -805,11 +853,14 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
 
     test = draw(eval_paths, seed_eval)
     seg, w_test = merge_identical(segment(test, econ), test.weight)
-    none = np.einsum("pegk,ge->p", seg.unmet_t, econ.value_usd_per_t)
-    scores = {"plan": solve(seg, econ, terms, w_test, holdings_t=sol.holdings_t),
-              "rule_60_days": solve(seg, econ, terms, w_test, holdings_t=rule)}
-    losses = {"plan": scores["plan"].unserved_usd,
-              "rule_60_days": scores["rule_60_days"].unserved_usd, "none": none}
+    none = loss_without_releases(seg, econ)
+    plan_cost = total_cost_usd(sol.holdings_t, sol.purchase_usd, econ, terms)
+    rule_same = rule_holdings(econ, terms, plan_cost, terms.rule_days, scale_up=True)
+    losses = {"plan": solve(seg, econ, terms, w_test, holdings_t=sol.holdings_t).unserved_usd,
+              "rule_60_days": solve(seg, econ, terms, w_test, holdings_t=rule).unserved_usd,
+              "rule_equal_money": solve(seg, econ, terms, w_test,
+                                        holdings_t=rule_same).unserved_usd,
+              "none": none}
     use = econ.use_t_per_year / DAYS_PER_YEAR
     cover = np.divide(sol.holdings_t.sum(1), use, out=np.full(len(use), np.nan),
                       where=use > 0)
@@ -825,6 +876,13 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
                                       for k, v in losses.items()},
             "cvar95_unserved_usd": {k: round(cvar(v, w_test, 0.95), 2)
                                     for k, v in losses.items()},
+            "rule_equal_money_days": round(terms.rule_days * _scale(rule_same, econ,
+                                                                    terms.rule_days), 2),
+            "valuation": "physical shortage at the Leontief value added of the products it "
+                         "stops (the scarcest input binds); demand given up because of price "
+                         "is not served by a stockpile and is reported apart",
+            "price_response_loss_usd": round(float(test.weight @ test.price_response_usd), 2)
+            if test.price_response_usd is not None else None,
         },
         settings={"scenarios": mix, "paths": int(len(fit.weight)), "seed": int(seed),
                   "months": int(months), "tenor_years": terms.tenor_years,

@@ -40,6 +40,7 @@ from oreflow.stockpile import (
     Terms,
     carry_usd_per_year,
     cvar,
+    loss_without_releases,
 )
 
 INF = 1e30  # HiGHS's infinity is 1e20 or more; anything above counts as none
@@ -72,8 +73,10 @@ def _highs(threads: int = 1):
 
 class _Batch:
     """One block-diagonal release model over a batch of paths: x >= 0 per (path, element,
-    holding form, demand group, segment) that can be served; rows: holdings per (path,
-    element, form), cover per bucket served by several forms, tolling per (path, stage)."""
+    holding form, demand group, segment) that can be served and a loss >= 0 per (path, group,
+    segment) short of anything; rows: holdings per (path, element, form), cover per bucket
+    served by several forms, tolling per (path, stage), and the Leontief rows loss + v x
+    served >= v x unmet per (path, element, group, segment) short (`stockpile._solve`)."""
 
     def __init__(self, seg: Segments, econ: Economy, paths: np.ndarray):
         import highspy
@@ -89,7 +92,7 @@ class _Batch:
         nx = len(p)
         inv_yield = np.divide(1.0, econ.yields[:, gf], out=np.zeros((F, G)),
                               where=econ.yields[:, gf] > 0)
-        val = econ.value_usd_per_t.T[e, g] / MUSD  # [nx] MUSD per t
+        v = econ.value_usd_per_t.T / MUSD  # [E, G] MUSD per t
         # rows: holdings
         hkey = (p * E + e) * F + f
         held_keys, held_row = np.unique(hkey, return_inverse=True)
@@ -131,15 +134,33 @@ class _Batch:
             nrow += len(tp)
         self.toll_first = toll_first
         self.toll_path = np.concatenate(toll_path) if toll_path else np.zeros(0, np.int64)
+        # Leontief rows: one per (path, element, group, segment) short; a loss column per
+        # (path, group, segment) short of anything
+        short = (U > 0) & (v[None, :, :, None] > 0)
+        sp, se, sg, sk = np.nonzero(short)
+        lkey = (sp * G + sg) * K + sk
+        loss_keys, loss_col = np.unique(lkey, return_inverse=True)
+        nl = len(loss_keys)
+        rkey = ((sp * E + se) * G + sg) * K + sk
+        row_of = dict(zip(rkey.tolist(), range(len(rkey)), strict=True))
+        xrow = np.array([row_of.get(int(r), -1) for r in bkey], np.int64)
+        hit = xrow >= 0
+        rows_i += [nrow + np.arange(len(rkey)), nrow + xrow[hit]]
+        rows_j += [nx + loss_col, np.flatnonzero(hit)]
+        rows_v += [np.ones(len(rkey)), v[e[hit], g[hit]]]
+        lower.append(v[se, sg] * U[sp, se, sg, sk])
+        upper.append(np.full(len(rkey), INF))
+        nrow += len(rkey)
         ri, rj, rv = (np.concatenate(x) for x in (rows_i, rows_j, rows_v))
         order = np.lexsort((ri, rj))  # column-major for HiGHS's CSC
         ri, rj, rv = ri[order], rj[order], rv[order]
-        start = np.searchsorted(rj, np.arange(nx + 1))
+        ncol = nx + nl
+        start = np.searchsorted(rj, np.arange(ncol + 1))
         lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = nx, nrow
-        lp.col_cost_ = -val
-        lp.col_lower_ = np.zeros(nx)
-        lp.col_upper_ = U[p, e, g, k]
+        lp.num_col_, lp.num_row_ = ncol, nrow
+        lp.col_cost_ = np.concatenate([np.zeros(nx), np.ones(nl)])
+        lp.col_lower_ = np.zeros(ncol)
+        lp.col_upper_ = np.concatenate([U[p, e, g, k], np.full(nl, INF)])
         lp.row_lower_ = np.concatenate(lower)
         lp.row_upper_ = np.concatenate(upper)
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
@@ -154,18 +175,17 @@ class _Batch:
         self.held_p, rem = np.divmod(held_keys, E * F)
         self.held_e, self.held_f = np.divmod(rem, F)
         self.held_rows = np.arange(len(held_keys), dtype=np.int32)
-        self.x_path, self.x_el, self.val, self.E = p, e, val, E
-        self.total_pe = np.einsum("pegk,ge->pe", U, econ.value_usd_per_t) / MUSD
-        self.total_musd = np.einsum("pegk,ge->p", U, econ.value_usd_per_t) / MUSD
+        self.loss_path = loss_keys // (G * K)
+        self.total_musd = (U * v[None, :, :, None]).max(1).sum((1, 2))  # no releases
 
     def solve(self, held_t: np.ndarray):
-        """Loss per path and element [n, E] (MUSD unserved), d loss / d holdings [n, E, F]
-        (MUSD per t), and whether a path's tolling capacity binds [n]."""
+        """Loss per path [n] (MUSD), d loss / d holdings [n, E, F] (MUSD per t), and whether
+        a path's tolling capacity binds [n]."""
         n = self.n
         E, F = held_t.shape
         grad = np.zeros((n, E, F))
         if self.nx == 0:
-            return self.total_pe.copy(), grad, np.zeros(n, bool)
+            return self.total_musd.copy(), grad, np.zeros(n, bool)
         ub = held_t[self.held_e, self.held_f].astype(float)
         self.h.changeRowsBounds(len(self.held_rows), self.held_rows,
                                 np.full(len(ub), -INF), ub)
@@ -176,15 +196,14 @@ class _Batch:
         if status != highspy.HighsModelStatus.kOptimal:
             raise PlanError(f"a release subproblem ended {self.h.modelStatusToString(status)}")
         sol = self.h.getSolution()
-        x = np.asarray(sol.col_value)
-        covered = np.bincount(self.x_path * E + self.x_el, weights=self.val * x,
-                              minlength=n * E).reshape(n, E)
+        col = np.asarray(sol.col_value)
+        loss = np.bincount(self.loss_path, weights=col[self.nx:], minlength=n)
         row_dual = np.asarray(sol.row_dual)
         grad[self.held_p, self.held_e, self.held_f] = row_dual[:len(self.held_rows)]
         toll = row_dual[self.toll_first:self.toll_first + len(self.toll_path)]
         binds = np.zeros(n, bool)
         binds[self.toll_path[np.abs(toll) > 1e-12]] = True
-        return np.maximum(self.total_pe - covered, 0.0), grad, binds
+        return np.maximum(loss, 0.0), grad, binds
 
 
 class _Master:
@@ -338,7 +357,7 @@ def solve_benders(seg: Segments, econ: Economy, terms: Terms, weight: np.ndarray
     info = BendersInfo()
     P = len(weight)
     w = np.asarray(weight, float) / float(np.sum(weight))
-    total = np.einsum("pegk,ge->p", seg.unmet_t, econ.value_usd_per_t) / MUSD
+    total = loss_without_releases(seg, econ) / MUSD
     order = np.argsort(total, kind="stable")
     C = max(1, min(clusters, P))
     cluster_of = np.empty(P, np.int64)
@@ -354,10 +373,8 @@ def solve_benders(seg: Segments, econ: Economy, terms: Terms, weight: np.ndarray
         """Per-cluster values and subgradients at (held, eta), and the true objective."""
         res = list(pool.map(lambda b: b.solve(held), batches)) if pool else \
             [b.solve(held) for b in batches]
-        loss_pe = np.concatenate([r[0] for r in res])  # [P, E]
+        loss = np.concatenate([r[0] for r in res])  # [P]
         grad = np.concatenate([r[1] for r in res])  # [P, E, F]
-        binds = np.concatenate([r[2] for r in res])
-        loss = loss_pe.sum(1)
 
         def by_cluster(weights, arr=None):
             if arr is None:
@@ -366,9 +383,9 @@ def solve_benders(seg: Segments, econ: Economy, terms: Terms, weight: np.ndarray
             np.add.at(out, cluster_of, weights.reshape(-1, *[1] * (arr.ndim - 1)) * arr)
             return out
 
+        # the Leontief loss does not split by element: no per-element relaxation cuts
         ev = {"loss": loss, "L": by_cluster(w * loss), "gL": by_cluster(w, grad),
-              "Le": by_cluster(w, loss_pe),
-              "free": np.flatnonzero(by_cluster(binds.astype(float)) == 0)}
+              "free": np.zeros(0, np.int64)}
         true = (1 - cw) * float(w @ loss) + TIE_BREAK * MUSD * float(master.price_musd @ buy)
         if cw > 0:
             over = (loss > eta).astype(float)

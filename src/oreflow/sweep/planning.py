@@ -60,4 +60,5 @@ def uncertain_unmet(sweep: Sweep, paths: int, seed: int, months: int, perspectiv
     n_total = sum(len(p.weight) for p in parts)
     return UnmetPaths(np.concatenate([p.unmet_t for p in parts]),
                       np.concatenate([p.weight * len(p.weight) / n_total for p in parts]),
-                      np.concatenate([p.scenario for p in parts]), parts[0].base)
+                      np.concatenate([p.scenario for p in parts]), parts[0].base,
+                      np.concatenate([p.price_response_usd for p in parts]))
