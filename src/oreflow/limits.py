@@ -12,11 +12,11 @@ with the per-path, chunk and band terms proportional to the network's element co
 arrays are [path, element] and [month, zone, element, path]).
 
 How the coefficients were measured (2-core, 23 GB machine, Python 3.11, numpy 2.4, default
-network: 17 elements): peak RSS ("Maximum resident set size" of `/usr/bin/time -v`) of
-`oreflow stress licensing-2025-04 --format json --out r.nc` for 20 (paths, months) pairs from
-1 x 1 to 200,000 x 1 and 50,000 x 120, fitted by least squares on the terms above:
-base 201 MB, chunk 10.7 kB, per path 5.06 kB, band 708 B per path-month; every measured
-peak lies within 8% of the fit. Scenarios with 100 shocks added 16 (outages) to 33 (export
+network: 17 elements, the market engine): peak RSS ("Maximum resident set size" of
+`/usr/bin/time -v`) of `oreflow stress licensing-2025-04 --format json --out r.nc` for 18
+(paths, months) pairs from 1 x 1 to 200,000 x 1 and 50,000 x 120, fitted by least squares on
+the terms above: base 382 MB, chunk 86.1 kB, per path 9.85 kB, band 2,712 B per path-month;
+every measured peak lies within 8% of the fit. Scenarios with 100 shocks added 16 (outages) to 33 (export
 controls) bytes per path and shock. The coefficients below are those values per element (/17),
 and the estimate is multiplied by `SAFETY` (1.15). `benchmarks/bench_memory.py` repeats the
 measurement and prints the fit, to update them when the engine changes.
@@ -32,16 +32,16 @@ import os
 import re
 from pathlib import Path
 
-BASE_BYTES = 201 * 2**20
+BASE_BYTES = 382 * 2**20
 """Interpreter, libraries, dataset and network."""
 MEASURED_ELEMENTS = 17
-CHUNK_BYTES_PER_PATH_ELEMENT = 10_680 / MEASURED_ELEMENTS
+CHUNK_BYTES_PER_PATH_ELEMENT = 86_053 / MEASURED_ELEMENTS
 CHUNK_PATHS = 4_000
 """Paths simulated at once: two threads x chunks of 2,000."""
-PATH_BYTES_PER_ELEMENT = 5_060 / MEASURED_ELEMENTS
-BAND_BYTES_PER_PATH_MONTH_ELEMENT = 708 / MEASURED_ELEMENTS
+PATH_BYTES_PER_ELEMENT = 9_854 / MEASURED_ELEMENTS
+BAND_BYTES_PER_PATH_MONTH_ELEMENT = 2_712 / MEASURED_ELEMENTS
 BAND_PATHS = 1_000
-"""Monthly bands are quantiles over the first BAND_PATHS paths (oreflow.simulate.run)."""
+"""Monthly bands are quantiles over the first BAND_PATHS paths (oreflow.simulate.observers)."""
 SHOCK_BYTES_PER_PATH = 40
 """Sampled values of one shock, per path (measured 16-33 B)."""
 SAFETY = 1.15
