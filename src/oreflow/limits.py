@@ -18,8 +18,9 @@ network: 17 elements, the market engine): peak RSS ("Maximum resident set size" 
 the terms above: base 382 MB, chunk 86.1 kB, per path 9.85 kB, band 2,712 B per path-month;
 every measured peak lies within 8% of the fit. Scenarios with 100 shocks added 16
 (outages) to 33 (export controls) bytes per path and shock (measured on the first engine).
-The coefficients below are those values per element (/17), and the estimate is multiplied by `SAFETY` (1.15). `benchmarks/bench_memory.py` repeats the
-measurement and prints the fit, to update them when the engine changes.
+The coefficients below are those values per element (/17), and the estimate is multiplied
+by `SAFETY` (1.15). `benchmarks/bench_memory.py` repeats the measurement and prints the fit,
+to update them when the engine changes.
 
 The budget defaults to `DEFAULT_FRACTION` of the machine's memory (physical memory from
 `os.sysconf`, or the cgroup limit if lower); `OREFLOW_MEMORY_BUDGET` (e.g. `8G`, `500M`, bytes)
