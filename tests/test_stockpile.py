@@ -317,3 +317,19 @@ shocks:
     ev = plan.evaluation
     assert ev["expected_unserved_usd"]["none"] == 0.0
     assert ev["price_response_loss_usd"] > 0.0
+
+
+def test_cli_json_is_clean_with_the_decomposition():
+    """HiGHS prints a banner on file descriptor 1 when a model is made: `--format json` must
+    still be one JSON object when the plan is solved by Benders."""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "oreflow.cli", "stockpile", "plan",
+                        "--budget-usd", "1e8", "--paths", "40", "--eval-paths", "40",
+                        "--months", "12", "--method", "benders", "--format", "json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["settings"]["method"] == "benders"

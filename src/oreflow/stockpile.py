@@ -844,8 +844,10 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
     if use_benders:
         from oreflow.stockpile_benders import solve_benders
 
-        sol, _ = solve_benders(seg_fit, econ, terms, w_fit, budget_usd=budget_usd,
-                               cvar_weight=cvar_weight, cvar_alpha=cvar_alpha, min_days=days)
+        with _quiet_stdout():  # HiGHS prints a banner on fd 1 when a model is created
+            sol, _ = solve_benders(seg_fit, econ, terms, w_fit, budget_usd=budget_usd,
+                                   cvar_weight=cvar_weight, cvar_alpha=cvar_alpha,
+                                   min_days=days)
     else:
         sol = solve(seg_fit, econ, terms, w_fit, budget_usd=budget_usd,
                     cvar_weight=cvar_weight, cvar_alpha=cvar_alpha, min_days=days)
