@@ -61,3 +61,30 @@ print("physical shortage by region (median):", s["unmet_physical_t_by_region"])
 dy = result["price_usd_per_kg"].sel(element="Dy", region="USA")
 print(dy.sel(quantile=[0.05, 0.5, 0.95]).isel(month=slice(0, 12)).round(0).to_pandas())
 assert result.attrs["max_rel_balance_residual"] < 1e-9
+
+# %% [markdown]
+# ## A replay: recorded quantities in, prices out
+#
+# For a past event, put in what was shipped instead of a licence approval rate:
+# `approval_basis: base_year` makes the approval path a quota on each trade link's
+# base-year monthly flow (shares may exceed 1), and `expected_approval` is what buyers
+# expected when it differs (a quota announced tighter than what was then shipped). Here
+# Dy exports fall to nothing for two months and come back at half the 2024 rate, while the
+# market expected a fifth; `quota-2010` and `licensing-2025-04` are built this way from
+# customs figures (`oreflow scenario show licensing-2025-04`).
+
+# %%
+replay = parse_scenario("""
+name: dy-replay
+start: "2025-04"
+months: 12
+shocks:
+  - type: export_control
+    elements: [Dy]
+    stages: [separation, metal]
+    approval_basis: base_year
+    approval: [[0, 0.0], [2, 0.5]]
+    expected_approval: [[0, 0.2]]
+""", "dy-replay.yaml", network)
+r = run_stress(replay, paths=200, seed=1, network=network)
+print("Dy peak x base, replay:", summary(r)["price_peak_ratio"]["Dy"]["ROW"])
