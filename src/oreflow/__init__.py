@@ -26,6 +26,8 @@ _API = {
     "summary": "oreflow.simulate",
     "load_result": "oreflow.simulate",
     "save_result": "oreflow.simulate",
+    "run_validation": "oreflow.validate",
+    "ChainNetwork": "oreflow.chains",
 }
 
 __all__ = sorted(_API)
