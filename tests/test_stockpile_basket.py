@@ -264,3 +264,15 @@ def test_charts_of_single_and_basket_plans(ree_both):
     assert held == pytest.approx(basket.spent_usd, rel=1e-6)
     html = render_plan_report(basket.to_dict())
     assert "Plotly" in html and 'id="chart-spend"' in html
+
+
+def test_scenarios_go_to_the_commodities_they_are_about(network):
+    from oreflow.stockpile_basket import assign_scenarios
+
+    mixes = assign_scenarios("licensing-2025-04:2,gallium-germanium-halt-12m",
+                             ["REE", "Ga", "Co"], network)
+    assert mixes["REE"] == {"licensing-2025-04": 2.0}
+    assert mixes["Ga"] == {"gallium-germanium-halt-12m": 1.0}
+    assert mixes["Co"] == {"cobalt-drc-2025-02": 1.0}  # its default (stockpile_scenarios.csv)
+    with pytest.raises(PlanError, match="none of the commodities planned"):
+        assign_scenarios("tungsten-2025-02", ["REE", "Ga"], network)
