@@ -99,24 +99,32 @@ def spend_figure(plan: dict) -> dict:
 
 def marginal_figure(plan: dict) -> dict | None:
     """Expected loss avoided by each commodity's last and next dollar, with the budget's
-    shadow price (basket plans only)."""
+    shadow price (basket plans only). Log scale when the values span more than a factor of
+    100 (zeros are then not drawn: the hover and the table show them)."""
     if not _basket(plan):
         return None
     mv = plan["marginal_value_per_usd"]
     cats = list(mv)
-    traces = [{"type": "bar", "name": name, "x": cats,
-               "y": [mv[c][k] if mv[c][k] is not None else None for c in cats],
-               "marker": {"color": colour}}
+    lam = plan["budget_shadow_price_usd_per_usd"]
+    values = [v for c in cats for v in (mv[c]["last"], mv[c]["next"]) if v]
+    log = bool(values) and max(values) > 100 * min(values)
+
+    def shown(v):
+        return None if v is None or (log and v <= 0) else v
+
+    traces = [{"type": "bar", "name": name, "x": cats, "y": [shown(mv[c][k]) for c in cats],
+               "marker": {"color": colour},
+               "hovertemplate": "%{x}: %{y:.4g} USD per USD<extra>" + name + "</extra>"}
               for k, name, colour in (("last", "last dollar", "#31a354"),
                                       ("next", "next dollar", "#a1d99b"))]
-    lam = plan["budget_shadow_price_usd_per_usd"]
-    traces.append({"type": "scatter", "mode": "lines", "name": "budget shadow price",
-                   "x": cats, "y": [lam] * len(cats), "line": {"color": "#d62728",
-                                                               "dash": "dash"}})
+    if lam > 0 or not log:
+        traces.append({"type": "scatter", "mode": "lines", "name": "budget shadow price",
+                       "x": cats, "y": [lam] * len(cats),
+                       "line": {"color": "#d62728", "dash": "dash"}})
     return {"data": traces, "layout": _layout(
-        "What the last and next dollar avoid (USD of expected loss per USD)",
-        barmode="group",
-        yaxis={"title": "USD per USD"})}
+        f"What the last and next dollar avoid (USD of expected loss per USD; budget shadow "
+        f"price {lam:.3g})", barmode="group",
+        yaxis={"title": "USD per USD", **({"type": "log"} if log else {})})}
 
 
 def loss_figure(plan: dict) -> dict:
