@@ -378,6 +378,23 @@ def test_stockpile_endpoint(client):
     assert np.isfinite(list(plan["days_of_cover"].values())).all()
 
 
+def test_stockpile_endpoint_across_commodities_with_charts(client):
+    body = {"budget_usd": 1e9, "commodities": ["Co", "graphite"], "paths": 8, "eval_paths": 4,
+            "months": 12}
+    r = client.post("/api/stockpile", json=body)
+    assert r.status_code == 200, r.text
+    plan = r.json()
+    assert plan["commodities"] == ["Co", "graphite_natural"]
+    assert set(plan["spend_by_commodity"]) == {"Co", "graphite_natural"}
+    assert plan["spent_usd"] <= plan["budget_usd"]
+    assert {"holdings", "spend", "marginal", "loss", "loss_by_commodity"} <= set(plan["charts"])
+    assert all(fig["data"] for fig in plan["charts"].values())
+    r = client.post("/api/stockpile", json={**body, "commodities": ["Co", "Kryptonite"]})
+    assert r.status_code == 400 and "unknown commodity 'Kryptonite'" in r.json()["detail"]
+    page = client.get("/stockpile").text
+    assert 'class="commodity" data-id="Ga"' in page and "plotly.min.js" in page
+
+
 @pytest.mark.parametrize("body, status, words", [
     ({"scenarios": {"/etc/passwd": 1}}, 400, ["unknown scenario(s) '/etc/passwd'"]),
     ({"scenarios": {"baseline": 0}}, 400, ["not all zero"]),

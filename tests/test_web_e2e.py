@@ -108,3 +108,32 @@ def test_risk_page_shows_the_perspectives_suppliers(base_url, page):
     assert page.locator("#risk-table tr").count() == 5  # header + four stages
     assert page.locator("#chokepoint-table tr").count() == 11
     assert "EU = DEU, EST, FRA, XEU" in page.inner_text("#risk-perspective")
+
+
+def test_stockpile_page_draws_the_plan_as_charts(base_url, page):
+    """Tick cobalt and graphite beside the rare earths and plan: the page draws the plan's
+    charts (holdings by commodity and form, spend, last and next dollar, loss of plan, rule
+    and nothing) with the API's numbers, and the spend table."""
+    page.goto(base_url + "/stockpile")
+    page.check('.commodity[data-id="Co"]')
+    page.check('.commodity[data-id="graphite_natural"]')
+    page.fill("#sp-paths", "20")
+    page.fill("#sp-eval", "10")
+    page.fill("#sp-months", "24")
+    page.click("#plan-button")
+    page.wait_for_selector("#plan-result:not([hidden])", timeout=120_000)
+    page.wait_for_selector("#plan-chart-loss .barlayer .trace")
+    got = page.evaluate("""() => {
+        const ids = [...document.querySelectorAll('#plan-charts .chart')].map(d => d.id);
+        const gd = document.getElementById('plan-chart-holdings');
+        const x = [...new Set(gd.data.flatMap(t => Array.from(t.x)))];
+        const loss = document.getElementById('plan-chart-loss').data;
+        return {ids, x, bars: document.querySelectorAll('#plan-chart-holdings .point').length,
+                loss: loss.map(t => Array.from(t.y).length),
+                spendRows: document.querySelectorAll('#plan-spend tr').length};
+    }""")
+    assert got["ids"] == ["plan-chart-holdings", "plan-chart-spend", "plan-chart-marginal",
+                          "plan-chart-loss", "plan-chart-loss_by_commodity"]
+    assert set(got["x"]) <= {"REE", "Co", "graphite_natural"} and "REE" in got["x"]
+    assert got["bars"] > 0 and got["loss"] == [4, 4]
+    assert got["spendRows"] == 4  # header and three commodities

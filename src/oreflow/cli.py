@@ -582,6 +582,14 @@ def stockpile_plan(
         method: str = typer.Option("auto", "--method",
                                    help="monolithic (one LP), benders (path decomposition) or "
                                         "auto (benders from 1,000 distinct paths)"),
+        commodities: str = typer.Option(
+            None, "--commodities",
+            help="plan one budget across these commodities, e.g. REE,Ga,Ge,Sb,W,graphite,Co,"
+                 "Li,Ni (each on its own scenarios, stockpile_scenarios.csv; --scenarios "
+                 "replaces the mix of the commodities they are about); default: rare earths "
+                 "only, the single-commodity plan"),
+        report: Path = typer.Option(None, "--report",
+                                    help="also write the plan's charts as one HTML file"),
         fmt: PlanFormat = typer.Option(PlanFormat.table, "--format")) -> None:
     """Plan a stockpile with a budget and score it against a flat 60-day rule on fresh paths."""
     import contextlib
@@ -590,21 +598,51 @@ def stockpile_plan(
 
     busy = (err.status(f"simulating {paths:,} + {eval_paths:,} paths, optimising, scoring")
             if fmt is PlanFormat.table else contextlib.nullcontext())
+    if report is not None:
+        from oreflow.io import OutPathError, check_out_path
+
+        try:
+            check_out_path(report, option="--report")
+        except OutPathError as e:
+            fail(str(e))
     with busy:
         try:
-            plan = plan_stockpile(
-                budget_usd=budget_usd, perspective=perspective, scenarios=scenarios,
-                paths=paths, eval_paths=eval_paths, seed=seed, months=months,
-                cvar_weight=cvar_weight, cvar_alpha=cvar_alpha,
-                min_days=_parse_min_days(min_days),
-                elements=[e.strip() for e in elements.split(",")] if elements else None,
-                sweep=sweep, param_draws=param_draws, method=method)
+            if commodities is not None:
+                if sweep is not None:
+                    raise PlanError("--sweep plans the rare earths alone; leave out "
+                                    "--commodities or --sweep")
+                from oreflow.stockpile_basket import plan_basket
+
+                plan = plan_basket(
+                    budget_usd=budget_usd, commodities=commodities, perspective=perspective,
+                    scenarios=scenarios, paths=paths, eval_paths=eval_paths, seed=seed,
+                    months=months, cvar_weight=cvar_weight, cvar_alpha=cvar_alpha,
+                    min_days=_parse_min_days(min_days),
+                    elements=[e.strip() for e in elements.split(",")] if elements else None,
+                    method=method)
+            else:
+                plan = plan_stockpile(
+                    budget_usd=budget_usd, perspective=perspective, scenarios=scenarios,
+                    paths=paths, eval_paths=eval_paths, seed=seed, months=months,
+                    cvar_weight=cvar_weight, cvar_alpha=cvar_alpha,
+                    min_days=_parse_min_days(min_days),
+                    elements=[e.strip() for e in elements.split(",")] if elements else None,
+                    sweep=sweep, param_draws=param_draws, method=method)
         except PlanError as e:
             fail(str(e))
+    if report is not None:
+        from oreflow.stockpile_report import write_plan_report
+
+        write_plan_report(plan.to_dict(), report)
     if fmt is PlanFormat.json:
         print(json.dumps(plan.to_dict(), indent=1))
         return
-    _print_plan(plan)
+    if commodities is not None:
+        _print_basket(plan)
+    else:
+        _print_plan(plan)
+    if report is not None:
+        out.print(f"Charts: {report}")
 
 
 def _parse_min_days(text: str | None):
@@ -644,6 +682,48 @@ def _print_plan(plan) -> None:
         out.print(f"Demand given up because of price (not served by a stockpile; consumer-"
                   f"surplus triangle): {ev['price_response_loss_usd']:,.0f} USD expected. "
                   f"Valuation: {ev['valuation']}.")
+
+
+def _print_basket(plan) -> None:
+    d = plan.to_dict()
+    out.print(f"Stockpile across {', '.join(d['commodities'])} for {plan.perspective}: budget "
+              f"{plan.budget_usd / 1e9:,.2f} B USD; purchases {d['spent_usd'] / 1e9:,.3f} B USD, "
+              f"carrying cost {d['carry_usd_per_year'] / 1e6:,.1f} M USD/yr, "
+              f"{d['cost_over_tenor_usd'] / 1e9:,.3f} B USD over the tenor "
+              f"({plan.settings['paths']} paths per commodity, seed {plan.settings['seed']}, "
+              f"dataset {plan.settings['dataset_version']})")
+    h = plan.holdings().groupby(["commodity", "form"], sort=False)[["t", "usd"]].sum()
+    print_frame(h.reset_index(), Format.table,
+                title="Holdings by commodity and form (t of each commodity's basis; rare "
+                      "earths REO-eq, element rows in --format json)",
+                digits={"t": ",.2f", "usd": ",.0f"})
+    sp = plan.spend()[["commodity", "purchase_usd", "cost_over_tenor_usd", "share_of_budget",
+                       "last_dollar_usd_per_usd", "next_dollar_usd_per_usd"]].rename(
+        columns={"share_of_budget": "share", "last_dollar_usd_per_usd": "last_dollar",
+                 "next_dollar_usd_per_usd": "next_dollar"})
+    print_frame(sp, Format.table,
+                title="Spend and what the last and next dollar of each commodity avoid "
+                      "(USD of expected loss per USD)",
+                digits={"purchase_usd": ",.0f", "cost_over_tenor_usd": ",.0f",
+                        "share": ".3f", "last_dollar": ",.4f", "next_dollar": ",.4f"})
+    out.print(f"Budget shadow price: {d['budget_shadow_price_usd_per_usd']:,.4f} USD of expected "
+              "loss per USD of budget (0: the budget does not bind).")
+    ev = d["evaluation"]
+    label = {"plan": "plan", "rule_equal_money":
+             f"60-day rule at the plan's money ({ev['rule_equal_money_days'] or 0:,.0f} days)",
+             "rule_60_days": "60-day rule (within the budget)", "none": "no stockpile"}
+    rows = [(label[k], ev["expected_unserved_usd"][k], ev["cvar95_unserved_usd"][k])
+            for k in ("plan", "rule_equal_money", "rule_60_days", "none")]
+    print_frame(pd.DataFrame(rows, columns=["strategy", "expected_loss_usd", "cvar95_loss_usd"]),
+                Format.table,
+                title="Value lost to physical shortage on fresh paths, all commodities (USD; "
+                      "CVaR95 summed over commodities)",
+                digits={"expected_loss_usd": ",.0f", "cvar95_loss_usd": ",.0f"})
+    by = pd.DataFrame([{"commodity": c, **{k: v["expected_unserved_usd"][k]
+                                           for k in ("plan", "rule_equal_money", "none")}}
+                       for c, v in ev["by_commodity"].items()])
+    print_frame(by, Format.table, title="Expected loss by commodity (USD)",
+                digits={k: ",.0f" for k in ("plan", "rule_equal_money", "none")})
 
 
 @app.command()

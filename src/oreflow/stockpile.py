@@ -129,6 +129,10 @@ class Economy:
     conversion_lead_months: np.ndarray  # [F, F] months from disruption until f can serve g
     carry_usd_per_t_year: np.ndarray  # [E, F] storage, insurance and rotation
     allowed: np.ndarray  # [E, F] forms worth holding (the perspective uses them downstream)
+    forms: tuple[str, ...] = FORMS
+    """Names of the three holding forms: oxide, metal, magnet for the rare earths; a chain's
+    stages in the engine's first and second traded slots (chain_stages.csv), '' if none."""
+    commodity: str = "REE"
 
 
 def value_added_usd_per_kg_re(network: Network, sectors: list[str]) -> np.ndarray:
@@ -165,6 +169,20 @@ def economy(network: Network, perspective: str, terms: Terms, base) -> Economy:
     """Everything the planner needs about the perspective, from the engine's base year:
     demand groups, what their unmet demand is worth, use, imports, prices, the market."""
     markets = _perspective_markets(base, network, perspective)
+    va = value_added_usd_per_kg_re(network, list(base.sectors))
+    regions = _perspective_regions(network, perspective, base)
+    return _economy(base, markets, va, perspective, terms, terms.processing_usd_per_t,
+                    terms.lead_months, terms.storage_usd_per_t_year, terms.shelf_life_years,
+                    lambda: _net_imports(network, regions, base.elements))
+
+
+def _economy(base, markets: list[str], va_sector: np.ndarray, perspective: str, terms: Terms,
+             processing_usd_per_t: np.ndarray, lead_months: np.ndarray,
+             storage_usd_per_t_year: np.ndarray, shelf_life_years: np.ndarray,
+             net_imports, forms: tuple[str, ...] = FORMS, commodity: str = "REE") -> Economy:
+    """The Economy of one commodity from its engine base year and its per-form terms
+    ([F] arrays: processing from the form before, conversion lead, storage, shelf life);
+    `net_imports()` gives [E, F] t a year."""
     pairs, group = planner_groups(base)
     G, E = len(pairs), len(base.elements)
     line_reo = base.item_reo()[base.line_item]  # [L, E]
@@ -174,7 +192,7 @@ def economy(network: Network, perspective: str, terms: Terms, base) -> Economy:
     member[np.arange(len(group)), group] = 1.0
     group_form = np.array([f for f, _ in pairs])
     group_sector = np.array([s for _, s in pairs])
-    va = value_added_usd_per_kg_re(network, list(base.sectors))[group_sector]  # [G]
+    va = va_sector[group_sector]  # [G]
     d_group = member.T @ d_line  # [G, E] the perspective's use mix
     world = member.T @ (base.demand0.sum(0)[:, None] * line_reo)  # the world's, where none
     mix = np.where(d_group.sum(1, keepdims=True) > 0, d_group, world)
@@ -187,13 +205,13 @@ def economy(network: Network, perspective: str, terms: Terms, base) -> Economy:
     for f in range(3):
         for g in range(f, 3):
             yields[f, g] = np.prod(y[f + 1:g + 1])
-            lead[f, g] = terms.lead_months[f + 1:g + 1].sum()
+            lead[f, g] = lead_months[f + 1:g + 1].sum()
     c = base.controller_index
     p_out = np.delete(base.price0, c, 0).max(0)
     price = np.zeros((E, 3))
     price[:, 0] = p_out * 1e3
     for f in (1, 2):
-        price[:, f] = price[:, f - 1] / y[f] + terms.processing_usd_per_t[f]
+        price[:, f] = price[:, f - 1] / y[f] + processing_usd_per_t[f]
     outside = np.arange(len(base.regions)) != c
     form = base.item_form[base.line_item]
     use_out = np.stack([(base.demand0[outside].sum(0)[:, None] * line_reo)[form == f].sum(0)
@@ -202,29 +220,32 @@ def economy(network: Network, perspective: str, terms: Terms, base) -> Economy:
     use_p = np.stack([d_line[form == f].sum(0) for f in range(3)], 1)
     downstream = np.cumsum(use_p[:, ::-1], 1)[:, ::-1]
     allowed = (downstream > 0) & (market > 0) & (price > 0)
-    carry = (terms.storage_usd_per_t_year[None, :]
+    carry = (storage_usd_per_t_year[None, :]
              + (terms.insurance_rate_per_year
-                + terms.rotation_cost_share / terms.shelf_life_years[None, :]) * price)
+                + terms.rotation_cost_share / shelf_life_years[None, :]) * price)
     E_ = len(base.elements)
     prod_out = base.prod0[outside]
     cap = np.array([0.0, terms.conversion_capacity_share * prod_out[:, E_:2 * E_].sum(),
                     terms.conversion_capacity_share * (prod_out[:, 2 * E_:]
                                                        @ base.grade_reo).sum()])
-    regions = _perspective_regions(network, perspective, base)
     return Economy(
         perspective=perspective, elements=list(base.elements), group_form=group_form,
         group_sector=group_sector, value_usd_per_t=value, use_t_per_year=d_line.sum(0) * 12,
-        net_imports_t_per_year=_net_imports(network, regions, base.elements),
+        net_imports_t_per_year=net_imports(),
         price_usd_per_t=price, market_t_per_month=market, conversion_cap_t_per_month=cap,
         yields=yields, conversion_lead_months=lead, carry_usd_per_t_year=carry,
-        allowed=allowed)
+        allowed=allowed, forms=tuple(forms), commodity=commodity)
 
 
 def _perspective_markets(base, network: Network, perspective: str) -> list[str]:
+    return _markets_of(base, network.dataset, perspective)
+
+
+def _markets_of(base, dataset, perspective: str) -> list[str]:
     from oreflow.simulate.market import MarketError, perspective_markets
 
     try:
-        markets, _ = perspective_markets(base, network.dataset, perspective)
+        markets, _ = perspective_markets(base, dataset, perspective)
     except MarketError as e:
         raise PlanError(str(e)) from None
     if base.controller in markets:
@@ -251,6 +272,81 @@ def _net_imports(network: Network, regions: list[str], elements: list[str]) -> n
         inflow = t.sel(dest=regions, origin=others).sum(("origin", "dest"))
         outflow = t.sel(origin=regions, dest=others).sum(("origin", "dest"))
         out[:, f] = np.maximum((inflow - outflow).transpose("element").to_numpy(), 0.0)
+    return out
+
+
+def chain_value_added_usd_per_kg(dataset, chain: str, sectors: list[str]) -> np.ndarray:
+    """[S] value added of each chain sector's product per kg of the chain's basis it contains
+    (`chain_sector_value`: unit value x value-added share / kg per unit). A base year of
+    several chains names its sectors `<chain>_<sector>`."""
+    sv = dataset["chain_sector_value"]
+    sv = sv[sv["chain"] == chain].set_index("sector")
+    bare = [s[len(chain) + 1:] if s.startswith(f"{chain}_") else s for s in sectors]
+    missing = [s for s in bare if s not in sv.index]
+    if missing:
+        raise PlanError(f"chain_sector_value.csv has no row for chain {chain}, sector(s) "
+                        f"{', '.join(missing)}: the planner needs the value of what a shortage "
+                        "stops")
+    sv = sv.loc[bare]
+    return (sv["unit_value_usd"] * sv["value_added_share"] / sv["kg_per_unit"]).to_numpy(float)
+
+
+def chain_forms(dataset, chain: str) -> tuple[str, str, str]:
+    """The chain's stages in the engine's first and second traded slots (its holding forms;
+    '' where the chain has no quantified stage there) and '' for the unused third."""
+    from oreflow.simulate.chain_market import _slot_stage, chain_markets
+
+    net = chain_markets(dataset, [chain]).networks[0]
+    return (_slot_stage(net, "separation") or "", _slot_stage(net, "metal") or "", "")
+
+
+def chain_economy(dataset, chain: str, perspective: str, terms: Terms, base) -> Economy:
+    """The Economy of a commodity chain other than the rare earths, from its engine base year
+    (`simulate.chain_market`): holding forms are the chain's traded stages, each with its
+    storage, shelf life, processing cost and conversion lead time (`stockpile_chain_forms`);
+    a missing tonne is worth the value added of the products it stops
+    (`chain_sector_value`); net imports are the chain network's base-year trade."""
+    from oreflow.simulate.chain_market import chain_markets
+
+    if list(base.elements) != [chain]:
+        raise PlanError(f"the base year holds {', '.join(base.elements)}, not {chain} alone")
+    markets = _markets_of(base, dataset, perspective)
+    forms = chain_forms(dataset, chain)
+    fp = dataset["stockpile_chain_forms"]
+    fp = fp[fp["chain"] == chain].set_index("stage")
+    cols = ("processing_usd_per_kg", "storage_usd_per_t_year", "shelf_life_years",
+            "conversion_lead_months")
+    par = np.zeros((3, 4))
+    par[:, 2] = 1.0  # shelf life of an unused form (never held)
+    for f, stage in enumerate(forms):
+        if not stage:
+            continue
+        if stage not in fp.index:
+            raise PlanError(f"stockpile_chain_forms.csv has no row for chain {chain}, stage "
+                            f"{stage}: the planner needs its storage cost and shelf life")
+        par[f] = fp.loc[stage, list(cols)].to_numpy(float)
+    va = chain_value_added_usd_per_kg(dataset, chain, list(base.sectors))
+    regions = [r for i, r in enumerate(base.network_regions)
+               if base.regions[base.region_market[i]] in markets]
+    cnet = chain_markets(dataset, [chain]).networks[0]
+    return _economy(base, markets, va, perspective, terms, par[:, 0] * 1e3, par[:, 3],
+                    par[:, 1], par[:, 2], lambda: _chain_net_imports(cnet, regions, forms),
+                    forms=forms, commodity=chain)
+
+
+def _chain_net_imports(cnet, regions: list[str], forms) -> np.ndarray:
+    """[1, F] the regions' base-year net imports of each holding form of a chain (its chain
+    network's trade at that stage), t of the chain's basis a year."""
+    out = np.zeros((1, 3))
+    inside = [r for r in cnet.regions if r in regions]
+    others = [r for r in cnet.regions if r not in regions]
+    for f, stage in enumerate(forms):
+        if not stage or not inside or not others:
+            continue
+        t = cnet.trade_t.sel(stage=stage)
+        inflow = float(t.sel(dest=inside, origin=others).sum())
+        outflow = float(t.sel(origin=inside, dest=others).sum())
+        out[0, f] = max(inflow - outflow, 0.0)
     return out
 
 
@@ -299,13 +395,15 @@ def parse_scenario_weights(text: str | None) -> dict[str, float]:
 
 def simulate_unmet(scenarios: dict[str, float], paths: int, seed: int, months: int,
                    perspective: str, network: Network | None = None, behaviour=None,
-                   prepare=None) -> UnmetPaths:
+                   prepare=None, commodity: str | None = None) -> UnmetPaths:
     """Run each scenario through the stress engine for its share of `paths` and keep the
     perspective's physical shortage per path, month, demand group and element.
     `behaviour` (default: the dataset's) and `prepare(name) -> (Scenario, sha256)` (default:
-    `load_scenario`) let a caller run other parameter values (`oreflow.sweep.planning`)."""
+    `load_scenario`) let a caller run other parameter values (`oreflow.sweep.planning`).
+    `commodity` (a chain id other than REE): run each scenario for that commodity alone
+    (`scenario_for_commodity`), on its chain's base year."""
     from oreflow.scenario import ScenarioError, load_scenario
-    from oreflow.simulate.run import RunError, run_stress
+    from oreflow.simulate.run import RunError
 
     net = network if network is not None else Network.from_dataset()
     total = sum(scenarios.values())
@@ -318,25 +416,77 @@ def simulate_unmet(scenarios: dict[str, float], paths: int, seed: int, months: i
     blocks, weights, labels, triangles, base = [], [], [], [], None
     for name, n, ss in zip(names, counts.astype(int), seeds, strict=True):
         try:
-            sc, sha = prepare(name) if prepare is not None else load_scenario(name, net)
+            sc, _ = prepare(name) if prepare is not None else load_scenario(name, net)
         except ScenarioError as e:
             raise PlanError(str(e)) from None
+        if commodity is not None:
+            sc = scenario_for_commodity(sc, commodity)
         keep = _Keep(n, months, perspective, net)
         try:
-            run_stress(sc.model_copy(update={"months": months}), paths=n,
-                       seed=int(ss.generate_state(1)[0]), network=net, observers=[keep],
-                       scenario_sha256=sha, behaviour=behaviour)
-        except RunError as e:
-            raise PlanError(str(e)) from None
-        if base is not None and keep.base.controller != base.controller:
-            raise PlanError(f"scenario {name!r} has another controller than the first")
+            _run_paths(sc.model_copy(update={"months": months}), n,
+                       int(ss.generate_state(1)[0]), net, behaviour, keep)
+        except (RunError, ValueError) as e:
+            raise PlanError(f"scenario {name!r}: {e}") from None
+        if base is not None and (keep.base.controller != base.controller
+                                 or keep.base.elements != base.elements):
+            raise PlanError(f"scenario {name!r} has another controller or other commodities "
+                            "than the first of the mix")
         base = keep.base
         blocks.append(keep.unmet)
         triangles.append(keep.triangle)
         weights.append(np.full(n, scenarios[name] / total / n))
         labels.append(np.full(n, name, dtype=object))
-    return UnmetPaths(np.concatenate(blocks), np.concatenate(weights),
-                      np.concatenate(labels), base, np.concatenate(triangles))
+    unmet = np.concatenate(blocks)
+    if not np.isfinite(unmet).all():
+        raise PlanError("the engine returned a non-finite shortage: the dataset or scenario "
+                        "gives an unbounded market")
+    return UnmetPaths(unmet, np.concatenate(weights), np.concatenate(labels), base,
+                      np.concatenate(triangles))
+
+
+def _run_paths(sc, paths: int, seed: int, network: Network, behaviour, observer) -> None:
+    """The stress engine's months for `paths` paths of `sc`, seen by `observer` alone: the
+    same paths `run_stress` simulates with the same seed (the engine's numbers do not depend
+    on who watches), without the run's summary, bands and balance check, which the planner
+    does not read."""
+    from oreflow.simulate.engine import Behaviour, Engine
+    from oreflow.simulate.market import market_base
+    from oreflow.simulate.run import DEFAULT_CHUNK, with_cover
+
+    net = network.at_year(sc.base_year)
+    beh = behaviour or Behaviour.from_dataset(net.dataset)
+    if sc.is_ree:
+        base = with_cover(market_base(net, sc.controller), beh, net.dataset)
+    else:
+        from oreflow.simulate.chain_market import chain_market_base, chain_markets
+
+        net = chain_markets(net.dataset, sc.commodities)
+        base = chain_market_base(net, sc.controller)
+    engine = Engine(base, beh, sc, net, seed)
+    for start in range(0, paths, DEFAULT_CHUNK):
+        engine.run_block(np.arange(start, min(start + DEFAULT_CHUNK, paths)), [observer])
+
+
+def scenario_for_commodity(sc, commodity: str):
+    """The scenario as it bears on one commodity: a scenario about several chains (Ga and
+    Ge) keeps the shocks that name `commodity` (or every commodity), each narrowed to it, and
+    runs on that chain alone."""
+    if commodity not in sc.commodities:
+        raise PlanError(f"scenario {sc.name!r} is about {', '.join(sc.commodities)}, not "
+                        f"{commodity}")
+    if sc.commodities == [commodity]:
+        return sc
+    shocks = []
+    for sh in sc.shocks:
+        one = getattr(sh, "element", None)
+        if one is not None and one != commodity:
+            continue
+        els = getattr(sh, "elements", "all")
+        if els is None or els == "all":
+            shocks.append(sh)
+        elif commodity in els:
+            shocks.append(sh.model_copy(update={"elements": [commodity]}))
+    return sc.model_copy(update={"commodity": [commodity], "shocks": shocks})
 
 
 class _Keep:
@@ -484,6 +634,89 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
         # nothing is ever short: nothing to buy or release, nothing lost
         held = np.zeros((E, F)) if holdings_t is None else np.asarray(holdings_t, float)
         return Solution(held, np.zeros((E, F)), 0.0, np.zeros(P), 0.0, {})
+    m = linopy.Model()
+    blk = add_block(m, seg, econ, terms, weight, budget_usd=budget_usd, holdings_t=holdings_t,
+                    cvar_weight=cvar_weight, cvar_alpha=cvar_alpha, min_days=min_days)
+    m.add_objective(blk.objective)
+    built = time.perf_counter()
+    solve_model(m, min_days is not None)
+    solved = time.perf_counter()
+    return blk.solution({"build": built - started, "solve": solved - built})
+
+
+SHARED_BUDGET = object()
+"""`add_block(budget_usd=SHARED_BUDGET)`: the block's cost goes into a budget row the caller
+adds over several blocks (`stockpile_basket`)."""
+
+
+@dataclass
+class Block:
+    """One commodity's part of a stockpile LP (`add_block`): its objective and cost
+    expressions, and what is needed to read its solution."""
+
+    econ: Economy
+    terms: Terms
+    weight: np.ndarray
+    cvar_weight: float
+    cvar_alpha: float
+    objective: object  # linopy expression, MUSD
+    total_cost: object | None  # purchase plus carry over the tenor, MUSD (None: fixed holdings)
+    loss: object  # linopy variable [path, group, seg]
+    buy: object | None
+    price: np.ndarray | None  # [E, F, B] USD per t of each price block
+    holdings_t: np.ndarray | None
+    shape: tuple[int, int, int, int]
+
+    def solution(self, seconds: dict | None = None) -> Solution:
+        P, E, G, K = self.shape
+        F = 3
+        lost = np.nan_to_num(self.loss.solution.to_numpy()) if P else np.zeros((0, G, K))
+        unserved = np.maximum(lost.sum((1, 2)), 0.0) * MUSD
+        if self.holdings_t is None:
+            bought = np.nan_to_num(self.buy.solution.to_numpy())
+            held_t, spend = bought.sum(2), (bought * self.price).sum(2)
+            carry = carry_usd_per_year(held_t, spend, self.econ, self.terms)
+        else:
+            held_t, spend, carry = self.holdings_t, np.zeros((E, F)), 0.0
+        obj = (1 - self.cvar_weight) * float(self.weight @ unserved)
+        if self.cvar_weight > 0:
+            obj += self.cvar_weight * cvar(unserved, self.weight, self.cvar_alpha)
+        return Solution(held_t, spend, carry, unserved, obj, seconds or {})
+
+
+def solve_model(m, had_min_days: bool = False) -> None:
+    """Solve a stockpile LP with HiGHS (quietly); PlanError unless optimal."""
+    with _quiet_stdout():
+        _, condition = m.solve(solver_name="highs", io_api="direct", output_flag=False,
+                               **HIGHS_OPTIONS)
+    if condition != "optimal":
+        hint = (" (the minimum days of cover cost more than the budget or exceed what can be "
+                "bought within the purchase caps)" if had_min_days else "")
+        raise PlanError(f"the stockpile problem is {condition}{hint}")
+
+
+def add_block(m, seg: Segments, econ: Economy, terms: Terms, weight: np.ndarray, *,
+              budget_usd=None, holdings_t: np.ndarray | None = None,
+              cvar_weight: float = 0.0, cvar_alpha: float = 0.95,
+              min_days: np.ndarray | None = None, prefix: str = "") -> Block:
+    """Add one commodity's variables and constraints to the linopy model `m` (names start
+    with `prefix`): purchases in price blocks (or fixed `holdings_t`), releases, the
+    Leontief loss, CVaR; its own budget row unless `budget_usd` is SHARED_BUDGET. Returns
+    the block with its objective (not yet set on `m`)."""
+    from linopy.config import LinopySemanticsWarning
+
+    with warnings.catch_warnings():
+        # masked variables contribute nothing to sums, which is what is meant here
+        warnings.simplefilter("ignore", category=LinopySemanticsWarning)
+        return _add_block(m, seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight,
+                          cvar_alpha, min_days, prefix)
+
+
+def _add_block(m, seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_alpha,
+               min_days, prefix) -> Block:
+    n = prefix
+    P, E, G, K = seg.unmet_t.shape
+    F = 3
     gf = econ.group_form
     dims5 = ("path", "element", "hold", "group", "seg")
     coords = {"path": np.arange(P), "element": econ.elements, "hold": list(FORMS),
@@ -494,9 +727,8 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
             & serve_form[None, None, :, :, None]
             & econ.allowed[None, :, :, None, None])
     upper = np.broadcast_to(seg.unmet_t[:, :, None], mask.shape)
-    m = linopy.Model()
     x = m.add_variables(lower=0.0, upper=xr.DataArray(upper, coords, dims5),
-                        mask=xr.DataArray(mask, coords, dims5), name="release")
+                        mask=xr.DataArray(mask, coords, dims5), name=f"{n}release")
 
     inv_yield = np.divide(1.0, econ.yields[:, gf], out=np.zeros((F, G)),
                           where=econ.yields[:, gf] > 0)
@@ -504,6 +736,7 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
                               ("hold", "group"))).sum(["group", "seg"])
     has_x = mask.any((3, 4))  # [P, E, F]
     ef = {"element": econ.elements, "hold": list(FORMS)}
+    buy = price = total_cost = purchase = None
     if holdings_t is None:
         B = terms.price_blocks
         cap_t = (terms.max_buy_share_per_month * econ.market_t_per_month
@@ -517,7 +750,7 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
                               mask=xr.DataArray(np.broadcast_to(econ.allowed[:, :, None],
                                                                 (E, F, B)),
                                                 bcoords, ("element", "hold", "block")),
-                              name="buy")
+                              name=f"{n}buy")
         held = buy.sum("block")
         purchase = (buy * xr.DataArray(price / MUSD, bcoords,
                                        ("element", "hold", "block"))).sum()
@@ -525,28 +758,29 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
                                           ("element", "hold"))).sum()
         total_cost = (purchase * (1 + terms.loan_rate_per_year * terms.tenor_years)
                       + carry_year * terms.tenor_years)
-        m.add_constraints(total_cost <= (budget_usd or 0.0) / MUSD, name="budget")
+        if budget_usd is not SHARED_BUDGET:
+            m.add_constraints(total_cost <= (budget_usd or 0.0) / MUSD, name=f"{n}budget")
         m.add_constraints(drawn - held <= 0,
                           mask=xr.DataArray(has_x, {"path": np.arange(P), **ef},
-                                            ("path", "element", "hold")), name="held")
+                                            ("path", "element", "hold")), name=f"{n}held")
         if min_days is not None and np.any(min_days > 0):
             need = np.asarray(min_days, float) / DAYS_PER_YEAR * econ.use_t_per_year
             has_use = (need > 0) & econ.allowed.any(1)
             m.add_constraints(held.sum("hold") >= xr.DataArray(need, {"element": econ.elements},
                                                                ("element",)),
                               mask=xr.DataArray(has_use, {"element": econ.elements},
-                                                ("element",)), name="min_days")
+                                                ("element",)), name=f"{n}min_days")
     else:
         h = xr.DataArray(np.asarray(holdings_t, float), ef, ("element", "hold"))
         m.add_constraints(drawn <= h, mask=xr.DataArray(
-            has_x, {"path": np.arange(P), **ef}, ("path", "element", "hold")), name="held")
+            has_x, {"path": np.arange(P), **ef}, ("path", "element", "hold")), name=f"{n}held")
 
     several = (mask.sum(2) > 1)  # [P, E, G, K] buckets more than one form can serve
     if several.any():
         c4 = {k: coords[k] for k in ("path", "element", "group", "seg")}
         d4 = ("path", "element", "group", "seg")
         m.add_constraints(x.sum("hold") <= xr.DataArray(seg.unmet_t, c4, d4),
-                          mask=xr.DataArray(several, c4, d4), name="cover")
+                          mask=xr.DataArray(several, c4, d4), name=f"{n}cover")
     # tolling capacity of the metal and magnet stages for converted releases
     for stage in (1, 2):
         through = np.array([[f < stage <= gf[g] for g in range(G)] for f in range(F)])
@@ -557,7 +791,7 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
                                  ("hold", "group"))).sum(["element", "hold", "group", "seg"])
         cap = econ.conversion_cap_t_per_month[stage] * seg.months[:, stage]
         m.add_constraints(conv <= xr.DataArray(cap, {"path": np.arange(P)}, ("path",)),
-                          name=f"tolling_{FORMS[stage]}")
+                          name=f"{n}tolling_{FORMS[stage]}")
 
     # Leontief loss per (path, group, segment): at least v_ge x what is left unserved of every
     # element e the group is short of (the scarcest input sets what cannot be made)
@@ -568,45 +802,26 @@ def _solve(seg, econ, terms, weight, budget_usd, holdings_t, cvar_weight, cvar_a
     c3 = {k: coords[k] for k in ("path", "group", "seg")}
     loss = m.add_variables(lower=0.0, coords=c3,
                            mask=xr.DataArray(short.any(1), c3, ("path", "group", "seg")),
-                           name="loss")
+                           name=f"{n}loss")
     value = xr.DataArray(v, {"element": econ.elements, "group": np.arange(G)},
                          ("element", "group"))
     m.add_constraints(loss + x.sum("hold") * value
                       >= xr.DataArray(seg.unmet_t * v[None, :, :, None], c4, d4),
-                      mask=xr.DataArray(short, c4, d4), name="leontief")
+                      mask=xr.DataArray(short, c4, d4), name=f"{n}leontief")
     path_loss = loss.sum(["group", "seg"])  # [path], MUSD
     w = xr.DataArray(weight, {"path": np.arange(P)}, ("path",))
     objective = (1 - cvar_weight) * (path_loss * w).sum()
     if cvar_weight > 0:
-        eta = m.add_variables(name="var")  # value at risk at level alpha
-        z = m.add_variables(lower=0.0, coords=[np.arange(P)], dims=["path"], name="excess")
-        m.add_constraints(z - path_loss + eta >= 0, name="cvar")
+        eta = m.add_variables(name=f"{n}var")  # value at risk at level alpha
+        z = m.add_variables(lower=0.0, coords=[np.arange(P)], dims=["path"], name=f"{n}excess")
+        m.add_constraints(z - path_loss + eta >= 0, name=f"{n}cvar")
         objective = objective + cvar_weight * (eta + (z * w).sum() / (1 - cvar_alpha))
     if holdings_t is None:
         objective = objective + TIE_BREAK * MUSD * purchase
-    m.add_objective(objective)
-    built = time.perf_counter()
-    with _quiet_stdout():
-        _, condition = m.solve(solver_name="highs", io_api="direct", output_flag=False,
-                               **HIGHS_OPTIONS)
-    if condition != "optimal":
-        hint = (" (the minimum days of cover cost more than the budget or exceed what can be "
-                "bought within the purchase caps)" if min_days is not None else "")
-        raise PlanError(f"the stockpile problem is {condition}{hint}")
-    solved = time.perf_counter()
-    lost = np.nan_to_num(loss.solution.to_numpy()) if P else np.zeros((0, G, K))
-    unserved = np.maximum(lost.sum((1, 2)), 0.0) * MUSD
-    if holdings_t is None:
-        bought = np.nan_to_num(m.variables["buy"].solution.to_numpy())
-        held_t, spend = bought.sum(2), (bought * price).sum(2)
-        carry = carry_usd_per_year(held_t, spend, econ, terms)
-    else:
-        held_t, spend, carry = np.asarray(holdings_t, float), np.zeros((E, F)), 0.0
-    obj = (1 - cvar_weight) * float(weight @ unserved)
-    if cvar_weight > 0:
-        obj += cvar_weight * cvar(unserved, weight, cvar_alpha)
-    return Solution(held_t, spend, carry, unserved, obj,
-                    {"build": built - started, "solve": solved - built})
+    return Block(econ, terms, np.asarray(weight), cvar_weight, cvar_alpha, objective,
+                 total_cost, loss, buy, price,
+                 None if holdings_t is None else np.asarray(holdings_t, float),
+                 (P, E, G, K))
 
 
 _STDOUT_LOCK = threading.Lock()

@@ -439,7 +439,8 @@ def build_tables(raw_dir: Path | None = None, curated_dir: Path = CURATED_DIR,
                      "recycling"):
             df = today[name]
             t[name] = df[df["year"] <= past] if "year" in df.columns else df
-        t.update({n: today[n] for n in today if n.startswith("chain") or n == "coproduction"})
+        t.update({n: today[n] for n in today if n.startswith("chain")
+                  or n in ("coproduction", "stockpile_chain_forms", "stockpile_scenarios")})
 
     referenced: set[str] = set()
     for name, table in TABLES.items():

@@ -88,6 +88,8 @@ def build_chain_tables(raw_dir: Path, curated_dir: Path) -> dict[str, pd.DataFra
     t["coproduction"] = _curated("coproduction", curated_dir)
     t["chain_end_uses"] = _curated("chain_end_uses", curated_dir)
     t["chain_parameters"] = _curated("chain_parameters", curated_dir)
+    for name in ("chain_sector_value", "stockpile_chain_forms", "stockpile_scenarios"):
+        t[name] = _curated(name, curated_dir)
     cols = ["chain", "stage", "region", "year", "value", "unit", "qualifier", "source_id",
             "vintage", "status", "note"]
     t["chain_production"] = pd.concat(

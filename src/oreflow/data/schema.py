@@ -895,10 +895,56 @@ TABLES.update({t.name: t for t in [
          Column("unit", "str")),
         key=("parameter",),
     ),
+    Table(
+        "chain_sector_value",
+        "What a missing kilogram of a chain's commodity costs a sector (the stockpile "
+        "planner's value of unserved demand): the value added of the product not made, per "
+        "kg of the chain's basis it contains, as sector_value.csv for the rare earths.",
+        (
+            _CHAIN,
+            Column("sector", "str", description="a sector of chain_end_uses.csv"),
+            Column("product", "str"),
+            Column("unit_value_usd", "float", "USD per unit", min=0.0, max=1e10),
+            Column("value_added_share", "float", "fraction", min=0.0, max=1.0),
+            Column("kg_per_unit", "float", "kg of the chain's basis per unit", min=1e-9,
+                   max=1e6),
+        ),
+        key=("chain", "sector"),
+    ),
+    Table(
+        "stockpile_chain_forms",
+        "Holding a chain's commodity in the form of one of its stages (the stress engine's "
+        "traded items): processing cost from the stage before, storage, shelf life and the "
+        "months it takes to convert into this form (stockpile planner), as "
+        "stockpile_forms.csv for the rare earths.",
+        (
+            _CHAIN,
+            Column("stage", "str"),
+            Column("processing_usd_per_kg", "float", "USD per kg basis", min=0.0, max=1e6),
+            Column("storage_usd_per_t_year", "float", "USD per t basis per year", min=0.0,
+                   max=1e9),
+            Column("shelf_life_years", "float", "years", min=0.1, max=1000.0),
+            Column("conversion_lead_months", "float", "months", min=0.0, max=600.0),
+        ),
+        key=("chain", "stage"),
+    ),
+    Table(
+        "stockpile_scenarios",
+        "The stockpile planner's default scenario mix for each commodity other than the rare "
+        "earths (`oreflow stockpile plan --commodities`): built-in scenarios and weights.",
+        (
+            Column("commodity", "str", ref="chains.chain",
+                   description="commodity id (chains.csv)"),
+            Column("scenario", "str", description="a built-in scenario about the commodity"),
+            Column("weight", "float", min=0.0, max=1e6),
+        ),
+        key=("commodity", "scenario"),
+    ),
 ]})
 
 
-CHAIN_STAGE_TABLES = ("chain_production", "chain_end_uses", "coproduction")
+CHAIN_STAGE_TABLES = ("chain_production", "chain_end_uses", "coproduction",
+                      "stockpile_chain_forms")
 """Tables whose (chain, stage) pairs must be declared in chain_stages.csv."""
 
 

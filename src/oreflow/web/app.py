@@ -84,6 +84,11 @@ class StockpileRequest(BaseModel):
     months: int = Field(36, ge=1, le=600)
     cvar_weight: float = Field(0.0, ge=0, le=1)
     cvar_alpha: float = Field(0.95, gt=0, lt=1)
+    commodities: list[Annotated[str, Field(max_length=40)]] | None = Field(
+        None, max_length=20,
+        description="plan one budget across these commodities (chains.csv ids or aliases, "
+                    "e.g. REE, Ga, graphite, Co), each on its own scenario mix; default: the "
+                    "rare earths alone")
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -320,21 +325,35 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
                     min(req.scenarios.values()) < 0:
                 raise HTTPException(400, "scenario weights must be >= 0 and not all zero")
         n_sc = len(req.scenarios) if req.scenarios else 6
+        if req.commodities:  # each commodity runs its own mix of about three scenarios
+            n_sc = max(n_sc, 3 * len(req.commodities))
         manager.check_size(req.paths + req.eval_paths, req.months * n_sc,
                            "(paths + eval_paths) x (months x scenarios)")
         key = f"stockpile-{uuid.uuid4().hex}"
         manager.reserve(key)
         try:
-            plan = plan_stockpile(budget_usd=req.budget_usd, perspective=req.perspective,
-                                  scenarios=req.scenarios, paths=req.paths,
-                                  eval_paths=req.eval_paths, seed=req.seed, months=req.months,
-                                  cvar_weight=req.cvar_weight, cvar_alpha=req.cvar_alpha,
-                                  network=manager.network)
+            if req.commodities:
+                from oreflow.stockpile_basket import plan_basket
+
+                plan = plan_basket(budget_usd=req.budget_usd, commodities=req.commodities,
+                                   perspective=req.perspective, scenarios=req.scenarios,
+                                   paths=req.paths, eval_paths=req.eval_paths, seed=req.seed,
+                                   months=req.months, cvar_weight=req.cvar_weight,
+                                   cvar_alpha=req.cvar_alpha, network=manager.network)
+            else:
+                plan = plan_stockpile(budget_usd=req.budget_usd, perspective=req.perspective,
+                                      scenarios=req.scenarios, paths=req.paths,
+                                      eval_paths=req.eval_paths, seed=req.seed,
+                                      months=req.months, cvar_weight=req.cvar_weight,
+                                      cvar_alpha=req.cvar_alpha, network=manager.network)
         except (PlanError, ValueError) as e:
             raise HTTPException(400, str(e)) from None
         finally:
             manager.release(key)
-        return plan.to_dict()
+        from oreflow.stockpile_report import plan_figures
+
+        out = plan.to_dict()
+        return {**out, "charts": plan_figures(out)}
 
     # ---- supply risk (the numbers of `oreflow risk`) -------------------------------------
     def risk_or_400(make):
@@ -541,8 +560,14 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
     def stockpile_page():
         from oreflow.stockpile import DEFAULT_SCENARIOS
 
+        ds = manager.network.dataset
+        mixes = ds["stockpile_scenarios"]
+        commodities = [{"id": c, "name": ds.chain(c).name,
+                        "planned": c == "REE" or c in set(mixes["commodity"])}
+                       for c in ds.chain_ids]
         return page("stockpile.html", scenarios=scenario_names,
-                    default_mix=dict(DEFAULT_SCENARIOS), max_paths=MAX_STOCKPILE_PATHS)
+                    default_mix=dict(DEFAULT_SCENARIOS), max_paths=MAX_STOCKPILE_PATHS,
+                    commodities=commodities)
 
     return app
 

@@ -130,6 +130,10 @@ const oreflow = (() => {
         cvar_weight: Number(document.getElementById("cvar").value || 0),
         scenarios,
       };
+      const commodities = [...document.querySelectorAll(".commodity")]
+        .filter((c) => c.checked).map((c) => c.dataset.id);
+      const basket = commodities.length > 1 || (commodities.length === 1 && commodities[0] !== "REE");
+      if (basket) body.commodities = commodities;
       const button = document.getElementById("plan-button");
       button.disabled = true; wait.hidden = false;
       try {
@@ -137,16 +141,40 @@ const oreflow = (() => {
         document.getElementById("plan-headline").textContent =
           `${plan.perspective}: purchases ${fmt(plan.spent_usd / 1e9, 3)} B USD, carrying cost ` +
           `${fmt(plan.carry_usd_per_year / 1e6, 1)} M USD/yr (budget ${fmt(plan.budget_usd / 1e9, 2)} B USD).`;
+        const charts = document.getElementById("plan-charts");
+        charts.replaceChildren();
+        for (const [name, fig] of Object.entries(plan.charts || {})) {
+          const div = document.createElement("div");
+          div.id = `plan-chart-${name}`;
+          div.className = "chart";
+          charts.appendChild(div);
+          if (window.Plotly) Plotly.newPlot(div, fig.data, fig.layout, {displaylogo: false, responsive: true});
+        }
+        const sp = document.getElementById("plan-spend");
+        sp.hidden = !plan.spend_by_commodity;
+        if (plan.spend_by_commodity) {
+          sp.replaceChildren(row(["Commodity", "Purchases, USD", "Cost over the tenor, USD",
+                                  "Last dollar avoids, USD", "Next dollar avoids, USD"], "th"));
+          for (const [c, v] of Object.entries(plan.spend_by_commodity)) {
+            const m = plan.marginal_value_per_usd[c];
+            sp.appendChild(row([c, fmt(v.purchase_usd), fmt(v.cost_over_tenor_usd),
+                                m.last === null ? "n/a" : fmt(m.last, 4), fmt(m.next, 4)]));
+          }
+        }
         const h = document.getElementById("plan-holdings");
-        h.replaceChildren(row(["Element", "Form", "Tonnes", "USD", "Days of cover"], "th"));
+        const cover = (x) => plan.spend_by_commodity
+          ? (plan.days_of_cover[x.commodity] || {})[x.element] : plan.days_of_cover[x.element];
+        h.replaceChildren(row([...(plan.spend_by_commodity ? ["Commodity"] : []), "Element", "Form",
+                               "Tonnes", "USD", "Days of cover"], "th"));
         for (const x of plan.holdings) {
-          h.appendChild(row([x.element, x.form, fmt(x.t, 1), fmt(x.usd), fmt(plan.days_of_cover[x.element])]));
+          h.appendChild(row([...(plan.spend_by_commodity ? [x.commodity] : []), x.element, x.form,
+                             fmt(x.t, 1), fmt(x.usd), fmt(cover(x))]));
         }
         if (!plan.holdings.length) h.appendChild(row(["nothing worth holding at this budget", "", "", "", ""]));
         const e = document.getElementById("plan-eval");
         const ev2 = plan.evaluation;
         e.replaceChildren(row(["Strategy", "Expected", "CVaR 95%"], "th"));
-        for (const k of ["plan", "rule_60_days", "none"]) {
+        for (const k of ["plan", "rule_equal_money", "rule_60_days", "none"]) {
           e.appendChild(row([k, fmt(ev2.expected_unserved_usd[k]), fmt(ev2.cvar95_unserved_usd[k])]));
         }
         document.getElementById("plan-result").hidden = false;
