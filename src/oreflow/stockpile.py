@@ -591,8 +591,10 @@ growing about linearly in paths; tests/test_stockpile_benders.py: the same optim
 HIGHS_OPTIONS: dict = {}
 """Extra HiGHS options for every solve."""
 TIE_BREAK = 1e-9
-"""Cost per USD spent added to the objective so that, among equally good plans, the
-cheapest is chosen (nothing is bought that never covers anything)."""
+"""Tie-break: `TIE_BREAK x MUSD` = 0.001 USD of objective per USD spent, so that among equally
+good plans the cheapest is chosen (nothing is bought that never covers anything); large
+enough for HiGHS's tolerances, small against the value of what a dollar covers (it lowers a
+reported shadow price by at most 0.001 USD per USD)."""
 
 
 @dataclass
