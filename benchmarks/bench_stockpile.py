@@ -5,8 +5,8 @@ Three ways to the same optimum, timed in the same run:
 - `monthly`: the generic two-stage LP with a release variable per path, month, element,
   form and demand group (the named baseline);
 - `aggregated`: the same LP with months merged into the segments between conversion lead
-  times (exact; tests/test_stockpile.py checks both give the same optimum): the monolithic
-  reference;
+  times (with the Leontief loss a slight relaxation: tests/test_stockpile.py checks it is
+  never above the monthly optimum and within 0.1% of it): the monolithic reference;
 - `benders`: the aggregated LP decomposed by path (`stockpile_benders`; same optimum,
   tests/test_stockpile_benders.py), `speedup_benders` = aggregated / benders time.
 All merge identical paths (deterministic scenarios) into one with their summed probability.
