@@ -240,8 +240,9 @@ class Engine:
         inp = None
         ctl_ptr, ctl_j = kernel.csr(cov > 0)
         queue = np.zeros((n, lq, len(ctl_j)))  # licence applications, [paths, month, link]
-        ctl = kernel.Controls(cov=cov, quota0=quota0, ctl_origin=origin, leakage=leak,
-                              ctl_ptr=ctl_ptr, ctl_j=ctl_j)
+        ctl = kernel.Controls(cov=cov, quota0=quota0, ctl_origin=origin.astype(np.uint64),
+                              leakage=leak, ctl_ptr=ctl_ptr.astype(np.uint64),
+                              ctl_j=ctl_j.astype(np.uint64))
         for t in range(self.months):
             mid = t + 0.5
             inp = month_inputs(sh, b, t, n, self.conc_base, inp)
@@ -340,27 +341,37 @@ def _static(b: MarketBase, W: np.ndarray, links, order: np.ndarray, grade_w: np.
             line_tot[l_] += row[h]
     step, left, cdf = cover
     bucket_lo, bucket_hi = kernel.cover_buckets(left)
-    i64 = np.int64
+    G = len(b.grades)
+    # index arrays are unsigned: numba then indexes without the negative-index wraparound
+    u = np.uint64
+
+    def ix(a):
+        return np.asarray(a).astype(u)
+
+    line_sub = np.where(b.item_form[b.line_item] == 2, E + b.line_item - 2 * E,
+                        np.where(b.line_item < E, b.line_item, b.line_item - E))
+    gw_used = np.flatnonzero((grade_w > 0).any(0))
     return kernel.Static(
         own_share=np.ascontiguousarray(np.einsum("mmi->mi", W)),
-        link_o=o.astype(i64), link_d=d.astype(i64), link_i=i.astype(i64),
-        link_w=W[o, d, i].astype(float), org_ptr=org_ptr, org_j=org_j,
+        link_o=ix(o), link_d=ix(d), link_i=ix(i),
+        link_w=W[o, d, i].astype(float), org_ptr=ix(org_ptr), org_j=ix(org_j),
         S0=b.stock0.copy(), B0=b.buyer_stock0.copy(), demand0=b.demand0.copy(),
-        line_item=line_item, line_order=order.astype(i64),
-        cls_ptr=np.r_[starts, len(order)].astype(i64), cls_item=cls_item.astype(i64),
+        line_item=ix(line_item), line_order=ix(order),
+        cls_ptr=ix(np.r_[starts, len(order)]), cls_item=ix(cls_item),
         cls_first=cls_first, elasticity=b.line_elasticity.astype(float),
-        item_form=b.item_form.astype(i64),
-        item_el=np.concatenate([np.arange(E), np.arange(E), -np.ones(len(b.grades), int)]),
-        gw_ptr=gw_ptr, gw_e=gw_e, gw_v=grade_w[np.repeat(np.arange(len(grade_w)),
-                                                         np.diff(gw_ptr)), gw_e].copy(),
-        gw_used=np.flatnonzero((grade_w > 0).any(0)).astype(i64),
-        mg_ptr=mg_ptr, mg_e=mg_e, mg_metal=mpm[mg_g, mg_e].copy(),
+        item_form=ix(b.item_form), line_sub=ix(line_sub),
+        gw_ptr=ix(gw_ptr), gw_e=ix(gw_e), gw_v=grade_w[np.repeat(np.arange(G),
+                                                              np.diff(gw_ptr)), gw_e].copy(),
+        gw_used=ix(gw_used), gw_used_metal=ix(E + gw_used),
+        mg_ptr=ix(mg_ptr), mg_e=ix(mg_e), mg_i=ix(E + mg_e), mg_metal=mpm[mg_g, mg_e].copy(),
         mg_swarf=spm[mg_g, mg_e].copy(),
-        me_ptr=me_ptr, me_g=me_g, me_v=mpm[me_g, me_e].copy(),
-        sw_src=sw_src.astype(i64), sw_e=sw_e.astype(i64), sw_dst=sw_dst.astype(i64),
+        me_ptr=ix(me_ptr), me_g=ix(me_g), me_i=ix(2 * E + me_g), me_v=mpm[me_g, me_e].copy(),
+        sw_src=ix(sw_src), sw_e=ix(sw_e), sw_dst=ix(sw_dst),
         sw_v=share[sw_src, sw_e, sw_dst].copy(),
-        price0=b.price0.copy(), line_sector=b.line_sector.astype(i64),
-        line_e=lines["line_e"], line_f=lines["line_f"], line_tot=line_tot,
+        price0=b.price0.copy(), line_sector=ix(b.line_sector),
+        # (line_e stays signed: measured faster in `shortfall` than unsigned)
+        line_h=ix((lines["line_e"] >= 0).sum(1)), line_e=np.maximum(lines["line_e"], 0),
+        line_f=lines["line_f"], line_tot=line_tot,
         eps_item=eps_item, ratio0=ratio0, unsold0=unsold0,
         frac_grid_step=float(step), frac_left=left, cdf=cdf, bucket_lo=bucket_lo,
         bucket_hi=bucket_hi, par=par)

@@ -65,17 +65,20 @@ class Static(NamedTuple):
     cls_first: np.ndarray  # [C] first class of its item
     elasticity: np.ndarray  # [L]
     item_form: np.ndarray  # [I]
-    item_el: np.ndarray  # [I] element of an oxide or metal item, -1 for magnets
+    line_sub: np.ndarray  # [L] a line's substitution: its element's, or E + its grade's
     gw_ptr: np.ndarray  # [G + 1] grade -> (element, value weight), non-zero weights
     gw_e: np.ndarray
     gw_v: np.ndarray
     gw_used: np.ndarray  # elements with a positive value weight in some grade
+    gw_used_metal: np.ndarray  # their metal items (E + element)
     mg_ptr: np.ndarray  # [G + 1] grade -> (element, metal, swarf) per t magnet, non-zero
     mg_e: np.ndarray
+    mg_i: np.ndarray  # metal item (E + element)
     mg_metal: np.ndarray
     mg_swarf: np.ndarray
     me_ptr: np.ndarray  # [E + 1] element -> (grade, metal per t magnet), non-zero
     me_g: np.ndarray
+    me_i: np.ndarray  # grade item (2 E + grade)
     me_v: np.ndarray
     sw_src: np.ndarray  # swarf routes (src, element, dst, share > 0) in that order
     sw_e: np.ndarray
@@ -83,7 +86,8 @@ class Static(NamedTuple):
     sw_v: np.ndarray
     price0: np.ndarray  # [M, E]
     line_sector: np.ndarray  # [L]
-    line_e: np.ndarray  # [L, H] a line's elements (-1 pads) and t element per unit
+    line_h: np.ndarray  # [L] number of elements in a line's item
+    line_e: np.ndarray  # [L, H] a line's elements and t element per unit (first line_h)
     line_f: np.ndarray
     line_tot: np.ndarray  # [L] t of all elements per unit (the line_f sum, in order)
     eps_item: np.ndarray  # [M, I] price elasticity of each market
@@ -377,21 +381,24 @@ def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
 
 
 @njit(cache=True)
-def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, grade_sub):
+def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff):
     """Need (base x shifts x (1 - substitution)) and want (need x price^elasticity) of every
     line, and the wants summed by item. A magnet grade is thrifted as much as the elements
-    in it are (value-weighted), or as the grade itself is when magnets are scarcer."""
+    in it are (value-weighted), or as the grade itself is when magnets are scarcer:
+    `sub_eff` [M, E + G] is the substitution each line reads (elements, then grades)."""
     M, L = st.demand0.shape
     E = st.price0.shape[1]
     G = st.gw_ptr.shape[0] - 1
     for m in range(M):
         for i in range(want_item.shape[1]):
             want_item[m, i] = 0.0
+        for e in range(E):
+            sub_eff[m, e] = sub[m, e]
         for g in range(G):
             s = 0.0
             for k in range(st.gw_ptr[g], st.gw_ptr[g + 1]):
                 s += st.gw_v[k] * sub[m, st.gw_e[k]]
-            grade_sub[m, g] = max(s, sub[m, E + g])
+            sub_eff[m, E + g] = max(s, sub[m, E + g])
         for l in range(L):
             d0 = st.demand0[m, l]
             if d0 <= 0.0:
@@ -399,8 +406,7 @@ def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, grade_sub):
                 out_want[m, l] = 0.0
                 continue
             i = st.line_item[l]
-            e = st.item_el[i]
-            s = sub[m, e] if e >= 0 else grade_sub[m, i - 2 * E]
+            s = sub_eff[m, st.line_sub[l]]
             lrl = lr[m, i]  # the line's own item (oxide, metal or magnet grade)
             need = d0 * dem_factor[m, l] * (1.0 - s)
             eps = st.elasticity[l]
@@ -434,7 +440,7 @@ def orders(st, S, B, plan, out_want, purch, req, ask):
         for g in range(G):
             pg = plan[m, 2 * E + g]
             for k in range(st.mg_ptr[g], st.mg_ptr[g + 1]):
-                purch[m, E + st.mg_e[k]] += pg * st.mg_metal[k]
+                purch[m, st.mg_i[k]] += pg * st.mg_metal[k]
         for i in range(I):
             purch[m, i] += (st.S0[m, i] - S[m, i]) / tau_m
             if purch[m, i] < 0.0:
@@ -502,11 +508,10 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, inflow, out_prod,
             out_prod[m, i] = q
             S[m, i] += q + inflow[m, i]
             for k in range(st.mg_ptr[g], st.mg_ptr[g + 1]):
-                e = st.mg_e[k]
                 drawn = q * st.mg_metal[k]
-                S[m, E + e] -= drawn
-                out_drawn[m, E + e] += drawn
-                swarf_made[m, e] += q * st.mg_swarf[k]
+                S[m, st.mg_i[k]] -= drawn
+                out_drawn[m, st.mg_i[k]] += drawn
+                swarf_made[m, st.mg_e[k]] += q * st.mg_swarf[k]
     for m in range(M):
         for e in range(E):
             swarf_last[m, e] = 0.0
@@ -532,7 +537,6 @@ def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, o
     L = st.demand0.shape[1]
     E = out_phys_el.shape[1]
     NS = out_phys_sec.shape[1]
-    H = st.line_e.shape[1]
     for m in range(M):
         for i in range(I):
             take = 0.0
@@ -554,10 +558,8 @@ def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, o
             short = max(out_want[m, l] - out_cons[m, l], 0.0)
             red = max(out_need[m, l] - out_want[m, l], 0.0)
             out_short_item[m, st.line_item[l]] += short
-            for h in range(H):
+            for h in range(st.line_h[l]):
                 e = st.line_e[l, h]
-                if e < 0:
-                    break
                 f = st.line_f[l, h]
                 out_phys_el[m, e] += short * f
                 out_red_el[m, e] += red * f
@@ -599,7 +601,7 @@ def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_ex
             elif i < 2 * E:
                 e = i - E
                 for k in range(st.me_ptr[e], st.me_ptr[e + 1]):
-                    use_now += plan[m, 2 * E + st.me_g[k]] * st.me_v[k]
+                    use_now += plan[m, st.me_i[k]] * st.me_v[k]
             # imports under licence count at the share announced for the coming months
             supply = (out_prod[m, i] + out_imp[m, i] + out_expected[m, i] + inflow[m, i]
                       - out_unsold[m, i])
@@ -614,8 +616,7 @@ def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_ex
             if target[E + e] < target[e]:
                 target[E + e] = target[e]
         for k in range(st.gw_used.shape[0]):  # metal price ratios, once
-            e = st.gw_used[k]
-            phi[e] = np.exp(target[E + e])
+            phi[st.gw_used[k]] = np.exp(target[st.gw_used_metal[k]])
         for g in range(G):
             cost = 0.0
             for k in range(st.gw_ptr[g], st.gw_ptr[g + 1]):
@@ -655,7 +656,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold, out_pipeline,
         out_expected,
         # scratch (this thread's)
-        want_item, purch, orders_, grade_sub, req, eff, want_g, need_e, phi, swarf_made,
+        want_item, purch, orders_, sub_eff, req, eff, want_g, need_e, phi, swarf_made,
         asked_out, fill_out, sent_by, sent_i, asked_i, spare, controlling, held_b, target,
         ask):
     M, I = S.shape
@@ -665,7 +666,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         for e in range(E):
             p0 = st.price0[m, e]
             out_price[m, e] = np.exp(lr[m, e]) * p0 if p0 > 0 else 0.0
-    demand(st, lr, sub, dem_factor, out_need, out_want, want_item, grade_sub)  # 1
+    demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff)  # 1
     orders(st, S, B, plan, out_want, purch, req, ask)  # 2
     for j in range(req.shape[0]):  # 3. licences
         eff[j] = req[j]
@@ -713,7 +714,7 @@ def step(st, ctl, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
     for task in prange(n_tasks):
         want_item, purch, orders_ = np.empty((M, I)), np.empty((M, I)), np.empty((M, I))
         asked_out, fill_out = np.empty((M, I)), np.empty((M, I))
-        grade_sub = np.empty((M, G))
+        sub_eff = np.empty((M, E + G))
         req, eff, sent_by = np.empty(NL), np.empty(NL), np.empty(NL)
         want_g, need_e, phi = np.empty(G), np.empty(E), np.empty(E)
         swarf_made = np.empty((M, E))
@@ -730,6 +731,6 @@ def step(st, ctl, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
                       out_filed[p], out_approved[p], out_short_item[p], out_phys_el[p],
                       out_red_el[p], out_phys_sec[p], out_red_sec[p], out_need_sec[p],
                       out_unsold[p], out_pipeline[p], out_expected[p],
-                      want_item, purch, orders_, grade_sub, req, eff, want_g, need_e, phi,
+                      want_item, purch, orders_, sub_eff, req, eff, want_g, need_e, phi,
                       swarf_made, asked_out, fill_out, sent_by, sent_i, asked_i, spare,
                       controlling, held_b, target, ask)
