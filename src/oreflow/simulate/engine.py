@@ -243,6 +243,10 @@ class Engine:
         ctl = kernel.Controls(cov=cov, quota0=quota0, ctl_origin=origin.astype(np.uint64),
                               leakage=leak, ctl_ptr=ctl_ptr.astype(np.uint64),
                               ctl_j=ctl_j.astype(np.uint64))
+        # month buffers, reused (observers read a month's arrays during on_month only)
+        inflow = np.zeros((n, M, I))
+        no_secondary = np.zeros((n, M, E))
+        released = np.zeros((n, M, I))
         for t in range(self.months):
             mid = t + 0.5
             inp = month_inputs(sh, b, t, n, self.conc_base, inp)
@@ -253,19 +257,27 @@ class Engine:
                 active[:, k] = c.active(mid)
                 approval[:, k] = c.approval(mid)
                 ahead[:, k] = c.expected_approval(mid, beh.expectation_horizon_months)
-            inflow = np.zeros((n, M, I))
+            # inflow: new supply, recycling, stockpile releases (only the oxide columns and
+            # the released cells are ever non-zero; adding zeros is skipped, exactly)
+            if sh.holdings:
+                inflow[:] = 0.0
+            else:
+                inflow[:, :, :E] = 0.0
             inflow[:, self.new_supply_market, :E] += resp
-            secondary = rec.secondary(mid) if rec is not None else np.zeros((n, M, E))
-            inflow[:, :, :E] += secondary
-            released = np.zeros((n, M, I))
-            ratio = np.exp(st["lr"])
-            for h, hold in zip(sh.holdings, holdings, strict=True):
-                on = ratio[:, h.market, h.item] >= h.release_ratio
-                take = np.minimum(np.minimum(hold, h.max_release), last_short[:, h.market, h.item])
-                take = np.where(on, take, 0.0)
-                hold -= take
-                released[:, h.market, h.item] += take
-            inflow += released
+            secondary = rec.secondary(mid) if rec is not None else no_secondary
+            if rec is not None:
+                inflow[:, :, :E] += secondary
+            if sh.holdings:
+                released = np.zeros((n, M, I))
+                ratio = np.exp(st["lr"])
+                for h, hold in zip(sh.holdings, holdings, strict=True):
+                    on = ratio[:, h.market, h.item] >= h.release_ratio
+                    take = np.minimum(np.minimum(hold, h.max_release),
+                                      last_short[:, h.market, h.item])
+                    take = np.where(on, take, 0.0)
+                    hold -= take
+                    released[:, h.market, h.item] += take
+                inflow += released
             kernel.step(self.static, ctl, st["S"], st["C"], st["B"], st["plan"], st["lr"],
                         st["sub"], st["swarf_last"], st["short_imp"], queue,
                         inp["conc_in"], inp["cap"], inp["dem_factor"], inflow, active,
