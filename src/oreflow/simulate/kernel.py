@@ -40,6 +40,11 @@ from numba import njit, prange
 
 OX, MET, MAG = 0, 1, 2
 
+JIT = {"cache": True, "error_model": "numpy"}
+"""Compilation options of every phase. error_model "numpy": a float division by zero gives
+inf or nan instead of raising, which spares a test and a branch on every division (every
+division here is guarded, so the results are those of the default model)."""
+
 COVER_BUCKETS = 1024
 """Buckets of the index that speeds up the inverse of the buyers' cover table (a power of
 two, so that a share times COVER_BUCKETS is exact)."""
@@ -136,7 +141,7 @@ def cover_buckets(frac_left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(ge - 1, 0).astype(np.int64), np.minimum(gt, n - 1).astype(np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **JIT)
 def _interp(x, grid_lo, grid_step, values):
     """Linear interpolation on a uniform grid, clamped at both ends."""
     pos = (x - grid_lo) / grid_step
@@ -150,7 +155,7 @@ def _interp(x, grid_lo, grid_step, values):
     return values[i] * (1.0 - f) + values[i + 1] * f
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **JIT)
 def _months_drawn(remaining, frac_left, bucket_lo, bucket_hi):
     """Inverse of the remaining-stock table: months of want drawn from every buyer that
     leave `remaining` (a share of the starting stock). frac_left decreases from 1 to 0; the
@@ -174,7 +179,7 @@ def _months_drawn(remaining, frac_left, bucket_lo, bucket_hi):
     return lo + f
 
 
-@njit(cache=True)
+@njit(**JIT)
 def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, approval, ahead,
              review_n0, review_frac, item_form, link_d, link_i, out_filed, out_approved,
              out_pipeline, out_expected):
@@ -236,7 +241,7 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
             out_pipeline[d, i] += pending * coming
 
 
-@njit(cache=True)
+@njit(**JIT)
 def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl_active,
          ctl_origin, leakage, short_imp, out_imp, out_exp, asked_out, fill_out, sent_by,
          sent, asked, spare, controlling):
@@ -328,7 +333,7 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
             short_imp[d, i] *= 1.0 - moved / unmet_total
 
 
-@njit(cache=True)
+@njit(**JIT)
 def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
         frac_grid_step, frac_left, cdf, bucket_lo, bucket_hi, out_del, out_cons):
     """Each market serves an item's lines from its merchant stock by priority (pro rata
@@ -380,7 +385,7 @@ def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
                 out_cons[m, l] = q + draw
 
 
-@njit(cache=True)
+@njit(**JIT)
 def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff):
     """Need (base x shifts x (1 - substitution)) and want (need x price^elasticity) of every
     line, and the wants summed by item. A magnet grade is thrifted as much as the elements
@@ -416,7 +421,7 @@ def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff):
             want_item[m, i] += want
 
 
-@njit(cache=True)
+@njit(**JIT)
 def orders(st, S, B, plan, out_want, purch, req, ask):
     """Purchases (wants, buyers' restocking, the next stage's inputs, merchants' restocking)
     and the requests they make on each trade link (base-year sourcing shares). `ask` [M, L]
@@ -449,7 +454,7 @@ def orders(st, S, B, plan, out_want, purch, req, ask):
         req[j] = purch[st.link_d[j], st.link_i[j]] * st.link_w[j]
 
 
-@njit(cache=True)
+@njit(**JIT)
 def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, inflow, out_prod, out_drawn,
             out_conc_used, want_g, need_e, phi, swarf_made):
     """Separation (from concentrate on hand), metal (from oxide) and magnets (from metal,
@@ -527,7 +532,7 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, inflow, out_prod,
             out_prod[dst, e] += sw
 
 
-@njit(cache=True)
+@njit(**JIT)
 def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, out_phys_el,
               out_red_el, out_phys_sec, out_red_sec, out_need_sec):
     """Output a region could not sell in the base year goes to unsold stock, from what it
@@ -570,7 +575,7 @@ def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, o
             out_need_sec[m, sc] += out_need[m, l] * tot
 
 
-@njit(cache=True)
+@njit(**JIT)
 def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_exp,
            out_expected, out_pipeline, out_unsold, held_b, target, phi):
     """Holders price each item by the supply they can expect over `horizon` months (stocks
@@ -642,7 +647,7 @@ def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_ex
             sub[m, E + g] = min(sub_max, sub[m, E + g] + sub_rate * ramp)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         st, ctl,
         # state (in/out)
@@ -696,7 +701,7 @@ PATHS_PER_TASK = 32
 """Paths a thread takes at a time (its scratch space is allocated once per task)."""
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True, **JIT)
 def step(st, ctl, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
          conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0, review_frac,
          slot,
