@@ -23,7 +23,7 @@ def engine(network):
 
 def _links(engine):
     st = engine.static
-    return st["link_o"], st["link_d"], st["link_i"]
+    return st.link_o, st.link_d, st.link_i
 
 
 def test_licences_match(engine):
@@ -33,7 +33,8 @@ def test_licences_match(engine):
     K, Lq, NL = 2, 5, len(lo)
     req = rng.uniform(0, 10, (P, NL))
     cov = np.where(rng.random((K, NL)) < 0.4, rng.uniform(0.2, 1.0, (K, NL)), 0.0)
-    queue = rng.uniform(0, 5, (P, K, Lq, NL))
+    ctl_ptr, ctl_j = kernel.csr(cov > 0)
+    queue = rng.uniform(0, 5, (P, Lq, len(ctl_j)))
     active = rng.random((P, K)) < 0.7
     approval = rng.uniform(0, 1, (P, K, 3))
     review = rng.uniform(0, 3.5, (P, K))
@@ -42,15 +43,16 @@ def test_licences_match(engine):
     ahead = rng.uniform(0, 1, (P, K, 3))
     quota0 = np.zeros((K, NL))  # the second control is a quota on base-year flows
     quota0[1] = cov[1] * rng.uniform(0, 8, NL)
+    form = engine.static.item_form
     q_ref = queue.copy()
-    eff_ref, ref = reference.licences(req, q_ref, slot, cov, quota0, active, approval, ahead,
-                                      n0, frac, engine.static["item_form"], ld, li, M, I)
+    eff_ref, ref = reference.licences(req, q_ref, slot, cov, quota0, ctl_ptr, ctl_j, active,
+                                      approval, ahead, n0, frac, form, ld, li, M, I)
     for p in range(P):
         eff = req[p].copy()
         q = queue[p].copy()
         got = {k: np.zeros((M, I)) for k in ("filed", "approved", "pipeline", "expected")}
-        kernel.licences(req[p], eff, q, slot, cov, quota0, active[p], approval[p], ahead[p],
-                        n0[p], frac[p], engine.static["item_form"], ld, li, got["filed"],
+        kernel.licences(req[p], eff, q, slot, cov, quota0, ctl_ptr, ctl_j, active[p],
+                        approval[p], ahead[p], n0[p], frac[p], form, ld, li, got["filed"],
                         got["approved"], got["pipeline"], got["expected"])
         np.testing.assert_allclose(eff, eff_ref[p], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(q, q_ref[p], rtol=1e-12, atol=1e-12)
@@ -64,7 +66,8 @@ def test_shipping_matches(engine, leak):
     lo, ld, li = _links(engine)
     M, I = engine.M, engine.I
     NL = len(lo)
-    S0 = engine.static["S0"]
+    st = engine.static
+    S0 = st.S0
     S = S0[None] * rng.uniform(0.0, 2.0, (P, M, I))
     want = S0[None] * rng.uniform(0.0, 0.6, (P, M, I))
     req = rng.uniform(0, 1, (P, NL)) * S0[lo, li][None] * 0.5
@@ -77,9 +80,10 @@ def test_shipping_matches(engine, leak):
     for p in range(P):
         s = S[p].copy()
         short, imp, exp = np.zeros((M, I)), np.zeros((M, I)), np.zeros((M, I))
-        work = np.empty(2 * M * I + NL + 2 * I + 2 * M)
-        kernel.ship(s, S0, eff[p], req[p], want[p], lo, ld, li, active[p], origin, leakage,
-                    short, imp, exp, work)
+        scratch = (np.empty((M, I)), np.empty((M, I)), np.empty(NL), np.empty(I),
+                   np.empty(I), np.empty(M), np.empty(M))
+        kernel.ship(s, S0, eff[p], req[p], want[p], lo, ld, li, st.org_ptr, st.org_j,
+                    active[p], origin, leakage, short, imp, exp, *scratch)
         np.testing.assert_allclose(s, S_ref[p], rtol=1e-10, atol=1e-9)
         np.testing.assert_allclose(imp, imp_ref[p], rtol=1e-10, atol=1e-9)
         np.testing.assert_allclose(exp, exp_ref[p], rtol=1e-10, atol=1e-9)
@@ -92,20 +96,22 @@ def test_use_matches(engine):
     rng = np.random.default_rng(3)
     st = engine.static
     M, I = engine.M, engine.I
-    B0, d0 = st["B0"], st["demand0"]
-    S = st["S0"][None] * rng.uniform(0.0, 1.2, (P, M, I))
+    B0, d0 = st.B0, st.demand0
+    S = st.S0[None] * rng.uniform(0.0, 1.2, (P, M, I))
     B = B0[None] * rng.uniform(0.0, 1.5, (P, M, B0.shape[1]))
     want = d0[None] * rng.uniform(0.5, 1.5, (P, M, d0.shape[1]))
     want = np.where(d0[None] > 0, want, 0.0)
     step, left, cdf = engine.cover_table
     tau = engine.par[4]
-    S_ref, B_ref, del_ref, cons_ref = reference.use(S, B, B0, d0, want, st["line_item"],
-                                                    st["line_prio"], tau, step, left, cdf)
+    prio = engine.base.line_priority
+    S_ref, B_ref, del_ref, cons_ref = reference.use(S, B, B0, d0, want, st.line_item, prio,
+                                                    tau, step, left, cdf)
     for p in range(P):
         s, b = S[p].copy(), B[p].copy()
         dl, cs = np.zeros_like(b), np.zeros_like(b)
-        kernel.use(s, b, B0, d0, want[p], st["line_item"], st["line_order"], st["line_prio"],
-                   tau, step, left, cdf, dl, cs)
+        ask = want[p] + (B0 - b) / tau  # what `orders` leaves for `use`
+        kernel.use(s, b, B0, d0, want[p], ask, st.line_order, st.cls_ptr, st.cls_item,
+                   st.cls_first, step, left, cdf, st.bucket_lo, st.bucket_hi, dl, cs)
         np.testing.assert_allclose(dl, del_ref[p], rtol=1e-10, atol=1e-9)
         np.testing.assert_allclose(cs, cons_ref[p], rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(b, B_ref[p], rtol=1e-6, atol=1e-6)

@@ -97,25 +97,6 @@ class Engine:
         W = b.source_share
         o, d, i = np.nonzero(W * (1 - np.eye(M))[:, :, None] > 0)
         self.links = (o, d, i)
-        self.static = {
-            "own_share": np.ascontiguousarray(np.einsum("mmi->mi", W)),
-            "link_o": o.astype(np.int64), "link_d": d.astype(np.int64),
-            "link_i": i.astype(np.int64), "link_w": W[o, d, i].astype(float),
-            "S0": b.stock0.copy(),
-            "B0": b.buyer_stock0.copy(), "demand0": b.demand0.copy(),
-            "line_item": b.line_item.astype(np.int64), "line_order": order.astype(np.int64),
-            "line_prio": b.line_priority.astype(np.int64),
-            "elasticity": b.line_elasticity.astype(float),
-            "item_form": b.item_form.astype(np.int64),
-            "item_el": np.concatenate([np.arange(E), np.arange(E), -np.ones(G, int)]),
-            "grade_reo": b.grade_reo.copy(), "metal_per_magnet": b.metal_per_magnet.copy(),
-            "swarf_per_magnet": b.swarf_per_magnet.copy(),
-            "grade_w": self._grade_weights(), "price0": b.price0.copy(),
-            "line_el": b.item_element_t()[b.line_item],
-            "line_sector": b.line_sector.astype(np.int64),
-            "swarf_share": np.ascontiguousarray(b.swarf_share),
-            **_sparse_lines(b.item_element_t()[b.line_item]),
-        }
         step, left, cdf = buyer_cover_table(beh.buyer_cover_months, beh.buyer_cover_cv)
         self.cover_table = (step, left, cdf)
         self.par = np.array([
@@ -123,16 +104,18 @@ class Engine:
             beh.restock_months, beh.restock_months, beh.price_horizon_months,
             beh.price_smoothing, np.log(beh.price_cap), beh.substitution_rate_per_year / 12.0,
             beh.substitution_max, beh.substitution_full_price_ratio])
-        self.static["eps_item"], self.static["ratio0"] = self._price_response()
-        self.conc_base = np.einsum("re,rme->me", b.mine, b.feed_share)
+        eps_item, ratio0 = self._price_response()
         made = b.prod0[:, 2 * E:] @ b.swarf_per_magnet  # [M, E] swarf made
         self.swarf0 = np.einsum("me,mne->ne", made, b.swarf_share)  # recycled where it goes
-        self.plan0 = b.prod0.copy()
-        self.plan0[:, :E] = np.maximum(b.prod0[:, :E] - self.swarf0, 0.0)
         # swarf a region recovers beyond what it ships in the base year (magnet makers with no
         # use for it) went to unsold stock then; it keeps going there, from stock above target
         self.unsold0 = np.zeros((M, self.I))
         self.unsold0[:, :E] = np.maximum(self.swarf0 - b.prod0[:, :E], 0.0)
+        self.static = _static(b, W, (o, d, i), order, self._grade_weights(), eps_item, ratio0,
+                              self.unsold0, self.cover_table, self.par)
+        self.conc_base = np.einsum("re,rme->me", b.mine, b.feed_share)
+        self.plan0 = b.prod0.copy()
+        self.plan0[:, :E] = np.maximum(b.prod0[:, :E] - self.swarf0, 0.0)
         # the world market the endogenous new supply answers (share of world use)
         self.world_use = b.use0[:, :E].sum(0)
         outside = np.arange(M) != b.controller_index
@@ -222,7 +205,6 @@ class Engine:
         }
         lq = int(np.ceil(max([np.nanmax(c.review) for c in sh.controls] or [0.0]))) + 2
         lo, ld, li = self.links
-        queue = np.zeros((n, max(K, 1), lq, len(lo)))
         cov = np.zeros((max(K, 1), len(lo)))
         quota0 = np.zeros((max(K, 1), len(lo)))
         origin = np.zeros(max(K, 1), np.int64)
@@ -256,9 +238,15 @@ class Engine:
             obs.start_block(self, paths)
         last_short = np.zeros((n, M, I))
         inp = None
-        G, NL = self.G, len(lo)
-        work = np.empty((n, 2 * M * E + 3 * M * I + 3 * M * G + 2 * NL + M * E + G + E
-                         + 2 * M * I + NL + 2 * I + 2 * M))
+        ctl_ptr, ctl_j = kernel.csr(cov > 0)
+        queue = np.zeros((n, lq, len(ctl_j)))  # licence applications, [paths, month, link]
+        ctl = kernel.Controls(cov=cov, quota0=quota0, ctl_origin=origin.astype(np.uint64),
+                              leakage=leak, ctl_ptr=ctl_ptr.astype(np.uint64),
+                              ctl_j=ctl_j.astype(np.uint64))
+        # month buffers, reused (observers read a month's arrays during on_month only)
+        inflow = np.zeros((n, M, I))
+        no_secondary = np.zeros((n, M, E))
+        released = np.zeros((n, M, I))
         for t in range(self.months):
             mid = t + 0.5
             inp = month_inputs(sh, b, t, n, self.conc_base, inp)
@@ -269,36 +257,36 @@ class Engine:
                 active[:, k] = c.active(mid)
                 approval[:, k] = c.approval(mid)
                 ahead[:, k] = c.expected_approval(mid, beh.expectation_horizon_months)
-            inflow = np.zeros((n, M, I))
+            # inflow: new supply, recycling, stockpile releases (only the oxide columns and
+            # the released cells are ever non-zero; adding zeros is skipped, exactly)
+            if sh.holdings:
+                inflow[:] = 0.0
+            else:
+                inflow[:, :, :E] = 0.0
             inflow[:, self.new_supply_market, :E] += resp
-            secondary = rec.secondary(mid) if rec is not None else np.zeros((n, M, E))
-            inflow[:, :, :E] += secondary
-            released = np.zeros((n, M, I))
-            ratio = np.exp(st["lr"])
-            for h, hold in zip(sh.holdings, holdings, strict=True):
-                on = ratio[:, h.market, h.item] >= h.release_ratio
-                take = np.minimum(np.minimum(hold, h.max_release), last_short[:, h.market, h.item])
-                take = np.where(on, take, 0.0)
-                hold -= take
-                released[:, h.market, h.item] += take
-            inflow += released
-            kernel.step(st["S"], st["C"], st["B"], st["plan"], st["lr"], st["sub"],
-                        st["swarf_last"], st["short_imp"], queue,
+            secondary = rec.secondary(mid) if rec is not None else no_secondary
+            if rec is not None:
+                inflow[:, :, :E] += secondary
+            if sh.holdings:
+                released = np.zeros((n, M, I))
+                ratio = np.exp(st["lr"])
+                for h, hold in zip(sh.holdings, holdings, strict=True):
+                    on = ratio[:, h.market, h.item] >= h.release_ratio
+                    take = np.minimum(np.minimum(hold, h.max_release),
+                                      last_short[:, h.market, h.item])
+                    take = np.where(on, take, 0.0)
+                    hold -= take
+                    released[:, h.market, h.item] += take
+                inflow += released
+            kernel.step(self.static, ctl, st["S"], st["C"], st["B"], st["plan"], st["lr"],
+                        st["sub"], st["swarf_last"], st["short_imp"], queue,
                         inp["conc_in"], inp["cap"], inp["dem_factor"], inflow, active,
                         approval, ahead, n0, frac, t,
-                        **self.static, cov=cov, quota0=quota0, ctl_origin=origin, leakage=leak,
-                        frac_grid_step=self.cover_table[0], frac_left=self.cover_table[1],
-                        cdf=self.cover_table[2], par=self.par,
-                        out_prod=out["prod"], out_imp=out["imp"], out_exp=out["exp"],
-                        out_drawn=out["drawn"], out_del=out["del"], out_cons=out["cons"],
-                        out_need=out["need"], out_want=out["want"], out_price=out["price"],
-                        out_conc_used=out["conc_used"], out_filed=out["filed"],
-                        out_approved=out["approved"], out_short_item=out["short_item"],
-                        out_phys_el=out["phys_el"], out_red_el=out["red_el"],
-                        out_phys_sec=out["phys_sec"], out_red_sec=out["red_sec"],
-                        out_need_sec=out["need_sec"], unsold0=self.unsold0,
-                        out_unsold=out["unsold"], out_pipeline=out["pipeline"],
-                        out_expected=out["expected"], work=work)
+                        out["prod"], out["imp"], out["exp"], out["drawn"], out["del"],
+                        out["cons"], out["need"], out["want"], out["price"], out["conc_used"],
+                        out["filed"], out["approved"], out["short_item"], out["phys_el"],
+                        out["red_el"], out["phys_sec"], out["red_sec"], out["need_sec"],
+                        out["unsold"], out["pipeline"], out["expected"])
             last_short = out["short_item"]
             view = MonthView(
                 t=t, paths=paths, base=b, price_usd_per_kg=out["price"],
@@ -330,6 +318,75 @@ class Engine:
                 progress(n)
         for obs in observers:
             obs.end_block(self, paths)
+
+
+def _static(b: MarketBase, W: np.ndarray, links, order: np.ndarray, grade_w: np.ndarray,
+            eps_item: np.ndarray, ratio0: np.ndarray, unsold0: np.ndarray, cover, par
+            ) -> kernel.Static:
+    """The kernel's base year, with the index lists its loops run over (the non-zero
+    entries of the sparse compositions, an origin's links, the priority classes)."""
+    E, M = len(b.elements), len(b.regions)
+    o, d, i = links
+    line_item = b.line_item.astype(np.int64)
+    org_ptr, org_j = kernel.csr(np.arange(M)[:, None] == o[None, :])
+    # priority classes: runs of equal (item, priority) in line_order
+    key = np.stack([b.line_item[order], b.line_priority[order]], 1)
+    new = np.r_[True, (key[1:] != key[:-1]).any(1)]
+    starts = np.flatnonzero(new)
+    cls_item = line_item[order][starts]
+    cls_first = np.r_[True, cls_item[1:] != cls_item[:-1]]
+    gw_ptr, gw_e = kernel.csr(grade_w != 0)
+    mpm, spm = b.metal_per_magnet, b.swarf_per_magnet
+    mg_ptr, mg_e = kernel.csr((mpm != 0) | (spm != 0))
+    mg_g = np.repeat(np.arange(len(mpm)), np.diff(mg_ptr))
+    me_ptr, me_g = kernel.csr(mpm.T != 0)
+    me_e = np.repeat(np.arange(E), np.diff(me_ptr))
+    share = np.ascontiguousarray(np.transpose(b.swarf_share, (0, 2, 1)))  # [src, e, dst]
+    sw_src, sw_e, sw_dst = np.nonzero(share > 0)
+    line_el = b.item_element_t()[b.line_item]
+    lines = _sparse_lines(line_el)
+    line_tot = np.zeros(len(line_item))
+    for l_, row in enumerate(lines["line_f"]):  # summed in the order the kernel used to
+        for h, e in enumerate(lines["line_e"][l_]):
+            if e < 0:
+                break
+            line_tot[l_] += row[h]
+    step, left, cdf = cover
+    bucket_lo, bucket_hi = kernel.cover_buckets(left)
+    G = len(b.grades)
+    # index arrays are unsigned: numba then indexes without the negative-index wraparound
+    u = np.uint64
+
+    def ix(a):
+        return np.asarray(a).astype(u)
+
+    line_sub = np.where(b.item_form[b.line_item] == 2, E + b.line_item - 2 * E,
+                        np.where(b.line_item < E, b.line_item, b.line_item - E))
+    gw_used = np.flatnonzero((grade_w > 0).any(0))
+    return kernel.Static(
+        own_share=np.ascontiguousarray(np.einsum("mmi->mi", W)),
+        link_o=ix(o), link_d=ix(d), link_i=ix(i),
+        link_w=W[o, d, i].astype(float), org_ptr=ix(org_ptr), org_j=ix(org_j),
+        S0=b.stock0.copy(), B0=b.buyer_stock0.copy(), demand0=b.demand0.copy(),
+        line_item=ix(line_item), line_order=ix(order),
+        cls_ptr=ix(np.r_[starts, len(order)]), cls_item=ix(cls_item),
+        cls_first=cls_first, elasticity=b.line_elasticity.astype(float),
+        item_form=ix(b.item_form), line_sub=ix(line_sub),
+        gw_ptr=ix(gw_ptr), gw_e=ix(gw_e), gw_v=grade_w[np.repeat(np.arange(G),
+                                                              np.diff(gw_ptr)), gw_e].copy(),
+        gw_used=ix(gw_used), gw_used_metal=ix(E + gw_used),
+        mg_ptr=ix(mg_ptr), mg_e=ix(mg_e), mg_i=ix(E + mg_e), mg_metal=mpm[mg_g, mg_e].copy(),
+        mg_swarf=spm[mg_g, mg_e].copy(),
+        me_ptr=ix(me_ptr), me_g=ix(me_g), me_i=ix(2 * E + me_g), me_v=mpm[me_g, me_e].copy(),
+        sw_src=ix(sw_src), sw_e=ix(sw_e), sw_dst=ix(sw_dst),
+        sw_v=share[sw_src, sw_e, sw_dst].copy(),
+        price0=b.price0.copy(), line_sector=ix(b.line_sector),
+        # (line_e stays signed: measured faster in `shortfall` than unsigned)
+        line_h=ix((lines["line_e"] >= 0).sum(1)), line_e=np.maximum(lines["line_e"], 0),
+        line_f=lines["line_f"], line_tot=line_tot,
+        eps_item=eps_item, ratio0=ratio0, unsold0=unsold0,
+        frac_grid_step=float(step), frac_left=left, cdf=cdf, bucket_lo=bucket_lo,
+        bucket_hi=bucket_hi, par=par)
 
 
 def _sparse_lines(line_el: np.ndarray) -> dict[str, np.ndarray]:

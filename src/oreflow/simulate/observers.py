@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 from numba import njit, prange
 
+from oreflow.simulate.kernel import JIT
 from oreflow.simulate.market import MarketBase
 
 WEEKS_PER_MONTH = 52.0 / 12.0
@@ -142,7 +143,7 @@ class PathSummary(_Base):
         return np.maximum(self.first - start, 0.0) * WEEKS_PER_MONTH
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True, **JIT)
 def _summary_month(rows, t, threshold, price, inv_p0, outside_w, mpo, secondary, new_supply,
                    unmet_el_m, red_el_m, phys_s, red_s, need_s, peak, peak_outside,
                    secondary_sum, new_supply_sum, unmet_el, reduction_el, unmet, reduction,
@@ -239,7 +240,7 @@ class BalanceCheck(_Base):
         self.max_rel = max(self.max_rel, float(worst))
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True, **JIT)
 def _balance_month(S, C, B, prod, inflow, imp, exp_, used, unsold, deliv, cons, conc_in,
                    conc_used, line_item, stock, conc_stock, buyer_stock):
     """One month of the independent balance (fused over paths): stocks rebuilt from the
@@ -254,7 +255,7 @@ def _balance_month(S, C, B, prod, inflow, imp, exp_, used, unsold, deliv, cons, 
     return worst.max()
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _balance_path(S, C, B, prod, inflow, imp, exp_, used, unsold, deliv, cons, conc_in,
                   conc_used, line_item, stock, conc_stock, buyer_stock):
     M, I = S.shape
@@ -278,7 +279,7 @@ def _balance_path(S, C, B, prod, inflow, imp, exp_, used, unsold, deliv, cons, c
     return w
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **JIT)
 def _gap(w, d):
     d = abs(d)
     if d != d:

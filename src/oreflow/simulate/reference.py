@@ -10,44 +10,48 @@ from __future__ import annotations
 import numpy as np
 
 
-def licences(req, queue, slot, cov, quota0, active, approval, ahead, review_n0, review_frac,
-             item_form, link_d, link_i, M, I):
-    """req [P, NL]; queue [P, K, Lq, NL] (updated); active [P, K]; approval and ahead
-    [P, K, 3]; review_n0 (int), review_frac [P, K]. Returns eff [P, NL] and filed, approved,
-    pipeline and expected [P, M, I] (as `kernel.licences`)."""
-    P, K, Lq, NL = queue.shape
+def licences(req, queue, slot, cov, quota0, ctl_ptr, ctl_j, active, approval, ahead,
+             review_n0, review_frac, item_form, link_d, link_i, M, I):
+    """req [P, NL]; queue [P, Lq, NC] (updated; column c is control k's link ctl_j[c] for c
+    in ctl_ptr[k]:ctl_ptr[k + 1]); active [P, K]; approval and ahead [P, K, 3]; review_n0
+    (int), review_frac [P, K]. Returns eff [P, NL] and filed, approved, pipeline and
+    expected [P, M, I] (as `kernel.licences`)."""
+    P, Lq, NC = queue.shape
     eff = req.copy()
     out = {k: np.zeros((P, M, I)) for k in ("filed", "approved", "pipeline", "expected")}
-    form = item_form[link_i]  # [NL]
     p = np.arange(P)
-    for k in range(K):
-        on = cov[k] > 0  # [NL]
+    for k in range(len(ctl_ptr) - 1):
+        cols = np.arange(ctl_ptr[k], ctl_ptr[k + 1])
+        links = ctl_j[cols]  # control k's links (cov > 0)
+        form = item_form[link_i[links]]
+        cv = cov[k, links]
         act = active[:, k][:, None]
-        controlled = req * cov[k]
-        queue[:, k, slot % Lq] = np.where(on, np.where(act, controlled, 0.0),
-                                          queue[:, k, slot % Lq])
-        eff = np.where(on & act, req * (1 - cov[k]), eff)
+        r = req[:, links]
+        controlled = r * cv
+        q = queue[:, :, cols]  # [P, Lq, n] (a copy: written back below)
+        q[:, slot % Lq] = np.where(act, controlled, 0.0)
+        eff[:, links] = np.where(act, r * (1 - cv), eff[:, links])
         n0 = review_n0[:, k]
-        q0 = np.where((n0 < Lq)[:, None], queue[p, k, (slot - n0) % Lq], 0.0)
-        q1 = np.where((n0 + 1 < Lq)[:, None], queue[p, k, (slot - n0 - 1) % Lq], 0.0)
+        q0 = np.where((n0 < Lq)[:, None], q[p, (slot - n0) % Lq], 0.0)
+        q1 = np.where((n0 + 1 < Lq)[:, None], q[p, (slot - n0 - 1) % Lq], 0.0)
         fr = review_frac[:, k][:, None]
         processed = (1 - fr) * q0 + fr * q1
         share = np.where(act, approval[:, k][:, form], 1.0)
-        quota = quota0[k][None, :]
-        ok = np.where((quota > 0) & act, np.minimum(processed, share * quota), processed * share)
-        approved = np.where(on, ok, 0.0)
-        eff = eff + approved
+        quota = quota0[k, links][None, :]
+        ok = np.where((quota > 0) & act, np.minimum(processed, share * quota),
+                      processed * share)
+        eff[:, links] = eff[:, links] + ok
         coming = ahead[:, k][:, form]
         flowing = np.where(act, ok, controlled + processed)
-        counted = np.where(quota > 0, np.minimum(controlled, coming * quota), controlled * coming)
-        expected = np.where(on, counted - flowing, 0.0)
+        counted = np.where(quota > 0, np.minimum(controlled, coming * quota),
+                           controlled * coming)
         pending = fr * q0
         for n in range(Lq):
-            pending = pending + np.where((n < n0)[:, None], queue[:, k, (slot - n) % Lq], 0.0)
-        pipeline = np.where(on, pending * coming, 0.0)
-        for name, v in (("filed", np.where(on & act, controlled, 0.0)), ("approved", approved),
-                        ("expected", expected), ("pipeline", pipeline)):
-            np.add.at(out[name], (slice(None), link_d, link_i), v)
+            pending = pending + np.where((n < n0)[:, None], q[:, (slot - n) % Lq], 0.0)
+        queue[:, :, cols] = q
+        for name, v in (("filed", np.where(act, controlled, 0.0)), ("approved", ok),
+                        ("expected", counted - flowing), ("pipeline", pending * coming)):
+            np.add.at(out[name], (slice(None), link_d[links], link_i[links]), v)
     return eff, out
 
 

@@ -49,6 +49,10 @@ class Draws:
         return u
 
 
+MEMO_MONTHS = 64
+"""Approval arrays a control remembers (by month and path read)."""
+
+
 @dataclass
 class Control:
     start: np.ndarray  # [P]
@@ -63,10 +67,24 @@ class Control:
     announced: np.ndarray | None = None  # [P] month the control is announced
     quota: bool = False  # approval is a share of each link's base-year flow, not of requests
     expected: np.ndarray | None = None  # [K, 2] the path buyers expect, if not `paths`
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def approval(self, mid: float, expected: bool = False) -> np.ndarray:
         """[P, 3] approval share per form in month midpoint `mid` (0 outside the control);
-        `expected`: the path buyers expect."""
+        `expected`: the path buyers expect. The last few months asked are remembered (the
+        expected approval reads each month `horizon` times); callers do not modify them."""
+        return self._remember(("approval", mid, expected and self.expected is not None),
+                              lambda: self._approval(mid, expected))
+
+    def _remember(self, key, make):
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = make()
+            while len(self._memo) > MEMO_MONTHS:
+                del self._memo[next(iter(self._memo))]
+        return got
+
+    def _approval(self, mid: float, expected: bool) -> np.ndarray:
         since = mid - self.start
         out = np.empty((len(since), 3))
         paths = [self.expected] * 3 if expected and self.expected is not None else self.paths
@@ -88,7 +106,8 @@ class Control:
         total = np.zeros((len(self.start), 3))
         for h in range(months):
             m = mid + h
-            total += np.where(self.active(m)[:, None], self.approval(m, expected=True), 1.0)
+            total += self._remember(("term", m), lambda m=m: np.where(
+                self.active(m)[:, None], self.approval(m, expected=True), 1.0))
         known = mid >= (self.announced if self.announced is not None else self.start)
         return np.where(known[:, None], total / months, 1.0)
 
@@ -328,12 +347,25 @@ def month_inputs(sh: SampledShocks, base: MarketBase, t: int, n: int,
                "conc_in": np.empty((n, *conc_base.shape)),
                "dem_factor": np.empty((n, *base.demand0.shape)),
                "mined_lost": np.empty((n, E))}
+        fresh = True
+    else:
+        fresh = False
     cap, conc, dem = out["cap"], out["conc_in"], out["dem_factor"]
-    cap[:] = base.cap0
-    conc[:] = conc_base
-    dem[:] = 1.0
     mined_lost = out["mined_lost"]
-    mined_lost[:] = 0.0
+    # start from the base year; arrays no shock writes keep it from the month they were
+    # filled (their values are those a refill would give)
+    diverts = any(ch.divert is not None for ch in sh.capacity)
+    if fresh:
+        cap[:] = base.cap0
+    else:
+        for ch in sh.capacity:
+            cap[:, ch.market] = base.cap0[ch.market]
+    if fresh or sh.mines or diverts:
+        conc[:] = conc_base
+    if fresh or sh.shifts:
+        dem[:] = 1.0
+    if fresh or sh.mines:
+        mined_lost[:] = 0.0
     for o in sh.mines:
         lost = np.where(_active(o.start, o.end, mid), o.share, 0.0)[:, None] * o.elements
         amount = lost * base.mine[o.region]  # [P, E]
@@ -355,5 +387,6 @@ def month_inputs(sh: SampledShocks, base: MarketBase, t: int, n: int,
     for s in sh.shifts:
         f = np.where(_active(s.start, s.end, mid), s.factor, 1.0)
         dem *= np.where(s.mask[None], f[:, None, None], 1.0)
-    np.maximum(conc, 0.0, out=conc)
+    if fresh or sh.mines or diverts:
+        np.maximum(conc, 0.0, out=conc)
     return out
