@@ -6,7 +6,7 @@ monthly values are kept until the bands are taken). `estimate_run_bytes` models 
 resident memory of a whole `oreflow stress` process as
 
     base + chunk x min(paths, 4,000) + per_path x paths + per_shock x shocks x paths
-         + band x min(paths, 10,000) x months
+         + band x min(paths, BAND_PATHS) x months
 
 with the per-path, chunk and band terms proportional to the network's element count (the
 arrays are [path, element] and [month, zone, element, path]).
