@@ -657,6 +657,19 @@ def _parse_min_days(text: str | None):
              "(Dy:60,Tb:60)")
 
 
+def _print_strategies(ev: dict, title: str) -> None:
+    """A plan's evaluation: the plan, the 60-day rule at its money and within the budget,
+    and no stockpile, each with its expected and CVaR95 loss."""
+    label = {"plan": "plan", "rule_equal_money":
+             f"60-day rule at the plan's money ({ev['rule_equal_money_days'] or 0:,.0f} days)",
+             "rule_60_days": "60-day rule (within the budget)", "none": "no stockpile"}
+    rows = [(label[k], ev["expected_unserved_usd"][k], ev["cvar95_unserved_usd"][k])
+            for k in ("plan", "rule_equal_money", "rule_60_days", "none")]
+    print_frame(pd.DataFrame(rows, columns=["strategy", "expected_loss_usd", "cvar95_loss_usd"]),
+                Format.table, title=title,
+                digits={"expected_loss_usd": ",.0f", "cvar95_loss_usd": ",.0f"})
+
+
 def _print_plan(plan) -> None:
     d = plan.to_dict()
     out.print(f"Stockpile for {plan.perspective}: budget {plan.budget_usd / 1e9:,.2f} B USD, "
@@ -669,15 +682,7 @@ def _print_plan(plan) -> None:
     print_frame(h, Format.table, title="Holdings (t of rare earth contained, REO-eq)",
                 digits={"t": ",.1f", "usd": ",.0f", "days_of_cover": ",.0f"})
     ev = d["evaluation"]
-    label = {"plan": "plan", "rule_equal_money":
-             f"60-day rule at the plan's money ({ev['rule_equal_money_days']:,.0f} days)",
-             "rule_60_days": "60-day rule (within the budget)", "none": "no stockpile"}
-    rows = [(label[k], ev["expected_unserved_usd"][k], ev["cvar95_unserved_usd"][k])
-            for k in ("plan", "rule_equal_money", "rule_60_days", "none")]
-    print_frame(pd.DataFrame(rows, columns=["strategy", "expected_loss_usd", "cvar95_loss_usd"]),
-                Format.table,
-                title=f"Value lost to physical shortage on {ev['paths']} fresh paths (USD)",
-                digits={"expected_loss_usd": ",.0f", "cvar95_loss_usd": ",.0f"})
+    _print_strategies(ev, f"Value lost to physical shortage on {ev['paths']} fresh paths (USD)")
     if ev.get("price_response_loss_usd") is not None:
         out.print(f"Demand given up because of price (not served by a stockpile; consumer-"
                   f"surplus triangle): {ev['price_response_loss_usd']:,.0f} USD expected. "
@@ -709,16 +714,8 @@ def _print_basket(plan) -> None:
     out.print(f"Budget shadow price: {d['budget_shadow_price_usd_per_usd']:,.4f} USD of expected "
               "loss per USD of budget (0: the budget does not bind).")
     ev = d["evaluation"]
-    label = {"plan": "plan", "rule_equal_money":
-             f"60-day rule at the plan's money ({ev['rule_equal_money_days'] or 0:,.0f} days)",
-             "rule_60_days": "60-day rule (within the budget)", "none": "no stockpile"}
-    rows = [(label[k], ev["expected_unserved_usd"][k], ev["cvar95_unserved_usd"][k])
-            for k in ("plan", "rule_equal_money", "rule_60_days", "none")]
-    print_frame(pd.DataFrame(rows, columns=["strategy", "expected_loss_usd", "cvar95_loss_usd"]),
-                Format.table,
-                title="Value lost to physical shortage on fresh paths, all commodities (USD; "
-                      "CVaR95 summed over commodities)",
-                digits={"expected_loss_usd": ",.0f", "cvar95_loss_usd": ",.0f"})
+    _print_strategies(ev, "Value lost to physical shortage on fresh paths, all commodities (USD; "
+                          "CVaR95 summed over commodities)")
     by = pd.DataFrame([{"commodity": c, **{k: v["expected_unserved_usd"][k]
                                            for k in ("plan", "rule_equal_money", "none")}}
                        for c, v in ev["by_commodity"].items()])

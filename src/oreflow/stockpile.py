@@ -1013,15 +1013,7 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
     scenarios, and score on fresh parameter draws. `method`: "monolithic" (one LP),
     "benders" (path decomposition, `stockpile_benders`) or "auto" (Benders from
     BENDERS_FROM_PATHS distinct paths)."""
-    _check(budget_usd, "budget_usd", lo=0.0)
-    _check(cvar_weight, "cvar_weight", lo=0.0, hi=1.0)
-    if not (0.0 < cvar_alpha < 1.0):
-        raise PlanError(f"cvar_alpha must lie strictly between 0 and 1, got {cvar_alpha}")
-    for name, n in (("paths", paths), ("eval_paths", eval_paths), ("months", months)):
-        if int(n) != n or n < 1:
-            raise PlanError(f"{name} must be a whole number >= 1, got {n}")
-    if method not in ("auto", "monolithic", "benders"):
-        raise PlanError(f"method {method!r}: allowed auto, monolithic, benders")
+    _check_plan_args(budget_usd, cvar_weight, cvar_alpha, paths, eval_paths, months, method)
     net = network if network is not None else Network.from_dataset()
     if sweep is not None:
         if scenarios is not None:
@@ -1114,6 +1106,20 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
                       "file": sweep.label, "sha256": sweep.sha256, "param_draws": param_draws,
                       "parameters": [p.name for p in sweep.params]},
                   "dataset_version": net.dataset.version})
+
+
+def _check_plan_args(budget_usd, cvar_weight, cvar_alpha, paths, eval_paths, months,
+                     method) -> None:
+    """The arguments every plan shares, checked before any path is simulated."""
+    _check(budget_usd, "budget_usd", lo=0.0)
+    _check(cvar_weight, "cvar_weight", lo=0.0, hi=1.0)
+    if not (0.0 < cvar_alpha < 1.0):
+        raise PlanError(f"cvar_alpha must lie strictly between 0 and 1, got {cvar_alpha}")
+    for name, n in (("paths", paths), ("eval_paths", eval_paths), ("months", months)):
+        if int(n) != n or n < 1:
+            raise PlanError(f"{name} must be a whole number >= 1, got {n}")
+    if method not in ("auto", "monolithic", "benders"):
+        raise PlanError(f"method {method!r}: allowed auto, monolithic, benders")
 
 
 def _check(x: float, name: str, lo: float | None = None, hi: float | None = None) -> None:

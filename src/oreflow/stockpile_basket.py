@@ -45,7 +45,7 @@ from oreflow.stockpile import (
     Segments,
     Solution,
     Terms,
-    _check,
+    _check_plan_args,
     _parse_days,
     _resolve_element_names,
     add_block,
@@ -362,15 +362,7 @@ def plan_basket(budget_usd: float = 12e9, commodities=("REE",), perspective: str
                 method: str = "auto") -> BasketPlan:
     """Plan one stockpile across `commodities` (ids of chains.csv, any case or alias) with
     one budget, and score it, the flat rule and nothing on fresh paths of each commodity."""
-    _check(budget_usd, "budget_usd", lo=0.0)
-    _check(cvar_weight, "cvar_weight", lo=0.0, hi=1.0)
-    if not (0.0 < cvar_alpha < 1.0):
-        raise PlanError(f"cvar_alpha must lie strictly between 0 and 1, got {cvar_alpha}")
-    for name, n in (("paths", paths), ("eval_paths", eval_paths), ("months", months)):
-        if int(n) != n or n < 1:
-            raise PlanError(f"{name} must be a whole number >= 1, got {n}")
-    if method not in ("auto", "monolithic", "benders"):
-        raise PlanError(f"method {method!r}: allowed auto, monolithic, benders")
+    _check_plan_args(budget_usd, cvar_weight, cvar_alpha, paths, eval_paths, months, method)
     if method == "benders":
         raise PlanError("--method benders decomposes one commodity's plan; with --commodities "
                         "the plan is one LP across commodities (auto or monolithic)")
