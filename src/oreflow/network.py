@@ -497,15 +497,6 @@ class Network:
             out[stage] = (arrs["destination"], arrs["origin"])
         return out
 
-    def route_arrays(self, stage: str) -> tuple[np.ndarray, np.ndarray]:
-        """The trade_routes shares `allocate_trade` used at `stage` (separation, metal,
-        magnet): (by destination, by origin), each [element, origin, dest] in `regions` order.
-        For labelling where a flow comes from (`oreflow.risk.sources_table`)."""
-        if stage not in self._routes:
-            raise ValueError(f"no trade routes at stage {stage!r}; stages with routes: "
-                             f"{', '.join(self._routes)}")
-        return self._routes[stage]
-
     @cached_property
     def _trade(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         prod, use = self.production_t, self.use_t

@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 TOTAL = "REO"
 """Label of the all-rare-earths total (accepted where `allow_total`)."""
 
@@ -54,9 +52,6 @@ class Perspective:
     note: str = ""
     kind: str = "region"  # "region" | "bloc" | "member"
 
-    @property
-    def region_list(self) -> list[str]:
-        return list(self.regions)
 
 
 def _network(source):
@@ -207,11 +202,3 @@ def resolve_elements(names: str | Iterable[str] | None, known: Sequence[str],
             raise UnknownElementError(f"unknown element {e!r}; {detail}", allowed, e, detail)
         out.append(by_lower[e.lower()])
     return list(dict.fromkeys(out))
-
-
-def known_elements(network, produced_only: bool = False) -> list[str]:
-    """The network's element symbols; with `produced_only`, those with any output."""
-    if not produced_only:
-        return list(network.elements)
-    out = network.production_t.sum(("stage", "region")).to_numpy()
-    return [e for e, v in zip(network.elements, out, strict=True) if np.isfinite(v) and v > 0]

@@ -131,12 +131,6 @@ def table(targets: pd.DataFrame, sim: dict[str, Simulated]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fit_loss(tab: pd.DataFrame) -> float:
-    """Squared log error of the simulated median against the observed value, fit rows."""
-    f = tab[tab["sample"] == "in-sample"]
-    return float((np.log(f["simulated_median"] / f["observed"]) ** 2).sum())
-
-
 def report_markdown(tab: pd.DataFrame, behaviour: Behaviour, seeds: Sequence[int],
                     paths: int, dataset_version: str) -> str:
     """docs/validation.md: the backtest table and how to read it."""

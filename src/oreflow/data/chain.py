@@ -113,16 +113,6 @@ class Chain:
         return Reliance(year, pct, str(row["qualifier"]), str(row["value_text"]),
                         str(row["detail"]), str(row["status"]))
 
-    def us_statistic(self, detail: str, year: int) -> float:
-        """One US salient statistic as USGS reports it (in its unit); NaN if withheld."""
-        s = self._salient
-        r = s[(s["detail"] == detail) & (s["year"] == year)]
-        if r.empty:
-            known = sorted(set(s["detail"]))
-            raise ValueError(f"chain {self.id}: no US statistic {detail!r} for {year}; "
-                             f"statistics: {'; '.join(known)}")
-        return float(r["value"].iloc[0])
-
 
 def chain_ids(tables) -> list[str]:
     """Commodity ids: the detailed-network chain (REE) first, then the others sorted."""

@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from oreflow.network import UNRECORDED_REGION, Network
 
 OX, MET, MAG = 0, 1, 2
 FORMS = ("oxide", "metal", "magnet")
-STAGE_OF_FORM = {"oxide": "separation", "metal": "metal", "magnet": "magnet"}
 MONTHS_PER_YEAR = 12.0
 
 
@@ -128,13 +126,6 @@ class MarketBase:
     def item_element_t(self) -> np.ndarray:
         """[I, E] t of element (metal basis) per unit of each item."""
         return self.item_reo() * self.metal_per_oxide[None, :]
-
-    def line_table(self) -> pd.DataFrame:
-        names = self.item_names
-        return pd.DataFrame({"sector": [self.sectors[s] for s in self.line_sector],
-                             "item": [names[i] for i in self.line_item],
-                             "priority": self.line_priority,
-                             "elasticity": self.line_elasticity})
 
 
 @dataclass(frozen=True)
