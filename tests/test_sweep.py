@@ -375,3 +375,20 @@ def test_the_web_app_shows_a_finished_sweep(serial_store, tmp_path):
         assert page.status_code == 200 and 'id="sobol"' in page.text
         assert c.get("/sweeps/..%2Fetc").status_code == 404
         assert c.get("/sweeps/nope").status_code == 404
+
+
+def test_cli_refuses_a_file_as_the_store(tmp_path):
+    """--out must be a folder (new, or a store to resume): a file is refused before the run,
+    with the flag named, and is left as it was."""
+    from typer.testing import CliRunner
+
+    from oreflow.cli import app
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SMALL)
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    r = CliRunner().invoke(app, ["sweep", "run", str(spec), "--out", str(target), "--serial"])
+    assert r.exit_code == 2
+    assert "--out" in r.output and "not a folder" in r.output
+    assert target.read_text() == "keep me"

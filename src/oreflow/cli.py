@@ -882,6 +882,9 @@ def sweep_run(
 
     if scheduler and serial:
         fail("--scheduler and --serial exclude each other")
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out_dir}: exists and is not a folder; a sweep store is a folder (.zarr): "
+             "give a new path, or the store of an interrupted sweep to resume it")
     try:
         sweep = load_sweep(sweep_file)
     except SweepError as e:
