@@ -92,6 +92,51 @@ def test_shipping_matches(engine, leak):
         assert s.sum() == pytest.approx(S[p].sum(), rel=1e-12)
 
 
+def _arbitrage(S, lr, want, controlling, into, rate, margin):
+    """kernel.arbitrage on one path's copies: S, imports, exports."""
+    M, I = S.shape
+    s, imp, exp = S.copy(), np.zeros((M, I)), np.zeros((M, I))
+    kernel.arbitrage(s, lr, want, controlling.astype(float), into, rate, np.log1p(margin),
+                     imp, exp, np.empty(M), np.empty(M))
+    return s, imp, exp
+
+
+def test_arbitrage_matches(engine):
+    rng = np.random.default_rng(4)
+    M, I = engine.M, engine.I
+    S0 = engine.static.S0
+    S = S0[None] * rng.uniform(0.0, 2.0, (P, M, I))
+    want = S0[None] * rng.uniform(0.0, 0.8, (P, M, I))
+    lr = rng.normal(0.0, 0.8, (P, M, I))
+    controlling = rng.random((P, M)) < 0.2
+    into = np.where(rng.random((P, M)) < 0.2, rng.uniform(0, 1, (P, M)), 1.0)
+    S_ref, imp_ref, exp_ref = reference.arbitrage(S, lr, want, controlling, into, 0.4, 0.05)
+    for p in range(P):
+        s, imp, exp = _arbitrage(S[p], lr[p], want[p], controlling[p], into[p], 0.4, 0.05)
+        np.testing.assert_allclose(s, S_ref[p], rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(imp, imp_ref[p], rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(exp, exp_ref[p], rtol=1e-12, atol=1e-9)
+        assert s.sum() == pytest.approx(S[p].sum(), rel=1e-12)  # moves, creates nothing
+        assert (exp[controlling[p]] == 0).all()  # a controlling market sells nothing
+
+
+def test_arbitrage_by_hand():
+    """Two markets, one item: 100 t beyond home wants at o, d priced at 2x o's ratio, margin
+    5%, rate 0.5: o sells 0.5 x 100 x (1 - 1.05 / 2) = 23.75 t to d. Within the margin, from
+    a controlling market or into a closed one, nothing moves."""
+    S, want = np.array([[150.0], [10.0]]), np.array([[50.0], [10.0]])
+    lr = np.log(np.array([[1.0], [2.0]]))
+    free, open_ = np.zeros(2, bool), np.ones(2)
+    s, imp, exp = _arbitrage(S, lr, want, free, open_, 0.5, 0.05)
+    assert exp[0, 0] == pytest.approx(23.75) and imp[1, 0] == pytest.approx(23.75)
+    assert s[:, 0] == pytest.approx([126.25, 33.75])
+    near = np.log(np.array([[1.0], [1.04]]))
+    assert _arbitrage(S, near, want, free, open_, 0.5, 0.05)[2].sum() == 0.0
+    assert _arbitrage(S, lr, want, np.array([True, False]), open_, 0.5, 0.05)[2].sum() == 0.0
+    assert _arbitrage(S, lr, want, free, np.array([1.0, 0.0]), 0.5, 0.05)[2].sum() == 0.0
+    assert _arbitrage(S, lr, want, free, open_, 0.0, 0.05)[2].sum() == 0.0  # off
+
+
 def test_use_matches(engine):
     rng = np.random.default_rng(3)
     st = engine.static

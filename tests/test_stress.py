@@ -127,6 +127,30 @@ def test_us_embargo_hits_the_us_first_and_leakage_closes_the_gap(network):
     assert gaps[0] > gaps[1] >= gaps[2] and gaps[2] <= 1e-6 * max(gaps[0], 1.0)
 
 
+def test_arbitrage_links_outside_prices_and_keeps_the_balance(network):
+    """Off by default; switched on, merchants sell to dearer markets: the gap between the
+    US and EU median Dy peaks (log ratio) halves at least (expansion-2025-10),
+    the balance still holds, and a US-only embargo still hits the US first (nothing is sold
+    into a market a control without leakage closes; docs/model.md says what still leaks)."""
+    from oreflow.simulate.engine import Behaviour
+
+    assert Behaviour.from_dataset(network.dataset).arbitrage_rate == 0.0
+    spread = []
+    for rate in (0.0, 0.5):
+        beh = Behaviour.from_dataset(network.dataset, arbitrage_rate=rate)
+        ds = run_stress("expansion-2025-10", paths=40, seed=1, network=network, behaviour=beh)
+        assert ds.attrs["max_rel_balance_residual"] < 1e-9
+        dy = ds["price_peak_ratio"].sel(element="Dy").median("path")
+        spread.append(float(np.log(dy.sel(region="USA") / dy.sel(region="EU"))))
+    assert spread[0] > 0.3 and abs(spread[1]) < 0.5 * spread[0]
+    beh = Behaviour.from_dataset(network.dataset, arbitrage_rate=0.5)
+    ds = run_stress(_scenario(network, EMBARGO.format(leak=0.0)), paths=8, seed=1,
+                    network=network, behaviour=beh)
+    by_region = summary(ds)["unmet_physical_t_by_region"]
+    others = [v for r, v in by_region.items() if r not in ("USA", "CHN")]
+    assert by_region["USA"] > 0 and by_region["USA"] >= max(others)
+
+
 def test_new_capacity_outside_china_creates_no_shortage_inside(network):
     ds = run_stress(_scenario(network, """  - type: new_capacity
     region: USA

@@ -22,6 +22,7 @@ _API = {
     "magnet_inflows": "oreflow.stocks",
     "magnet_stocks": "oreflow.stocks",
     "secondary_supply": "oreflow.stocks",
+    "Behaviour": "oreflow.simulate.engine",
     "run_stress": "oreflow.simulate",
     "summary": "oreflow.simulate",
     "load_result": "oreflow.simulate",

@@ -1024,6 +1024,8 @@ REQUIREMENTS: dict[str, dict] = {
         Param("buyer_cover_cv", 0.01, 10.0, "coefficient of variation"),
         _pct("leakage"),
         _pct("stoppage_threshold"),
+        _pct("arbitrage_rate"),
+        Param("arbitrage_margin", 0.0, 10.0, "share of the origin's price"),
     )),
     "stockpile_parameters": dict(params=(
         _pct("conversion_capacity_share"),

@@ -53,6 +53,8 @@ class Behaviour:
     buyer_cover_cv: float
     leakage: float
     stoppage_threshold: float
+    arbitrage_rate: float
+    arbitrage_margin: float
 
     @classmethod
     def from_dataset(cls, dataset, **override) -> Behaviour:
@@ -103,7 +105,8 @@ class Engine:
             b.yields["separation"], b.yields["metal"], beh.production_adjustment_per_month,
             beh.restock_months, beh.restock_months, beh.price_horizon_months,
             beh.price_smoothing, np.log(beh.price_cap), beh.substitution_rate_per_year / 12.0,
-            beh.substitution_max, beh.substitution_full_price_ratio])
+            beh.substitution_max, beh.substitution_full_price_ratio, beh.arbitrage_rate,
+            np.log1p(beh.arbitrage_margin)])
         eps_item, ratio0 = self._price_response()
         made = b.prod0[:, 2 * E:] @ b.swarf_per_magnet  # [M, E] swarf made
         self.swarf0 = np.einsum("me,mne->ne", made, b.swarf_share)  # recycled where it goes
@@ -240,9 +243,13 @@ class Engine:
         inp = None
         ctl_ptr, ctl_j = kernel.csr(cov > 0)
         queue = np.zeros((n, lq, len(ctl_j)))  # licence applications, [paths, month, link]
+        target = np.zeros((max(K, 1), M))  # what a destination-specific control targets
+        for k, c in enumerate(sh.controls):
+            if c.destination_specific:
+                target[k] = c.coverage.max(1)
         ctl = kernel.Controls(cov=cov, quota0=quota0, ctl_origin=origin.astype(np.uint64),
                               leakage=leak, ctl_ptr=ctl_ptr.astype(np.uint64),
-                              ctl_j=ctl_j.astype(np.uint64))
+                              ctl_j=ctl_j.astype(np.uint64), target=target)
         # month buffers, reused (observers read a month's arrays during on_month only)
         inflow = np.zeros((n, M, I))
         no_secondary = np.zeros((n, M, E))

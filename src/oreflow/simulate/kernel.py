@@ -13,6 +13,8 @@ runs them for every path of a chunk in parallel (`prange`). The phases, in order
 5. `ship`        origins serve requests from what they hold beyond their home wants; a share
                  of a controlled origin's deliveries is pooled (leakage); requests left unmet
                  are re-sourced from other origins' spare stock
+   `arbitrage`   merchants in markets that control nothing sell stock to markets whose
+                 price exceeds theirs by more than the trade margin (off by default)
 6. `use`         each region's lines are served by priority; buyers draw their own stocks,
                  spread across buyers (gamma-distributed cover): unmet want is physical
                  shortage, want given up because of price is demand reduction
@@ -103,7 +105,7 @@ class Static(NamedTuple):
     cdf: np.ndarray
     bucket_lo: np.ndarray  # [COVER_BUCKETS] bracket of frac_left for a share in a bucket
     bucket_hi: np.ndarray
-    par: np.ndarray  # yields, adjustment, horizons, price and substitution parameters
+    par: np.ndarray  # yields, adjustment, horizons, price, substitution and arbitrage parameters
 
 
 class Controls(NamedTuple):
@@ -116,6 +118,7 @@ class Controls(NamedTuple):
     leakage: np.ndarray
     ctl_ptr: np.ndarray  # [K + 1] links with cov > 0: ctl_j[ctl_ptr[k]:ctl_ptr[k + 1]]
     ctl_j: np.ndarray
+    target: np.ndarray  # [K, M] share of a market a destination-specific control targets
 
 
 def csr(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -331,6 +334,44 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
                 out_imp[d, i] += q
         for d in range(M):
             short_imp[d, i] *= 1.0 - moved / unmet_total
+
+
+@njit(**JIT)
+def arbitrage(S, lr, want_item, controlling, into, rate, log_margin, out_imp, out_exp,
+              sell, gap):
+    """Merchants in a market that controls nothing sell the stock they hold beyond their
+    home wants (`sell`, taken before any of this month's arbitrage) to markets whose price,
+    relative to base, exceeds theirs by more than the trade margin: a share `rate` a month,
+    split over the dearer markets by their gaps g = 1 - (1 + margin) p_o / p_d (scaled down
+    when the gaps add up to more than 1). `into` [M] is the share a market may receive (a
+    destination-specific control lets in its leakage). Prices are compared relative to
+    base: the base year is taken as free of arbitrage. Scratch: sell, gap [M]."""
+    M, I = S.shape
+    if rate <= 0.0:
+        return
+    for i in range(I):
+        for o in range(M):
+            sell[o] = 0.0 if controlling[o] > 0.0 else S[o, i] - want_item[o, i]
+        for o in range(M):
+            if sell[o] <= 0.0:
+                continue
+            total = 0.0
+            for d in range(M):
+                gap[d] = 0.0
+                x = lr[o, i] - lr[d, i] + log_margin
+                if d != o and into[d] > 0.0 and x < 0.0:
+                    gap[d] = 1.0 - np.exp(x)
+                    total += gap[d]
+            if total <= 0.0:
+                continue
+            scale = rate * sell[o] / max(total, 1.0)
+            for d in range(M):
+                if gap[d] > 0.0:
+                    q = scale * gap[d] * into[d]
+                    S[o, i] -= q
+                    S[d, i] += q
+                    out_exp[o, i] += q
+                    out_imp[d, i] += q
 
 
 @njit(**JIT)
@@ -663,7 +704,7 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         # scratch (this thread's)
         want_item, purch, orders_, sub_eff, req, eff, want_g, need_e, phi, swarf_made,
         asked_out, fill_out, sent_by, sent_i, asked_i, spare, controlling, held_b, target,
-        ask):
+        ask, into, gap):
     M, I = S.shape
     E = st.price0.shape[1]
     # prices at the start of the month: the element's is its separated product's (oxide)
@@ -688,6 +729,14 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
     ship(S, st.S0, eff, req, want_item, st.link_o, st.link_d, st.link_i, st.org_ptr,
          st.org_j, ctl_active, ctl.ctl_origin, ctl.leakage, short_imp, out_imp, out_exp,
          asked_out, fill_out, sent_by, sent_i, asked_i, spare, controlling)  # 5
+    K = ctl.target.shape[0]
+    for d in range(M):  # what a market may receive by arbitrage: its controls' leakage
+        into[d] = 1.0
+        for k in range(K):
+            if ctl_active[k]:
+                into[d] *= 1.0 - ctl.target[k, d] * (1.0 - ctl.leakage[k])
+    arbitrage(S, lr, want_item, controlling, into, st.par[11], st.par[12], out_imp, out_exp,
+              spare, gap)
     use(S, B, st.B0, st.demand0, out_want, ask, st.line_order, st.cls_ptr, st.cls_item,
         st.cls_first, st.frac_grid_step, st.frac_left, st.cdf, st.bucket_lo, st.bucket_hi,
         out_del, out_cons)  # 6
@@ -724,7 +773,7 @@ def step(st, ctl, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
         want_g, need_e, phi = np.empty(G), np.empty(E), np.empty(E)
         swarf_made = np.empty((M, E))
         sent_i, asked_i, held_b, target = np.empty(I), np.empty(I), np.empty(I), np.empty(I)
-        spare, controlling = np.empty(M), np.empty(M)
+        spare, controlling, into, gap = np.empty(M), np.empty(M), np.empty(M), np.empty(M)
         ask = np.empty((M, st.demand0.shape[1]))
         for p in range(task * PATHS_PER_TASK, min(P, (task + 1) * PATHS_PER_TASK)):
             step_path(st, ctl, S[p], C[p], B[p], plan[p], lr[p], sub[p], swarf_last[p],
@@ -738,4 +787,4 @@ def step(st, ctl, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
                       out_unsold[p], out_pipeline[p], out_expected[p],
                       want_item, purch, orders_, sub_eff, req, eff, want_g, need_e, phi,
                       swarf_made, asked_out, fill_out, sent_by, sent_i, asked_i, spare,
-                      controlling, held_b, target, ask)
+                      controlling, held_b, target, ask, into, gap)

@@ -1,6 +1,7 @@
 """Plain-numpy versions of the engine's hot phases, vectorised over paths.
 
-They state the same equations as `kernel.licences`, `kernel.ship` and `kernel.use` (fused
+They state the same equations as `kernel.licences`, `kernel.ship`, `kernel.arbitrage` and
+`kernel.use` (fused
 per path with numba, for speed) in array form: the tests run both on random states and
 require the same result, so the fast code is checked against code that reads like the
 model description (docs/model.md, section 3)."""
@@ -107,6 +108,23 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, active, ctl_origin,
     imp += in_d
     short *= 1 - np.divide(moved, unmet_t, out=np.zeros_like(moved), where=unmet_t > 0)[:, None]
     return S, imp, exp, short
+
+
+def arbitrage(S, lr, want_item, controlling, into, rate, margin):
+    """S, lr, want_item [P, M, I]; controlling [P, M] (bool); into [P, M]. Markets that
+    control nothing sell a share `rate` of their stock beyond home wants to markets priced
+    (relative to base) above theirs by more than `margin`, split by the gaps
+    1 - (1 + margin) p_o / p_d. Returns S, imports, exports [P, M, I] (as `kernel.arbitrage`)."""
+    M = S.shape[1]
+    sell = np.where(controlling[:, :, None], 0.0, S - want_item)
+    x = lr[:, :, None, :] - lr[:, None, :, :] + np.log1p(margin)  # [P, o, d, I]
+    ok = ((x < 0.0) & (into[:, None, :, None] > 0.0) & ~np.eye(M, dtype=bool)[None, :, :, None]
+          & (sell[:, :, None, :] > 0.0))
+    gap = np.where(ok, 1.0 - np.exp(np.minimum(x, 0.0)), 0.0)
+    scale = rate * np.maximum(sell, 0.0) / np.maximum(gap.sum(2), 1.0)  # [P, o, I]
+    flow = scale[:, :, None, :] * gap * into[:, None, :, None]
+    exp, imp = flow.sum(2), flow.sum(1)
+    return S - exp + imp, imp, exp
 
 
 def use(S, B, B0, demand0, want, line_item, line_prio, tau_b, step, frac_left, cdf):

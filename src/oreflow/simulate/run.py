@@ -125,8 +125,15 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
                     notes.append("a control on magnets covers the grades that contain a "
                                  f"controlled element: {', '.join(c.widened)}")
         engine.run_block(idx, watchers, tick)
+    if beh.arbitrage_rate <= 0 and len(base.regions) > 2:
+        notes.append("prices of the importing regions are linked only by re-sourcing unmet "
+                     "requests from spare stock, not by arbitrage (arbitrage_rate 0, an "
+                     "assumption): one region's price multiple can sit far above another's "
+                     "(docs/model.md, section 4)")
     ds = assemble(summ, bands, base, sc, seed, scenario_sha256, net.dataset.version,
                   balance.max_rel, notes, beh.leakage, beh.price_cap)
+    ds.attrs.update(arbitrage_rate=float(beh.arbitrage_rate),
+                    arbitrage_margin=float(beh.arbitrage_margin))
     return check_result_finite(ds, f"scenario {sc.name!r}")
 
 

@@ -67,6 +67,7 @@ class Control:
     announced: np.ndarray | None = None  # [P] month the control is announced
     quota: bool = False  # approval is a share of each link's base-year flow, not of requests
     expected: np.ndarray | None = None  # [K, 2] the path buyers expect, if not `paths`
+    destination_specific: bool = False  # names its destinations (not `all`)
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def approval(self, mid: float, expected: bool = False) -> np.ndarray:
@@ -280,7 +281,8 @@ def sample_shocks(scenario: Scenario, base: MarketBase, network, seed: int,
                 leakage if shock.leakage is None else float(shock.leakage), widened,
                 start - shock.announced_months, shock.approval_basis == "base_year",
                 None if shock.expected_approval is None
-                else np.array(shock.expected_approval, float)))
+                else np.array(shock.expected_approval, float),
+                destination_specific=shock.destinations != "all"))
         elif isinstance(shock, Outage):
             share = draw(shock.share_lost)
             if shock.stage == "mining":
