@@ -151,6 +151,14 @@ def test_eu_rows_carry_element_inputs(network, dataset):
     assert t.loc[t["element"] == "Dy", "eol_rir"].iloc[0] == 0.08  # EC 2020, HREE group
     assert t.loc[t["element"] == "Nd", "eol_rir"].iloc[0] == 0.03  # EC 2020, LREE group
     assert set(t["tc_setting"]) == {"current"}
+    # each input says how firm it is: the uniform SI_SR is an assumption, in the output
+    status = dataset["eu_criticality"].pivot(index="element", columns="parameter",
+                                             values="status")
+    for e in ("Dy", "Nd"):
+        rows = t[t["element"] == e]
+        assert (rows["si_sr_status"] == status.loc[e, "si_sr"]).all()
+        assert (rows["eol_rir_status"] == status.loc[e, "eol_rir"]).all()
+    assert (t.loc[t["element"] == "REO", "si_sr_status"] == "assumption").all()
 
 
 def test_eu_sr_by_hand_for_nd_separation(network, dataset):

@@ -253,6 +253,19 @@ def eu_inputs(network: Network) -> dict[str, xr.DataArray]:
     return out
 
 
+def _eu_input_status(network: Network) -> dict[str, dict[str, str]]:
+    """Status (reported / estimate / assumption) of each element's SI_SR and EoL-RIR in
+    `eu_criticality`; the REO row carries the weakest status of the elements it averages."""
+    crit = network.dataset["eu_criticality"]
+    rank = {"reported": 0, "estimate": 1, "assumption": 2}
+    out = {}
+    for param in ("si_sr", "eol_rir"):
+        st = crit[crit["parameter"] == param].set_index("element")["status"].to_dict()
+        st[TOTAL] = max(st.values(), key=lambda x: rank.get(x, 3)) if st else "assumption"
+        out[param] = st
+    return out
+
+
 def eu_sr_formula(global_shares, sourcing, wgi, t, ir, eol_rir, si_sr):
     """EC 2017: SR = [HHI_WGI,t(GS) * IR/2 + HHI_WGI,t(sourcing) * (1 - IR/2)]
     * (1 - EoL_RIR) * SI_SR; shares as fractions along `origin`, WGI on 0-10."""
@@ -316,6 +329,8 @@ def indicator_table(network: Network, perspective: str = "USA",
     df = pd.DataFrame({k: v.to_series() for k, v in cols.items()}).reset_index()
     df["chokepoint"] = df["hhi"] / 10_000 * df["import_reliance"]
     df["tc_setting"] = trade_factors
+    for param, status in _eu_input_status(network).items():  # say which inputs are assumed
+        df[f"{param}_status"] = df["element"].map(status)
     df = df[df["world_t"] > 0]
     if wanted:
         df = df[df["element"].isin(wanted)]
