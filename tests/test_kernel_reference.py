@@ -92,12 +92,13 @@ def test_shipping_matches(engine, leak):
         assert s.sum() == pytest.approx(S[p].sum(), rel=1e-12)
 
 
-def _arbitrage(S, lr, want, controlling, into, rate, margin):
+def _arbitrage(S, lr, want, controlling, into, rate, margin, priced=None):
     """kernel.arbitrage on one path's copies: S, imports, exports."""
     M, I = S.shape
     s, imp, exp = S.copy(), np.zeros((M, I)), np.zeros((M, I))
-    kernel.arbitrage(s, lr, want, controlling.astype(float), into, rate, np.log1p(margin),
-                     imp, exp, np.empty(M), np.empty(M))
+    priced = np.ones((M, I)) if priced is None else priced
+    kernel.arbitrage(s, lr, want, priced, controlling.astype(float), into, rate,
+                     np.log1p(margin), imp, exp, np.empty(M), np.empty(M))
     return s, imp, exp
 
 
@@ -110,9 +111,12 @@ def test_arbitrage_matches(engine):
     lr = rng.normal(0.0, 0.8, (P, M, I))
     controlling = rng.random((P, M)) < 0.2
     into = np.where(rng.random((P, M)) < 0.2, rng.uniform(0, 1, (P, M)), 1.0)
-    S_ref, imp_ref, exp_ref = reference.arbitrage(S, lr, want, controlling, into, 0.4, 0.05)
+    priced = engine.static.ratio0
+    S_ref, imp_ref, exp_ref = reference.arbitrage(S, lr, want, priced, controlling, into, 0.4,
+                                                  0.05)
     for p in range(P):
-        s, imp, exp = _arbitrage(S[p], lr[p], want[p], controlling[p], into[p], 0.4, 0.05)
+        s, imp, exp = _arbitrage(S[p], lr[p], want[p], controlling[p], into[p], 0.4, 0.05,
+                                 priced)
         np.testing.assert_allclose(s, S_ref[p], rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(imp, imp_ref[p], rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(exp, exp_ref[p], rtol=1e-12, atol=1e-9)
@@ -123,7 +127,8 @@ def test_arbitrage_matches(engine):
 def test_arbitrage_by_hand():
     """Two markets, one item: 100 t beyond home wants at o, d priced at 2x o's ratio, margin
     5%, rate 0.5: o sells 0.5 x 100 x (1 - 1.05 / 2) = 23.75 t to d. Within the margin, from
-    a controlling market or into a closed one, nothing moves."""
+    a controlling market, into a closed one or into one that does not use the item, nothing
+    moves."""
     S, want = np.array([[150.0], [10.0]]), np.array([[50.0], [10.0]])
     lr = np.log(np.array([[1.0], [2.0]]))
     free, open_ = np.zeros(2, bool), np.ones(2)
@@ -135,6 +140,8 @@ def test_arbitrage_by_hand():
     assert _arbitrage(S, lr, want, np.array([True, False]), open_, 0.5, 0.05)[2].sum() == 0.0
     assert _arbitrage(S, lr, want, free, np.array([1.0, 0.0]), 0.5, 0.05)[2].sum() == 0.0
     assert _arbitrage(S, lr, want, free, open_, 0.0, 0.05)[2].sum() == 0.0  # off
+    unused = np.array([[1.0], [0.0]])  # d does not use (price) the item: it buys none
+    assert _arbitrage(S, lr, want, free, open_, 0.5, 0.05, unused)[2].sum() == 0.0
 
 
 def test_use_matches(engine):

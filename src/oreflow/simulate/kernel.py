@@ -337,15 +337,16 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
 
 
 @njit(**JIT)
-def arbitrage(S, lr, want_item, controlling, into, rate, log_margin, out_imp, out_exp,
-              sell, gap):
+def arbitrage(S, lr, want_item, priced, controlling, into, rate, log_margin, out_imp,
+              out_exp, sell, gap):
     """Merchants in a market that controls nothing sell the stock they hold beyond their
     home wants (`sell`, taken before any of this month's arbitrage) to markets whose price,
     relative to base, exceeds theirs by more than the trade margin: a share `rate` a month,
     split over the dearer markets by their gaps g = 1 - (1 + margin) p_o / p_d (scaled down
     when the gaps add up to more than 1). `into` [M] is the share a market may receive (a
-    destination-specific control lets in its leakage). Prices are compared relative to
-    base: the base year is taken as free of arbitrage. Scratch: sell, gap [M]."""
+    destination-specific control lets in its leakage); a market buys only items it prices
+    (`priced` [M, I] > 0: it uses them). Prices are compared relative to base: the base year
+    is taken as free of arbitrage. Scratch: sell, gap [M]."""
     M, I = S.shape
     if rate <= 0.0:
         return
@@ -359,7 +360,7 @@ def arbitrage(S, lr, want_item, controlling, into, rate, log_margin, out_imp, ou
             for d in range(M):
                 gap[d] = 0.0
                 x = lr[o, i] - lr[d, i] + log_margin
-                if d != o and into[d] > 0.0 and x < 0.0:
+                if d != o and into[d] > 0.0 and priced[d, i] > 0.0 and x < 0.0:
                     gap[d] = 1.0 - np.exp(x)
                     total += gap[d]
             if total <= 0.0:
@@ -735,8 +736,8 @@ def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
         for k in range(K):
             if ctl_active[k]:
                 into[d] *= 1.0 - ctl.target[k, d] * (1.0 - ctl.leakage[k])
-    arbitrage(S, lr, want_item, controlling, into, st.par[11], st.par[12], out_imp, out_exp,
-              spare, gap)
+    arbitrage(S, lr, want_item, st.ratio0, controlling, into, st.par[11], st.par[12],
+              out_imp, out_exp, spare, gap)
     use(S, B, st.B0, st.demand0, out_want, ask, st.line_order, st.cls_ptr, st.cls_item,
         st.cls_first, st.frac_grid_step, st.frac_left, st.cdf, st.bucket_lo, st.bucket_hi,
         out_del, out_cons)  # 6

@@ -110,16 +110,17 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, active, ctl_origin,
     return S, imp, exp, short
 
 
-def arbitrage(S, lr, want_item, controlling, into, rate, margin):
-    """S, lr, want_item [P, M, I]; controlling [P, M] (bool); into [P, M]. Markets that
-    control nothing sell a share `rate` of their stock beyond home wants to markets priced
-    (relative to base) above theirs by more than `margin`, split by the gaps
+def arbitrage(S, lr, want_item, priced, controlling, into, rate, margin):
+    """S, lr, want_item [P, M, I]; priced [M, I]; controlling [P, M] (bool); into [P, M].
+    Markets that control nothing sell a share `rate` of their stock beyond home wants to
+    markets that price the item (relative to base) above theirs by more than `margin`, split
+    by the gaps
     1 - (1 + margin) p_o / p_d. Returns S, imports, exports [P, M, I] (as `kernel.arbitrage`)."""
     M = S.shape[1]
     sell = np.where(controlling[:, :, None], 0.0, S - want_item)
     x = lr[:, :, None, :] - lr[:, None, :, :] + np.log1p(margin)  # [P, o, d, I]
     ok = ((x < 0.0) & (into[:, None, :, None] > 0.0) & ~np.eye(M, dtype=bool)[None, :, :, None]
-          & (sell[:, :, None, :] > 0.0))
+          & (sell[:, :, None, :] > 0.0) & (priced > 0.0)[None, None, :, :])
     gap = np.where(ok, 1.0 - np.exp(np.minimum(x, 0.0)), 0.0)
     scale = rate * np.maximum(sell, 0.0) / np.maximum(gap.sum(2), 1.0)  # [P, o, I]
     flow = scale[:, :, None, :] * gap * into[:, None, :, None]
