@@ -1039,13 +1039,7 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
 
     fit = draw(paths, seed_fit)
     econ = economy(net, perspective, terms, fit.base)
-    if elements is not None:
-        unknown = [e for e in elements if e not in econ.elements]
-        if unknown:
-            raise PlanError(f"unknown element(s) {', '.join(unknown)}: choose from "
-                            f"{', '.join(econ.elements)}")
-        keep = np.isin(econ.elements, elements)
-        econ = dataclasses.replace(econ, allowed=econ.allowed & keep[:, None])
+    econ = only_elements(econ, elements)
     days = _parse_days(min_days, econ.elements)
     seg_fit, w_fit = merge_identical(segment(fit, econ, monthly), fit.weight)
     use_benders = method == "benders" or (method == "auto" and not monthly
@@ -1106,6 +1100,18 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
                       "file": sweep.label, "sha256": sweep.sha256, "param_draws": param_draws,
                       "parameters": [p.name for p in sweep.params]},
                   "dataset_version": net.dataset.version})
+
+
+def only_elements(econ: Economy, elements: list[str] | None) -> Economy:
+    """The economy with purchases allowed only of `elements` (None: all of them)."""
+    if elements is None:
+        return econ
+    unknown = [e for e in elements if e not in econ.elements]
+    if unknown:
+        raise PlanError(f"unknown element(s) {', '.join(unknown)}: choose from "
+                        f"{', '.join(econ.elements)}")
+    keep = np.isin(econ.elements, elements)
+    return dataclasses.replace(econ, allowed=econ.allowed & keep[:, None])
 
 
 def _check_plan_args(budget_usd, cvar_weight, cvar_alpha, paths, eval_paths, months,

@@ -26,7 +26,6 @@ same numbers the engine starts from.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from oreflow.stockpile import (
     economy,
     loss_without_releases,
     merge_identical,
+    only_elements,
     parse_scenario_weights,
     resolve_plan_perspective,
     segment,
@@ -387,14 +387,7 @@ def plan_basket(budget_usd: float = 12e9, commodities=("REE",), perspective: str
         fit = simulate_unmet(mixes[c], paths, seed_fit, months, perspective, net,
                              commodity=chain)
         if c == REE:
-            econ = economy(net, perspective, terms, fit.base)
-            if elements is not None:
-                unknown = [e for e in elements if e not in econ.elements]
-                if unknown:
-                    raise PlanError(f"unknown element(s) {', '.join(unknown)}: choose from "
-                                    f"{', '.join(econ.elements)}")
-                keep = np.isin(econ.elements, elements)
-                econ = dataclasses.replace(econ, allowed=econ.allowed & keep[:, None])
+            econ = only_elements(economy(net, perspective, terms, fit.base), elements)
             dmin = days_by[c]
             if isinstance(dmin, dict):
                 _, dmin = _resolve_element_names(net, None, dmin)

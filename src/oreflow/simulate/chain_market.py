@@ -37,7 +37,7 @@ from oreflow.simulate.market import (
     MarketError,
     _check,
     market_codes,
-    market_of,
+    market_map,
 )
 
 SLOTS = ("separation", "metal")
@@ -110,12 +110,9 @@ def _chain_market_base(key: _Key) -> MarketBase:
     cm, controller = key.markets, key.controller
     ds = cm.dataset
     m = 1.0 / MONTHS_PER_YEAR
-    regions = market_codes(ds)
     nets = cm.regions
-    of = market_of(ds, nets)
+    regions, onehot = market_map(ds, nets)
     R, M, E = len(nets), len(regions), len(cm.chains)
-    onehot = np.zeros((R, M))
-    onehot[np.arange(R), [regions.index(of[r]) for r in nets]] = 1.0
     I = 2 * E
     yields = {"separation": [], "metal": []}
     mine = np.zeros((R, E))
@@ -175,7 +172,7 @@ def _chain_market_base(key: _Key) -> MarketBase:
                     eps.append(-_par(ds, "substitution_elasticity"))
                 lines.append((sectors.index(name), k * E + e))
                 dm = np.zeros(M)
-                np.add.at(dm, [regions.index(of[r]) for r in net.regions], d * m)
+                np.add.at(dm, onehot[[nets.index(r) for r in net.regions]].argmax(1), d * m)
                 demand0.append(dm)
         unused = [st for st in net.stages if st not in (sep, met)
                   and float(net.end_use_t.sel(stage=st).sum()) > 0]

@@ -146,6 +146,16 @@ def market_base(network: Network, controller: str = "CHN") -> MarketBase:
     return _market_base(_Key(network.dataset.version, network.year, controller, network))
 
 
+def market_map(dataset, nets: list[str]) -> tuple[list[str], np.ndarray]:
+    """The market regions in result order and the [R, M] one-hot map of the network's
+    regions `nets` onto them."""
+    regions = market_codes(dataset)
+    of = market_of(dataset, nets)
+    onehot = np.zeros((len(nets), len(regions)))
+    onehot[np.arange(len(nets)), [regions.index(of[r]) for r in nets]] = 1.0
+    return regions, onehot
+
+
 def _agg(matrix: np.ndarray, onehot: np.ndarray, axis: int) -> np.ndarray:
     """Sum a network-region axis into market regions: onehot [R, M]."""
     return np.moveaxis(np.tensordot(np.moveaxis(matrix, axis, -1), onehot, axes=1), -1, axis)
@@ -156,12 +166,9 @@ def _market_base(key: _Key) -> MarketBase:
     net, controller = key.network, key.controller
     ds = net.dataset
     m = 1.0 / MONTHS_PER_YEAR
-    regions = market_codes(ds)
     nets = net.regions
-    of = market_of(ds, nets)
+    regions, onehot = market_map(ds, nets)
     R, M = len(nets), len(regions)
-    onehot = np.zeros((R, M))
-    onehot[np.arange(R), [regions.index(of[r]) for r in nets]] = 1.0
     # elements with a base-year flow (Pm and Sc have none)
     flow = net.mine_t.sum("region") + net.demand_t.sum(("sector", "region"))
     elements = [e for e in net.elements if float(flow.sel(element=e)) > 0]
@@ -237,7 +244,7 @@ def _market_base(key: _Key) -> MarketBase:
     # only, swarf and unrecorded supply come on top)
     swarf_m = _agg(el(net.swarf_secondary_t, "region"), onehot, 1).T * m  # [M, E]
     unrec_m = np.zeros((M, E))
-    unrec_m[regions.index(of[UNRECORDED_REGION])] = unrec * m
+    unrec_m[onehot[nets.index(UNRECORDED_REGION)].argmax()] = unrec * m
     cap0 = cap_m.copy()
     cap0[:, :E] += unrec_m / float(util["separation"])
     I = 2 * E + G
