@@ -196,15 +196,12 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
     brings this month (the correction to this month's imports as a guide to the coming
     months). Where `quota0` [K, links] is positive the control is a quota: a link ships at
     most `approval` x quota0 (its base-year flow) of what is decided."""
-    M, I = out_filed.shape
     Lq = queue.shape[0]
     K = ctl_ptr.shape[0] - 1
-    for d in range(M):
-        for i in range(I):
-            out_filed[d, i] = 0.0
-            out_approved[d, i] = 0.0
-            out_pipeline[d, i] = 0.0
-            out_expected[d, i] = 0.0
+    out_filed[:] = 0.0
+    out_approved[:] = 0.0
+    out_pipeline[:] = 0.0
+    out_expected[:] = 0.0
     for k in range(K):
         n0 = review_n0[k]
         fr = review_frac[k]
@@ -257,12 +254,10 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
     M, I = S.shape
     NL = link_o.shape[0]
     K = ctl_origin.shape[0]
-    for m in range(M):
-        for i in range(I):
-            out_imp[m, i] = 0.0
-            out_exp[m, i] = 0.0
-            asked_out[m, i] = 0.0
-            fill_out[m, i] = 1.0
+    out_imp[:] = 0.0
+    out_exp[:] = 0.0
+    asked_out[:] = 0.0
+    fill_out[:] = 1.0
     for j in range(NL):
         asked_out[link_o[j], link_i[j]] += eff[j]
     for o in range(M):
