@@ -161,6 +161,21 @@ def test_eu_rows_carry_element_inputs(network, dataset):
     assert (t.loc[t["element"] == "REO", "si_sr_status"] == "assumption").all()
 
 
+def test_reo_row_carries_the_weakest_input_status():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from oreflow.risk import _eu_input_status
+
+    crit = pd.DataFrame({"element": ["Dy", "Nd", "Dy", "Nd"],
+                         "parameter": ["si_sr", "si_sr", "eol_rir", "eol_rir"],
+                         "status": ["reported", "estimate", "reported", "reported"]})
+    st = _eu_input_status(SimpleNamespace(dataset={"eu_criticality": crit}))
+    assert st["si_sr"] == {"Dy": "reported", "Nd": "estimate", "REO": "estimate"}
+    assert st["eol_rir"]["REO"] == "reported"
+
+
 def test_eu_sr_by_hand_for_nd_separation(network, dataset):
     """One row recomputed from its parts: global shares, the EU's sourcing from the sources
     view, WGI, t_c, reliance, and the EC inputs of Nd."""

@@ -34,6 +34,20 @@ def test_baseline_has_no_physical_shortage_and_flat_prices(baseline):
     assert baseline.attrs["max_rel_balance_residual"] < 1e-9
 
 
+def test_shortage_by_element_and_by_sector_are_the_same_tonnes(network):
+    """Physical shortage and demand reduction are counted once, in t of element: summed over
+    elements and over sectors they agree in every path and region, and they are different
+    quantities (under the 2025 licences buyers both run short and give up demand)."""
+    ds = run_stress("licensing-2025-04", paths=16, seed=4, network=network)
+    for el, sec in (("unmet_physical_element_t", "unmet_physical_t"),
+                    ("demand_reduction_element_t", "demand_reduction_t")):
+        np.testing.assert_allclose(ds[el].sum("element"), ds[sec].sum("sector"),
+                                   rtol=1e-9, atol=1e-9)
+    phys = float(ds["unmet_physical_t"].sum())
+    red = float(ds["demand_reduction_t"].sum())
+    assert phys > 0 and red > 0 and abs(phys - red) > 0.1 * max(phys, red)
+
+
 @pytest.mark.parametrize("name", builtin_names())
 def test_independent_balance_holds_in_every_builtin_scenario(network, name):
     """Stocks rebuilt from cumulative flows (BalanceCheck) agree with the stocks the step
