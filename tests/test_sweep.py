@@ -274,6 +274,11 @@ def test_sobol_indices_of_the_ishigami_function_match_the_analytic_values(networ
         got, ci = r[k][0], r[f"{k}_conf"][0]
         assert np.all(np.abs(got - exact) <= ci), (k, got, exact, ci)
         assert np.all(ci < 0.1)  # and the intervals are tight enough to mean something
+    # the bootstrap intervals are reproducible: the same values and seed, the same intervals
+    # (seed 0 included), another seed other resamples
+    again, other = sobol_indices(y, 3, seed=0), sobol_indices(y, 3, seed=1)
+    assert np.array_equal(again["ST_conf"], r["ST_conf"])
+    assert not np.array_equal(other["ST_conf"], r["ST_conf"])
 
 
 def test_sobol_of_a_constant_output_is_nan_not_zero():

@@ -37,8 +37,9 @@ def sobol_indices(Y: np.ndarray, dims: int, seed: int = 0,
             # bootstrap resamples of an output that is constant on most points; the
             # indices are still defined (the output varies over the whole design)
             warnings.filterwarnings("ignore", message="Constant values encountered")
+            # seed + 1: SALib treats a seed of 0 as "no seed" and resamples at random
             r = sobol.analyze(problem, y, calc_second_order=False, num_resamples=RESAMPLES,
-                              conf_level=conf_level, seed=seed)
+                              conf_level=conf_level, seed=seed + 1)
         for k in out:
             out[k][j] = np.asarray(r[k], float)
     return out
