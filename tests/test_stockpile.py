@@ -247,6 +247,7 @@ def test_min_days_rule(net):
     ({"scenarios": "no-such-scenario"}, "no-such-scenario"),
     ({"scenarios": "quota-2010:-1"}, "must be a number >= 0"),
     ({"paths": 0}, "paths must be a whole number >= 1"),
+    ({"seed": -1}, "seed must be a whole number >= 0"),
     ({"budget_usd": 1e6, "min_days": 365.0}, "infeasible"),
 ])
 def test_bad_input(net, kwargs, message):

@@ -378,7 +378,7 @@ def scenario_validate(path: str = typer.Argument(..., help="built-in name or YAM
 @app.command()
 def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML file"),
            paths: int = typer.Option(1000, "--paths", min=1, max=10_000_000),
-           seed: int = typer.Option(0, "--seed"),
+           seed: int = typer.Option(0, "--seed", min=0, help="random seed (>= 0)"),
            months: int = typer.Option(None, "--months", min=1, max=600),
            perspective: str = typer.Option(None, "--perspective", "-p",
                                            help="read sector figures for a region or bloc "
@@ -564,7 +564,7 @@ def stockpile_plan(
                                            "disruption scenarios, equal weights)"),
         paths: int = typer.Option(2000, "--paths", help="paths to optimise over"),
         eval_paths: int = typer.Option(2000, "--eval-paths", help="fresh paths to score on"),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(0, "--seed", min=0, help="random seed (>= 0)"),
         months: int = typer.Option(60, "--months", help="horizon of every scenario"),
         cvar_weight: float = typer.Option(0.0, "--cvar-weight",
                                           help="0 = expected value only, 1 = CVaR only"),
@@ -811,8 +811,10 @@ def validate(out_file: Path = typer.Option(Path("docs/validation.md"), "--out", 
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(","))
+        if any(s < 0 for s in seed_list):
+            raise ValueError
     except ValueError:
-        fail(f"--seeds {seeds!r}: give comma-separated integers, e.g. 1,2,3")
+        fail(f"--seeds {seeds!r}: give comma-separated integers >= 0, e.g. 1,2,3")
     try:
         tab = run_validation(out_file, seeds=seed_list, paths=paths)
     except OSError as e:

@@ -1013,7 +1013,8 @@ def plan_stockpile(budget_usd: float = 12e9, perspective: str = "USA",
     scenarios, and score on fresh parameter draws. `method`: "monolithic" (one LP),
     "benders" (path decomposition, `stockpile_benders`) or "auto" (Benders from
     BENDERS_FROM_PATHS distinct paths)."""
-    _check_plan_args(budget_usd, cvar_weight, cvar_alpha, paths, eval_paths, months, method)
+    _check_plan_args(budget_usd, cvar_weight, cvar_alpha, paths, eval_paths, months, method,
+                     seed)
     net = network if network is not None else Network.from_dataset()
     if sweep is not None:
         if scenarios is not None:
@@ -1115,8 +1116,10 @@ def only_elements(econ: Economy, elements: list[str] | None) -> Economy:
 
 
 def _check_plan_args(budget_usd, cvar_weight, cvar_alpha, paths, eval_paths, months,
-                     method) -> None:
+                     method, seed) -> None:
     """The arguments every plan shares, checked before any path is simulated."""
+    if int(seed) != seed or seed < 0:
+        raise PlanError(f"seed must be a whole number >= 0, got {seed}")
     _check(budget_usd, "budget_usd", lo=0.0)
     _check(cvar_weight, "cvar_weight", lo=0.0, hi=1.0)
     if not (0.0 < cvar_alpha < 1.0):

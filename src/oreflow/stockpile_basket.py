@@ -362,7 +362,8 @@ def plan_basket(budget_usd: float = 12e9, commodities=("REE",), perspective: str
                 method: str = "auto") -> BasketPlan:
     """Plan one stockpile across `commodities` (ids of chains.csv, any case or alias) with
     one budget, and score it, the flat rule and nothing on fresh paths of each commodity."""
-    _check_plan_args(budget_usd, cvar_weight, cvar_alpha, paths, eval_paths, months, method)
+    _check_plan_args(budget_usd, cvar_weight, cvar_alpha, paths, eval_paths, months, method,
+                     seed)
     if method == "benders":
         raise PlanError("--method benders decomposes one commodity's plan; with --commodities "
                         "the plan is one LP across commodities (auto or monolithic)")
