@@ -115,3 +115,34 @@ def test_cli_stress_json_has_the_rare_earth_keys():
     ga, ree = json.loads(a.stdout), json.loads(b.stdout)
     assert set(ga) == set(ree)
     assert set(ga["price_peak_ratio"]) == {"Ga", "Ge"}
+
+
+def test_a_region_without_use_reports_no_price_and_no_shortage(network):
+    """USGS records antimony use for the USA and China only (the rest is in OTH): the EU,
+    Japan, Korea and India use none in the base year, so they get no price multiple and no
+    shortage figure (null, with a note), not a multiple of an unused price or a zero that
+    reads as 'unaffected'. The outside price, weighted by use, is unchanged by it."""
+    ds = run_stress("antimony-2024-09", paths=10, seed=2, network=network)
+    base = chain_market_base(chain_markets(network.dataset, ["Sb"]))
+    unused = [r for m, r in enumerate(base.regions)
+              if base.use0[m].sum() <= 0 and base.demand0[m].sum() <= 0]
+    assert set(unused) == {"EU", "JPN", "KOR", "IND"}
+    out = summary(ds)
+    for r in unused:
+        assert out["price_peak_ratio"]["Sb"][r] is None
+        assert out["unmet_physical_t_by_region"][r] is None
+        assert out["demand_reduction_t_by_region"][r] is None
+    assert out["price_peak_ratio"]["Sb"]["USA"] > 1.0
+    assert out["unmet_physical_t_by_region"]["USA"] > 0
+    assert any("EU, JPN, KOR, IND have no end use" in n for n in out["notes"])
+    eu = summary(ds, "EU", ["EU"])
+    assert any(n.startswith("the perspective's regions (EU)") for n in eu["notes"])
+    usa = summary(ds, "USA", ["USA"])["notes"]
+    assert not any(n.startswith("the perspective's regions") for n in usa)
+
+
+def test_every_rare_earth_region_is_priced(network):
+    """Every market region uses rare earths: no price is withheld and no note is added."""
+    ds = run_stress("licensing-2025-04", paths=4, months=2, seed=1, network=network)
+    assert not any("no end use" in n for n in summary(ds)["notes"])
+    assert float((ds["base_price_usd_per_kg"].sel(element="Dy") > 0).all()) == 1

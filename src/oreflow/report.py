@@ -221,7 +221,8 @@ def _default_element(ds: xr.Dataset, elements: list[str]) -> str:
     ctrl = ds.attrs["controller"]
     outside = [r for r in ds["region"].values if r != ctrl]
     peak = ds["price_peak_ratio_outside"].median("path").fillna(1.0)
-    price = ds["base_price_usd_per_kg"].sel(region=outside).mean("region")
+    base = ds["base_price_usd_per_kg"].sel(region=outside)
+    price = base.where(base > 0).mean("region").fillna(0.0)  # over the regions that use it
     use = ds["use_t"].sel(quantile=0.5, region=outside).sum(("month", "region"))
     value = price * use
 
@@ -365,14 +366,15 @@ def sector_table(ds: xr.Dataset) -> pd.DataFrame:
 def region_table(ds: xr.Dataset) -> pd.DataFrame:
     """Per market region: physical shortage and demand reduction over the horizon (median,
     t of element) and the median week its first sector stops."""
+    used = (ds["need_t"].sum("sector").max("path") > 0).values  # no end use: n/a, not 0
     phys = ds["unmet_physical_t"].sum("sector")
     red = ds["demand_reduction_t"].sum("sector")
     first = ds["first_stoppage_week"].min("sector").median("path")
     return pd.DataFrame({
         "region": [str(r) for r in ds["region"].values],
-        "unmet_physical_t_p50": phys.median("path").values,
-        "unmet_physical_t_p95": phys.quantile(0.95, "path").values,
-        "demand_reduction_t_p50": red.median("path").values,
+        "unmet_physical_t_p50": np.where(used, phys.median("path").values, np.nan),
+        "unmet_physical_t_p95": np.where(used, phys.quantile(0.95, "path").values, np.nan),
+        "demand_reduction_t_p50": np.where(used, red.median("path").values, np.nan),
         "first_stoppage_week_p50": np.where(np.isfinite(first.values), first.values, np.nan),
     })
 

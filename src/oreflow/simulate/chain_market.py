@@ -205,6 +205,16 @@ def _chain_market_base(key: _Key) -> MarketBase:
     demand0 = np.array(demand0).T  # [M, L]
     line_sector = np.array([s for s, _ in lines])
     line_item = np.array([i for _, i in lines])
+    # a region outside the controller that uses a commodity in no form (neither end use nor
+    # the next stage's input) has no buyers' price: the chains' data (USGS) record use for a
+    # few countries and count the rest in XOT (OTH), so EU, JPN, KOR or IND may appear only as
+    # producers; a price multiple there would describe no buyer (the result reports none)
+    end_use = np.zeros((M, E))
+    for n_, (_, item) in enumerate(lines):
+        end_use[:, item % E] += demand0[:, n_]
+    no_buyers = (end_use <= 0) & (use0[:, :E] + use0[:, E:] <= 0)
+    no_buyers[regions.index(controller)] = False
+    price0[no_buyers] = 0.0
     base = MarketBase(
         regions=regions, controller=controller, elements=list(cm.chains), grades=[],
         sectors=sectors, network_regions=list(nets), region_market=onehot.argmax(1),

@@ -311,8 +311,10 @@ class Engine:
             for obs in observers:
                 obs.on_month(view)
             # responses outside the month kernel: new supply after its lead time, recycling
-            r_out = (np.exp(st["lr"][:, :, :E])
-                     * self.outside_weight[None]).sum(1)  # [P, E] outside price ratio
+            # [P, E] outside price ratio (exp of a contiguous copy: numpy's vector loop)
+            r_out = np.exp(np.ascontiguousarray(st["lr"][:, :, :E]))
+            r_out *= self.outside_weight[None]
+            r_out = r_out.sum(1)
             signal_hist[t % (lead + 1)] = r_out
             full = beh.substitution_full_price_ratio
             ramp = np.clip((signal_hist[(t + 1) % (lead + 1)] - 1.0) / (full - 1.0), 0.0, 1.0)

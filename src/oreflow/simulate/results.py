@@ -142,6 +142,13 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
     by_region_red = ds["demand_reduction_t"].sum("sector").median("path")
     first_region = ds["first_stoppage_week"].min("sector").median("path")
     sectors = [str(s) for s in ds["sector"].values]
+    # a region without end use has no shortage to report: null, not a reassuring zero
+    used = ds["need_t"].sum("sector").max("path") > 0
+    users = {r for r in regions if bool(used.sel(region=r))}
+    notes = json.loads(ds.attrs.get("notes", "[]"))
+    if markets and not users & set(sel):
+        notes.append(f"the perspective's regions ({', '.join(sel)}) have no end use in this "
+                     "run's base year: its shortage figures are zero by construction")
     out = {
         "scenario": ds.attrs["scenario"],
         "paths": int(ds.attrs["paths"]),
@@ -160,16 +167,19 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
         "unmet_physical_t_p95": {s: _num(phys.sel(sector=s).quantile(0.95, "path"))
                                  for s in sectors},
         "demand_reduction_t": {s: _num(red.sel(sector=s).median("path")) for s in sectors},
-        "unmet_physical_t_by_region": {r: _num(by_region_phys.sel(region=r)) for r in regions},
-        "demand_reduction_t_by_region": {r: _num(by_region_red.sel(region=r)) for r in regions},
+        "unmet_physical_t_by_region": {r: _num(by_region_phys.sel(region=r)) if r in users
+                                       else None for r in regions},
+        "demand_reduction_t_by_region": {r: _num(by_region_red.sel(region=r)) if r in users
+                                         else None for r in regions},
         "first_stoppage_week_by_region": {r: _num(first_region.sel(region=r), True)
                                           for r in regions},
         "price_at_cap_share": price_at_cap_share(ds),
-        "notes": json.loads(ds.attrs.get("notes", "[]")),
+        "notes": notes,
         "units": {
             "price_peak_ratio": f"median over paths of the peak monthly oxide price / base "
                                 f"price; keys: the controller ({ctrl}), {OUTSIDE} (every region "
-                                f"outside it, weighted by base use) and each market region",
+                                f"outside it, weighted by base use) and each market region "
+                                "(null: no base price there: no end use in the base year)",
             "shortfall_t": "t element over the horizon, median over paths: physical shortage "
                            "(wanted, not delivered) in the perspective's regions",
             "first_shortfall_week": "weeks after the first shock until a sector first loses "
@@ -177,8 +187,10 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
                                     "null: not on the median path)",
             "unmet_physical_t": "t element, physical shortage, median over paths",
             "demand_reduction_t": "t element given up because of price (not a shortage)",
-            "unmet_physical_t_by_region": "t element over the horizon, all sectors, median",
-            "demand_reduction_t_by_region": "t element over the horizon, all sectors, median",
+            "unmet_physical_t_by_region": "t element over the horizon, all sectors, median "
+                                          "(null: the region has no end use in the base year)",
+            "demand_reduction_t_by_region": "t element over the horizon, all sectors, median "
+                                            "(null: no end use in the base year)",
             "first_stoppage_week_by_region": "weeks until the first sector of the region "
                                              "stops (median; null: none)",
             "price_at_cap_share": "share of paths whose peak price, in any region, reaches the "

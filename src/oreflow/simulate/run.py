@@ -125,6 +125,7 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
                     notes.append("a control on magnets covers the grades that contain a "
                                  f"controlled element: {', '.join(c.widened)}")
         engine.run_block(idx, watchers, tick)
+    notes.extend(unpriced_notes(base))
     if beh.arbitrage_rate <= 0 and len(base.regions) > 2:
         notes.append("prices of the importing regions are linked only by re-sourcing unmet "
                      "requests from spare stock, not by arbitrage (arbitrage_rate 0, an "
@@ -135,6 +136,22 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
     ds.attrs.update(arbitrage_rate=float(beh.arbitrage_rate),
                     arbitrage_margin=float(beh.arbitrage_margin))
     return check_result_finite(ds, f"scenario {sc.name!r}")
+
+
+def unpriced_notes(base) -> list[str]:
+    """A note per element priced somewhere but not in every region outside the controller:
+    those regions have no end use of it in the base year, so no price and no shortage."""
+    notes = []
+    for e, name in enumerate(base.elements):
+        p = base.price0[:, e]
+        none = [r for m, r in enumerate(base.regions)
+                if p[m] <= 0 and r != base.controller]
+        if none and (p > 0).any():
+            notes.append(f"{name}: {', '.join(none)} have no end use of it in the base year "
+                         "(the data count their use, if any, in OTH, the rest of the world): no "
+                         "price is reported for them, and their shortage is zero by "
+                         "construction, not a finding")
+    return notes
 
 
 COVER_STOCKS = {"target_cover_months": "stock0", "buyer_cover_months": "buyer_stock0"}
