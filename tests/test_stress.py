@@ -111,6 +111,18 @@ def test_results_do_not_depend_on_chunks_or_blocks(network):
         np.testing.assert_array_equal(joined, a[v].values, err_msg=v)
 
 
+def test_a_run_without_bands_has_the_same_totals_and_headline(network):
+    """The monthly bands only feed the report and saved files: skipping them changes no
+    per-path total and no headline figure."""
+    a = run_stress("licensing-2025-04", paths=30, seed=4, months=12, network=network)
+    b = run_stress("licensing-2025-04", paths=30, seed=4, months=12, network=network,
+                   bands=False)
+    assert "price_usd_per_kg" in a and "price_usd_per_kg" not in b
+    for v in b.data_vars:
+        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+    assert json.dumps(summary(a)) == json.dumps(summary(b))
+
+
 def test_same_seed_same_result_other_seed_other_draws(network):
     a = run_stress("licensing-2025-04", paths=20, seed=7, network=network, months=12)
     b = run_stress("licensing-2025-04", paths=20, seed=7, network=network, months=12)

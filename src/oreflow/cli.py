@@ -415,7 +415,8 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
         check_run_memory(paths, months or sc.months, len(sc.shocks), len(net.elements),
                          memory_budget(max_memory))
         ds = _run_with_progress(run_stress, sc, paths, seed, months, net,
-                                quiet=fmt is not Format.table, sha=sha)
+                                quiet=fmt is not Format.table, sha=sha,
+                                bands=out_file is not None)  # only a saved result shows them
         markets, note = (perspective_markets(_stress_base(net, sc, ds.attrs["controller"]),
                                              net.dataset, perspective)
                          if perspective else (None, ""))
@@ -458,18 +459,18 @@ def _stress_base(net, sc, controller: str):
 
 
 def _run_with_progress(run_stress, scenario, paths, seed, months, net, quiet: bool,
-                       sha: str = ""):
+                       sha: str = "", bands: bool = True):
     """Run with a progress bar on long runs."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     if quiet or paths * (months or 36) < 200_000:
         return run_stress(scenario, paths=paths, seed=seed, months=months, network=net,
-                          scenario_sha256=sha)
+                          scenario_sha256=sha, bands=bands)
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task("run", total=1.0)
         return run_stress(scenario, paths=paths, seed=seed, months=months, network=net,
-                          scenario_sha256=sha,
+                          scenario_sha256=sha, bands=bands,
                           progress=lambda d, t: bar.update(task, completed=d / t))
 
 

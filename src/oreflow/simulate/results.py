@@ -81,7 +81,7 @@ def assemble(summary_obs, bands: dict, base, scenario, seed: int, sha: str, vers
         "controller": b.controller, "dataset_version": version,
         "max_rel_balance_residual": float(max_resid), "engine": ENGINE,
         "leakage": float(leakage), "notes": json.dumps(notes), "price_cap": float(price_cap),
-        "band_paths": int(min(p.peak.shape[0], _band_paths())),
+        "band_paths": int(min(p.peak.shape[0], _band_paths())) if bands else 0,
         "oreflow_version": _version(),
     })
     return ds
