@@ -148,7 +148,7 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
     notes = json.loads(ds.attrs.get("notes", "[]"))
     if markets and not users & set(sel):
         notes.append(f"the perspective's regions ({', '.join(sel)}) have no end use in this "
-                     "run's base year: its shortage figures are zero by construction")
+                     "run's base year: their shortage figures are zero by construction")
     out = {
         "scenario": ds.attrs["scenario"],
         "paths": int(ds.attrs["paths"]),

@@ -142,16 +142,16 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
 
 def unpriced_notes(base) -> list[str]:
     """A note per element priced somewhere but not in every region outside the controller:
-    those regions have no end use of it in the base year, so no price and no shortage."""
+    those regions use none of it in the base year, so they have no price and no shortage."""
     notes = []
     for e, name in enumerate(base.elements):
         p = base.price0[:, e]
         none = [r for m, r in enumerate(base.regions)
                 if p[m] <= 0 and r != base.controller]
         if none and (p > 0).any():
-            notes.append(f"{name}: {', '.join(none)} have no end use of it in the base year "
-                         "(the data count their use, if any, in OTH, the rest of the world): no "
-                         "price is reported for them, and their shortage is zero by "
+            notes.append(f"{name}: {', '.join(none)} use none of it in the base year, in "
+                         "any form (the data count their use, if any, in OTH, the rest of the "
+                         "world): no price is reported for them, and their shortage is zero by "
                          "construction, not a finding")
     return notes
 
