@@ -582,7 +582,7 @@ def stockpile_plan(
                                              "hypercube), for fitting and, fresh, for scoring"),
         method: str = typer.Option("auto", "--method",
                                    help="monolithic (one LP), benders (path decomposition) or "
-                                        "auto (benders from 1,000 distinct paths)"),
+                                        "auto (benders from 600 distinct paths)"),
         commodities: str = typer.Option(
             None, "--commodities",
             help="plan one budget across these commodities, e.g. REE,Ga,Ge,Sb,W,graphite,Co,"

@@ -586,9 +586,11 @@ def merge_identical(seg: Segments, weight: np.ndarray) -> tuple[Segments, np.nda
 
 MUSD = 1e6
 """The LP counts money in millions of USD: keeps HiGHS's coefficients near 1."""
-BENDERS_FROM_PATHS = 1_000
+BENDERS_FROM_PATHS = 600
 """From this many distinct paths `plan_stockpile` solves by path decomposition (faster and
-growing about linearly in paths; tests/test_stockpile_benders.py: the same optimum)."""
+growing about linearly in paths; tests/test_stockpile_benders.py: the same optimum). Measured
+by benchmarks/bench_stockpile.py: the aggregated LP is faster at 402 distinct paths, the
+decomposition at 802 (docs/stockpile.md)."""
 HIGHS_OPTIONS: dict = {}
 """Extra HiGHS options for every solve."""
 TIE_BREAK = 1e-9
