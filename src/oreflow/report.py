@@ -381,7 +381,10 @@ def region_table(ds: xr.Dataset) -> pd.DataFrame:
 
 def price_table(ds: xr.Dataset) -> pd.DataFrame:
     """Per element and region: base price and the peak price ratio p5/p50/p95 over paths."""
-    q = ds["price_peak_ratio"].quantile([0.05, 0.5, 0.95], "path")
+    peak = ds["price_peak_ratio"]
+    # a region without a base price has no peak on any path (NaN): its quantiles are NaN
+    q = peak.where(ds["base_price_usd_per_kg"] > 0, 1.0).quantile([0.05, 0.5, 0.95], "path")
+    q = q.where(ds["base_price_usd_per_kg"] > 0)
     rows = []
     for e in _active_elements(ds):
         for z in ds["region"].values:
