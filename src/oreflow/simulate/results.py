@@ -179,7 +179,8 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
             "price_peak_ratio": f"median over paths of the peak monthly oxide price / base "
                                 f"price; keys: the controller ({ctrl}), {OUTSIDE} (every region "
                                 f"outside it, weighted by base use) and each market region "
-                                "(null: no base price there: no end use in the base year)",
+                                "(null: a region that uses none of it in the base year, in "
+                                "any form, has no base price)",
             "shortfall_t": "t element over the horizon, median over paths: physical shortage "
                            "(wanted, not delivered) in the perspective's regions",
             "first_shortfall_week": "weeks after the first shock until a sector first loses "
