@@ -31,6 +31,8 @@ def test_baseline_has_no_physical_shortage_and_flat_prices(baseline):
     ratio = (price / base.where(base > 0)).values
     ratio = ratio[np.isfinite(ratio)]
     assert ratio.min() >= 0.95 and ratio.max() <= 1.05  # every zone, month and quantile
+    low = baseline["price_low_ratio"].values  # every path, not only the bands' quantiles
+    assert np.nanmin(low) >= 0.95 and np.nanmax(baseline["price_peak_ratio"].values) <= 1.05
     assert baseline.attrs["max_rel_balance_residual"] < 1e-9
 
 
@@ -197,6 +199,23 @@ def test_export_refusal_can_lower_the_price_inside(network):
     p = ds["price_usd_per_kg"].sel(quantile=0.5, region="CHN", element="Dy")
     base = float(ds["base_price_usd_per_kg"].sel(region="CHN", element="Dy"))
     assert float(p.min()) < 0.99 * base
+    # the headline shows it: the lowest inside price, while the peak stays at base
+    s = summary(ds)
+    assert s["price_low_ratio"]["Dy"]["CHN"] == pytest.approx(float(p.min()) / base, abs=0.1)
+    assert s["price_low_ratio"]["Dy"]["CHN"] < 0.99 <= s["price_peak_ratio"]["Dy"]["CHN"]
+
+
+def test_lowest_price_is_below_and_peak_above_the_first_month(network):
+    """Month 0 starts at base prices: every path's lowest ratio is at most 1 and its peak
+    at least 1, in every priced zone; both are NaN only where there is no base price."""
+    ds = run_stress("licensing-2025-04", paths=12, months=9, seed=2, network=network)
+    priced = (ds["base_price_usd_per_kg"] > 0).values[None]
+    low, peak = ds["price_low_ratio"].values, ds["price_peak_ratio"].values
+    assert (np.isnan(low) == ~priced).all() and (np.isnan(peak) == ~priced).all()
+    assert (low[np.broadcast_to(priced, low.shape)] <= 1 + 1e-12).all()
+    assert (peak[np.broadcast_to(priced, peak.shape)] >= 1 - 1e-12).all()
+    out_low, out_peak = ds["price_low_ratio_outside"].values, ds["price_peak_ratio_outside"].values
+    assert (out_low <= out_peak).all()
 
 
 def test_control_on_one_element_leaves_others_physically_whole(network):
@@ -261,12 +280,13 @@ def test_result_records_provenance_and_survives_netcdf(network, tmp_path):
 def test_summary_keys_with_a_perspective(network):
     ds = run_stress("heavy-embargo-usa-12m", paths=6, seed=1, network=network)
     s = summary(ds, "USA", ["USA"])
-    for key in ("price_peak_ratio", "shortfall_t", "first_shortfall_week",
+    for key in ("price_peak_ratio", "price_low_ratio", "shortfall_t", "first_shortfall_week",
                 "unmet_physical_t_by_region", "demand_reduction_t_by_region",
                 "first_stoppage_week_by_region", "units"):
         assert key in s
     assert set(s["unmet_physical_t_by_region"]) == set(ds["region"].values)
     assert {"CHN", "ROW", "USA", "EU", "JPN"} <= set(s["price_peak_ratio"]["Dy"])
+    assert set(s["price_low_ratio"]["Dy"]) == set(s["price_peak_ratio"]["Dy"])
     assert s["shortfall_t"]["wind"] == pytest.approx(
         float(ds["unmet_physical_t"].sel(region="USA", sector="wind").median("path")), abs=1e-3)
 

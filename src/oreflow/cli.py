@@ -484,14 +484,18 @@ def _print_stress(result: dict, ds) -> None:
     regions = result["perspective_regions"]
     shown = [r for r in regions if r != ctrl][:3] if len(regions) < 7 else []
     rows = []
+    lows = result.get("price_low_ratio") or {}
     for e, v in result["price_peak_ratio"].items():
-        rows.append((e, v[ctrl], v["ROW"], *(v[r] for r in shown)))
-    cols = ["element", f"peak_x_{ctrl}", "peak_x_outside", *(f"peak_x_{r}" for r in shown)]
-    peaks = pd.DataFrame(rows, columns=cols)
+        low = lows.get(e, {}).get(ctrl)
+        rows.append((e, v[ctrl], low, v["ROW"], *(v[r] for r in shown)))
+    cols = ["element", f"peak_x_{ctrl}", f"low_x_{ctrl}", "peak_x_outside",
+            *(f"peak_x_{r}" for r in shown)]
+    peaks = pd.DataFrame(rows, columns=cols).astype({c: float for c in cols[1:]})
     peaks = peaks[(peaks[cols[1:]] > 1.01).any(axis=1) | (peaks[cols[1:]] < 0.99).any(axis=1)]
     if len(peaks):
         print_frame(peaks, Format.table, digits={c: ".2f" for c in cols[1:]},
-                    title="Peak price / base price (median over paths)")
+                    title=f"Peak price / base price (median over paths; low_x_{ctrl}: the "
+                          "lowest)")
     sec = sector_table(ds)
     print_frame(sec[["sector", "unmet_physical_t_p50", "unmet_physical_t_p95",
                      "demand_reduction_t_p50", "first_stoppage_week_p50"]],

@@ -7,8 +7,8 @@ Where a non-finite value has a meaning it is allowed, and only there:
 
 - `first_shortfall_week`, `first_stoppage_week`: +inf means "never short"; NaN means no
   shock to count from (a scenario without shocks);
-- `price_peak_ratio`: NaN for an element and zone without a base price (nothing to divide by);
-  where the base price is positive it must be finite.
+- `price_peak_ratio`, `price_low_ratio`: NaN for an element and zone without a base price
+  (nothing to divide by); where the base price is positive they must be finite.
 Every other float variable, and the `max_rel_balance_residual` attribute, must be finite.
 """
 
@@ -18,7 +18,8 @@ import numpy as np
 import xarray as xr
 
 ALLOWED_NON_FINITE = {"first_shortfall_week", "first_stoppage_week"}
-RATIO_VARS = {"price_peak_ratio": "base_price_usd_per_kg"}
+RATIO_VARS = {"price_peak_ratio": "base_price_usd_per_kg",
+              "price_low_ratio": "base_price_usd_per_kg"}
 
 
 class NonFiniteResultError(ValueError):

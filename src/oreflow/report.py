@@ -380,11 +380,14 @@ def region_table(ds: xr.Dataset) -> pd.DataFrame:
 
 
 def price_table(ds: xr.Dataset) -> pd.DataFrame:
-    """Per element and region: base price and the peak price ratio p5/p50/p95 over paths."""
-    peak = ds["price_peak_ratio"]
-    # a region without a base price has no peak on any path (NaN): its quantiles are NaN
-    q = peak.where(ds["base_price_usd_per_kg"] > 0, 1.0).quantile([0.05, 0.5, 0.95], "path")
-    q = q.where(ds["base_price_usd_per_kg"] > 0)
+    """Per element and region: base price, the peak price ratio p5/p50/p95 over paths and the
+    median lowest ratio (a price that falls shows there)."""
+    # a region without a base price has no ratio on any path (NaN), so NaN quantiles
+    priced = ds["base_price_usd_per_kg"] > 0
+    q = ds["price_peak_ratio"].where(priced, 1.0).quantile([0.05, 0.5, 0.95], "path")
+    q = q.where(priced)
+    low = (ds["price_low_ratio"].where(priced, 1.0).median("path").where(priced)
+           if "price_low_ratio" in ds else None)  # older result files have no lowest price
     rows = []
     for e in _active_elements(ds):
         for z in ds["region"].values:
@@ -393,9 +396,12 @@ def price_table(ds: xr.Dataset) -> pd.DataFrame:
                                                         .sel(region=z, element=e)),
                          **{f"peak_ratio_p{int(p * 100)}": float(q.sel(quantile=p, region=z,
                                                                        element=e))
-                            for p in (0.05, 0.5, 0.95)}})
+                            for p in (0.05, 0.5, 0.95)},
+                         "low_ratio_p50": (float(low.sel(region=z, element=e))
+                                           if low is not None else np.nan)})
     return pd.DataFrame(rows, columns=["element", "region", "base_price_usd_per_kg",
-                                       "peak_ratio_p5", "peak_ratio_p50", "peak_ratio_p95"])
+                                       "peak_ratio_p5", "peak_ratio_p50", "peak_ratio_p95",
+                                       "low_ratio_p50"])
 
 
 def _bands_long(da: xr.DataArray) -> pd.DataFrame:

@@ -97,7 +97,9 @@ def line_maps(base: MarketBase) -> tuple[np.ndarray, np.ndarray]:
 
 
 class PathSummary(_Base):
-    """Per-path totals over the horizon: peak price ratios by region and outside zone,
+    """Per-path totals over the horizon: peak and lowest price ratios by region and outside
+    zone (a price that falls, as China's inside price when exports are refused, shows only in
+    the lowest),
     physical shortage and demand reduction (t element) by region and sector and by region
     and element, and the week each sector first stops in each region."""
 
@@ -114,6 +116,8 @@ class PathSummary(_Base):
                                 where=base.price0 > 0)
         self.peak = np.full((paths, M, E), np.nan)
         self.peak_outside = np.full((paths, E), np.nan)
+        self.low = np.full((paths, M, E), np.nan)
+        self.low_outside = np.full((paths, E), np.nan)
         self.unmet = np.zeros((paths, M, S))
         self.reduction = np.zeros((paths, M, S))
         self.unmet_el = np.zeros((paths, M, E))
@@ -132,9 +136,9 @@ class PathSummary(_Base):
                        v.new_supply_t, v.unmet_physical_element_t,
                        v.demand_reduction_element_t, v.unmet_physical_sector_t,
                        v.demand_reduction_sector_t, v.need_sector_t, self.peak,
-                       self.peak_outside, self.secondary, self.new_supply, self.unmet_el,
-                       self.reduction_el, self.unmet, self.reduction, self.need, self.first,
-                       self._prev)
+                       self.peak_outside, self.low, self.low_outside, self.secondary,
+                       self.new_supply, self.unmet_el, self.reduction_el, self.unmet,
+                       self.reduction, self.need, self.first, self._prev)
         self.first_shock[i] = v.first_shock_month
 
     def first_stoppage_week(self) -> np.ndarray:
@@ -145,9 +149,9 @@ class PathSummary(_Base):
 
 @njit(parallel=True, **JIT)
 def _summary_month(rows, t, threshold, price, inv_p0, outside_w, mpo, secondary, new_supply,
-                   unmet_el_m, red_el_m, phys_s, red_s, need_s, peak, peak_outside,
-                   secondary_sum, new_supply_sum, unmet_el, reduction_el, unmet, reduction,
-                   need, first, prev):
+                   unmet_el_m, red_el_m, phys_s, red_s, need_s, peak, peak_outside, low,
+                   low_outside, secondary_sum, new_supply_sum, unmet_el, reduction_el, unmet,
+                   reduction, need, first, prev):
     """One month of PathSummary for a chunk (rows: this chunk's rows in the totals). A
     sector's first stoppage is interpolated within the month from last month's share."""
     P, M, E = price.shape
@@ -160,12 +164,16 @@ def _summary_month(rows, t, threshold, price, inv_p0, outside_w, mpo, secondary,
                 ratio = price[p, m, e] * inv_p0[m, e]
                 if inv_p0[m, e] > 0.0 and not ratio <= peak[r, m, e]:
                     peak[r, m, e] = ratio  # also replaces the initial NaN
+                if inv_p0[m, e] > 0.0 and not ratio >= low[r, m, e]:
+                    low[r, m, e] = ratio
                 out += ratio * outside_w[m, e]
                 unmet_el[r, m, e] += unmet_el_m[p, m, e]
                 reduction_el[r, m, e] += red_el_m[p, m, e]
                 secondary_sum[r, e] += secondary[p, m, e] * mpo[e]
             if not out <= peak_outside[r, e]:
                 peak_outside[r, e] = out
+            if not out >= low_outside[r, e]:
+                low_outside[r, e] = out
             new_supply_sum[r, e] += new_supply[p, e] * mpo[e]
         for m in range(M):
             for s_ in range(S):

@@ -24,6 +24,8 @@ UNITS = {
     "price_usd_per_kg": "USD/kg oxide",
     "price_peak_ratio": "peak monthly price / base price",
     "price_peak_ratio_outside": "peak of the outside price (regions weighted by base use) / base",
+    "price_low_ratio": "lowest monthly price / base price",
+    "price_low_ratio_outside": "lowest outside price (regions weighted by base use) / base",
     "unmet_physical_t": "t element over the horizon: wanted but not delivered (physical)",
     "demand_reduction_t": "t element over the horizon: given up because of price",
     "unmet_physical_element_t": "t element over the horizon (physical shortage)",
@@ -59,6 +61,8 @@ def assemble(summary_obs, bands: dict, base, scenario, seed: int, sha: str, vers
     data = {
         "price_peak_ratio": (("path", "region", "element"), p.peak),
         "price_peak_ratio_outside": (("path", "element"), p.peak_outside),
+        "price_low_ratio": (("path", "region", "element"), p.low),
+        "price_low_ratio_outside": (("path", "element"), p.low_outside),
         "unmet_physical_t": (("path", "region", "sector"), p.unmet),
         "demand_reduction_t": (("path", "region", "sector"), p.reduction),
         "unmet_physical_element_t": (("path", "region", "element"), p.unmet_el),
@@ -124,17 +128,22 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
     regions = [str(r) for r in ds["region"].values]
     outside = [r for r in regions if r != ctrl]
     sel = markets or regions
-    peak = ds["price_peak_ratio"].median("path")
-    peak_out = ds["price_peak_ratio_outside"].median("path")
     base = ds["base_price_usd_per_kg"]
-    prices = {}
-    for e in ds["element"].values:
-        if float(base.sel(element=e).max()) <= 0:
-            continue
-        row = {ctrl: _num(peak.sel(region=ctrl, element=e)),
-               OUTSIDE: _num(peak_out.sel(element=e))}
-        row.update({r: _num(peak.sel(region=r, element=e)) for r in outside})
-        prices[str(e)] = row
+    traded = [e for e in ds["element"].values if float(base.sel(element=e).max()) > 0]
+
+    def by_zone(var: str) -> dict:
+        """Element -> {controller, outside zone, every other region}: median over paths."""
+        med, med_out = ds[var].median("path"), ds[f"{var}_outside"].median("path")
+        out = {}
+        for e in traded:
+            row = {ctrl: _num(med.sel(region=ctrl, element=e)),
+                   OUTSIDE: _num(med_out.sel(element=e))}
+            row.update({r: _num(med.sel(region=r, element=e)) for r in outside})
+            out[str(e)] = row
+        return out
+
+    prices = by_zone("price_peak_ratio")
+    lows = by_zone("price_low_ratio") if "price_low_ratio" in ds else None  # older files: none
     phys = ds["unmet_physical_t"].sel(region=sel).sum("region")
     red = ds["demand_reduction_t"].sel(region=sel).sum("region")
     first = ds["first_stoppage_week"].sel(region=sel).min("region")
@@ -160,6 +169,7 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
         "perspective": perspective or "all regions",
         "perspective_regions": sel,
         "price_peak_ratio": prices,
+        "price_low_ratio": lows,
         "shortfall_t": {s: _num(phys.sel(sector=s).median("path")) for s in sectors},
         "first_shortfall_week": {s: _num(first.sel(sector=s).median("path"), True)
                                  for s in sectors},
@@ -181,6 +191,10 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
                                 f"outside it, weighted by base use) and each market region "
                                 "(null: a region that uses none of it in the base year, in "
                                 "any form, has no base price)",
+            "price_low_ratio": "median over paths of the lowest monthly oxide price / base "
+                               "price, keyed as price_peak_ratio: a price that falls (China's "
+                               "inside price when exports are refused) shows here, not in the "
+                               "peak",
             "shortfall_t": "t element over the horizon, median over paths: physical shortage "
                            "(wanted, not delivered) in the perspective's regions",
             "first_shortfall_week": "weeks after the first shock until a sector first loses "
