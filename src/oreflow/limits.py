@@ -39,7 +39,9 @@ MEASURED_ELEMENTS = 17
 CHUNK_BYTES_PER_PATH_ELEMENT = 86_053 / MEASURED_ELEMENTS
 CHUNK_PATHS = 4_000
 """Paths simulated at once: two threads x chunks of 2,000."""
-PATH_BYTES_PER_ELEMENT = 9_854 / MEASURED_ELEMENTS
+PATH_BYTES_PER_ELEMENT = (9_854 + 64 * MEASURED_ELEMENTS) / MEASURED_ELEMENTS
+"""The fit, plus what was added after it: each path's lowest price ratios, 8 B for each of
+7 regions and the outside zone, per element."""
 BAND_BYTES_PER_PATH_MONTH_ELEMENT = 2_712 / MEASURED_ELEMENTS
 BAND_PATHS = 1_000
 """Monthly bands are quantiles over the first BAND_PATHS paths (oreflow.simulate.observers)."""
