@@ -7,7 +7,7 @@ Named baselines, measured in the same run: the machine's memory bandwidth (a num
 and write the state it carries). The issue's target: 100,000 paths x 120 months in under 30 s
 and 2 GB on 2 cores.
 
-Run: .venv/bin/python benchmarks/bench_stress.py [--quick]
+Run: .venv/bin/python benchmarks/bench_stress.py [--quick] [--cli 100000]
 Each case runs in a fresh subprocess so its peak RSS is its own.
 """
 
@@ -20,6 +20,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -89,9 +90,28 @@ def one_case(paths: int, months: int, scenario: str) -> dict:
             "peak_mem_mb": round(peak_mb), "balance": ds.attrs["max_rel_balance_residual"]}
 
 
+def cli_case(paths: int, months: int, scenario: str) -> dict:
+    """The command the issue's target is about, as a whole process (start-up, dataset, run,
+    JSON): `oreflow stress SCENARIO --paths N --months M --seed 2 --format json`, without
+    monthly bands (nothing it prints shows them)."""
+    exe = str(Path(sys.executable).with_name("oreflow"))
+    t = time.perf_counter()
+    subprocess.run([exe, "stress", scenario, "--paths", str(paths), "--months", str(months),
+                    "--seed", "2", "--format", "json"], check=True, capture_output=True)
+    seconds = time.perf_counter() - t
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"command": f"oreflow stress {scenario} --paths {paths} --months {months} "
+                       "--format json", "seconds": round(seconds, 1),
+            "path_months_per_s": round(paths * months / seconds),
+            "peak_mem_mb": round(peak_mb),
+            "acceptance_floor_path_months_per_s": 200_000}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="1k and 10k paths only")
+    ap.add_argument("--cli", type=int, metavar="PATHS",
+                    help="also time the oreflow stress command itself at PATHS paths")
     ap.add_argument("--case", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--bandwidth", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--months", type=int, default=120)
@@ -121,6 +141,8 @@ def main() -> None:
         if paths == 100_000 and args.months == 120:
             row["target_under_30s_and_2gb"] = row["seconds"] < 30 and row["peak_mem_mb"] < 2048
         print(json.dumps(row))
+    if args.cli:
+        print(json.dumps(cli_case(args.cli, args.months, args.scenario)))
 
 
 if __name__ == "__main__":
