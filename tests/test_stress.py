@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from oreflow.scenario import builtin_names, parse_scenario
-from oreflow.simulate import load_result, run_stress, save_result, summary
+from oreflow.scenario import builtin_names, parse_scenario, scenario_text
+from oreflow.simulate import compare, load_result, run_stress, save_result, summary
 from oreflow.simulate.observers import MonthView
+from oreflow.simulate.results import CompareError
 
 
 def _scenario(network, body: str, months: int = 24):
@@ -342,3 +343,59 @@ def open_builtin(name: str) -> str:
     from oreflow.scenario import scenario_text
 
     return scenario_text(name)[1]
+
+
+def _with_us_gd_stock(network):
+    label, text = scenario_text("licensing-2025-04")
+    text = text.replace("name: licensing-2025-04", "name: with-us-gd").rstrip() + """
+  - type: stockpile
+    holder: USA
+    element: Gd
+    form: oxide
+    t: 60
+    release_price_ratio: 2
+"""
+    return parse_scenario(text, "with-us-gd.yaml", network)
+
+
+def test_compare_is_path_by_path(network):
+    """The same scenario against itself changes nothing, exactly; a US gadolinium stockpile
+    added after the licences' shocks (so every path keeps its draws) avoids US medical
+    shortage on the median path and lowers the US gadolinium peak, and leaves prices
+    elsewhere alone where nothing links them."""
+    base = run_stress("licensing-2025-04", paths=60, seed=3, network=network, bands=False)
+    same = compare(base, base, "USA", ["USA"])
+    assert {v[q] for v in same["unmet_physical_t_change"].values()
+            for q in ("p5", "p50", "p95")} == {0.0}  # each path against itself
+    assert {x for row in same["price_peak_ratio_change"].values() for x in row.values()} == {1.0}
+    stock = run_stress(_with_us_gd_stock(network), paths=60, seed=3, network=network,
+                       bands=False)
+    c = compare(stock, base, "USA", ["USA"])
+    assert c["unmet_physical_t_change"]["medical"]["p50"] < -1.0
+    assert c["unmet_physical_t_change_by_region"]["USA"]["p50"] < -1.0
+    assert c["price_peak_ratio_change"]["Gd"]["USA"] < 0.95
+    assert c["price_peak_ratio_change"]["Dy"]["CHN"] == 1.0
+    with pytest.raises(CompareError, match="paths"):
+        compare(stock, run_stress("licensing-2025-04", paths=30, seed=3, network=network,
+                                  bands=False))
+
+
+def test_cli_against_refuses_what_cannot_be_paired(tmp_path):
+    from typer.testing import CliRunner
+
+    from oreflow.cli import app
+
+    r = CliRunner()
+    res = r.invoke(app, ["stress", "licensing-2025-04", "--against", "antimony-2024-09",
+                         "--paths", "3"])
+    assert res.exit_code != 0 and "commodities ['Sb'] is not" in res.output
+    res = r.invoke(app, ["stress", "licensing-2025-04", "--against", "baseline", "--paths",
+                         "3", "--out", str(tmp_path / "r.nc")])
+    assert res.exit_code != 0 and "give --out or --against" in res.output
+    assert not (tmp_path / "r.nc").exists()
+    res = r.invoke(app, ["stress", "licensing-2025-04", "--against", "baseline", "--paths",
+                         "4", "--months", "6", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["against"] == "baseline" and out["months"] == 6
+    assert set(out["unmet_physical_t_change"]["wind"]) == {"p5", "p50", "p95"}

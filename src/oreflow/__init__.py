@@ -25,6 +25,7 @@ _API = {
     "Behaviour": "oreflow.simulate.engine",
     "run_stress": "oreflow.simulate",
     "summary": "oreflow.simulate",
+    "compare": "oreflow.simulate",
     "load_result": "oreflow.simulate",
     "save_result": "oreflow.simulate",
     "run_validation": "oreflow.validate",

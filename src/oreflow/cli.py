@@ -389,23 +389,42 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
            fmt: Format = typer.Option(Format.table, "--format"),
            max_memory: str = typer.Option(None, "--max-memory",
                                           help="memory budget of the run, e.g. 8G (default: "
-                                          "$OREFLOW_MEMORY_BUDGET or half the machine's)")
+                                          "$OREFLOW_MEMORY_BUDGET or half the machine's)"),
+           against: str = typer.Option(None, "--against",
+                                       help="another scenario (name or YAML) run on the same "
+                                            "paths and seed: print the change path by path "
+                                            "(what an investment or a stockpile avoids)")
            ) -> None:
     """Monte Carlo stress test of a scenario: prices by region, physical shortage and demand
-    given up because of price, first stoppage by sector and region."""
+    given up because of price, first stoppage by sector and region; with --against, the
+    change against another scenario on the same paths."""
     from oreflow.io import OutPathError, WriteError, check_out_path
     from oreflow.limits import check_run_memory, memory_budget
     from oreflow.network import Network
     from oreflow.scenario import ScenarioError, load_scenario, scenario_text, scenario_warnings
-    from oreflow.simulate import run_stress, save_result, summary
+    from oreflow.simulate import compare, run_stress, save_result, summary
     from oreflow.simulate.market import MarketError, perspective_markets
+    from oreflow.simulate.results import CompareError
     from oreflow.simulate.run import RunError
 
     try:
         load_scenario(scenario)  # a bad file is refused before the dataset loads
+        if against is not None:
+            load_scenario(against)
+            if out_file is not None:
+                fail("--out saves one run: give --out or --against, not both (run each "
+                     "scenario with its own --out to keep both)")
         net = Network.from_dataset(_dataset(None))
         sc, sha = load_scenario(scenario, net)
         warnings = scenario_warnings(sc, net)
+        other = None
+        if against is not None:
+            other, other_sha = load_scenario(against, net)
+            for what in ("controller", "base_year", "commodities"):
+                mine, theirs = getattr(sc, what), getattr(other, what)
+                if mine != theirs:
+                    fail(f"--against {against}: {what} {theirs} is not {sc.name}'s {mine}; "
+                         "runs compare path by path only on the same market")
         # everything that can be checked is checked before the run, not after it
         if out_file is not None:
             label = scenario_text(scenario)[0]
@@ -427,10 +446,22 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
             ds.attrs["notes"] = json.dumps(json.loads(ds.attrs.get("notes", "[]")) + extra)
         if out_file is not None:
             save_result(ds, out_file)
+        if other is not None:
+            check_run_memory(paths, months or other.months, len(other.shocks),
+                             len(net.elements), memory_budget(max_memory))
+            ds_other = _run_with_progress(run_stress, other, paths, seed,
+                                          months or sc.months, net,
+                                          quiet=fmt is not Format.table, sha=other_sha,
+                                          bands=False)
+            changes = compare(ds, ds_other, perspective.upper() if perspective else None,
+                              markets)
     except WriteError as e:
         fail(f"{e} (the run finished; re-run with the same seed to get the same result)")
-    except (ScenarioError, OutPathError, MarketError, RunError, ValueError) as e:
+    except (ScenarioError, OutPathError, MarketError, RunError, CompareError, ValueError) as e:
         fail(str(e))
+    if other is not None:
+        _print_compare(changes, fmt)
+        return
     if fmt is Format.table:
         for n in json.loads(ds.attrs.get("notes", "[]")):
             err.print(f"note: {n}", highlight=False)
@@ -445,6 +476,42 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
         _print_stress(result, ds)
     if out_file is not None and fmt is Format.table:
         out.print(f"Full result: {out_file.resolve()}")
+
+
+def _print_compare(c: dict, fmt: Format) -> None:
+    """`oreflow stress A --against B`: the change by sector and the peak price ratios."""
+    if fmt is Format.json:
+        print(json.dumps(c, indent=1))
+        return
+    rows = [{"sector": x, **{f"unmet_physical_t_change_{q}": v[q] for q in ("p5", "p50", "p95")},
+             "demand_reduction_t_change_p50": c["demand_reduction_t_change"][x]["p50"]}
+            for x, v in c["unmet_physical_t_change"].items()]
+    sectors = pd.DataFrame(rows)
+    if fmt is Format.csv:
+        print(sectors.to_csv(index=False, float_format="%.6g"), end="")
+        return
+    for n in c["notes"]:
+        err.print(f"note: {n}", highlight=False)
+    out.print(f"{c['scenario']} against {c['against']}: {c['paths']} paths, {c['months']} "
+              f"months, seed {c['seed']}")
+    ctrl = c["controller"]
+    shown = [r for r in c["perspective_regions"] if r != ctrl][:3]
+    prices = pd.DataFrame([(e, v[ctrl], v["ROW"], *(v[r] for r in shown))
+                           for e, v in c["price_peak_ratio_change"].items()],
+                          columns=["element", f"x_{ctrl}", "x_outside", *(f"x_{r}" for r in shown)])
+    cols = list(prices.columns[1:])
+    prices = prices.astype({k: float for k in cols})
+    prices = prices[(prices[cols] > 1.005).any(axis=1) | (prices[cols] < 0.995).any(axis=1)]
+    if len(prices):
+        print_frame(prices, Format.table, digits={k: ".3f" for k in cols},
+                    title=f"Peak price, {c['scenario']} / {c['against']} on the same path "
+                          "(median over paths)")
+    short = sectors.rename(columns={f"unmet_physical_t_change_{q}": f"physical_{q}"
+                                    for q in ("p5", "p50", "p95")}
+                           | {"demand_reduction_t_change_p50": "given_up_for_price_p50"})
+    print_frame(short, Format.table, digits={k: ",.1f" for k in short.columns[1:]},
+                title=f"Change by sector, {c['perspective']}: t of element over the horizon, "
+                      f"{c['scenario']} minus {c['against']} path by path (negative: avoided)")
 
 
 def _stress_base(net, sc, controller: str):

@@ -216,6 +216,90 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
     return out
 
 
+class CompareError(ValueError):
+    """Two results that cannot be compared path by path; the message says why."""
+
+
+PAIRED = ("paths are paired: path i of both runs has the same seed, and shocks listed in the "
+          "same order in both scenarios draw the same numbers on it (put what one scenario "
+          "adds after the shocks they share); a change is the median over paths of the "
+          "path's own difference, not the difference of two medians")
+
+
+def compare(ds: xr.Dataset, against: xr.Dataset, perspective: str | None = None,
+            markets: list[str] | None = None) -> dict:
+    """`ds` against `against`, path by path (common random numbers): the change in physical
+    shortage and in demand given up because of price, by sector for the perspective's
+    regions (`markets`; default: every region) and by region, as p5/p50/p95 over paths of
+    each path's difference (tonnes, `ds` minus `against`); and the ratio of the price peaks,
+    median over paths, keyed as `summary`'s `price_peak_ratio`. Refused unless both runs
+    have the same paths, seed, months, regions, elements, sectors and controller."""
+    for key in ("paths", "seed", "months", "controller"):
+        if ds.attrs.get(key) != against.attrs.get(key):
+            raise CompareError(f"the runs differ in {key} ({ds.attrs.get(key)!r} against "
+                               f"{against.attrs.get(key)!r}): compare runs of the same paths, "
+                               "seed, horizon and controller")
+    for dim in ("region", "element", "sector"):
+        if list(ds[dim].values) != list(against[dim].values):
+            raise CompareError(f"the runs have different {dim}s: compare scenarios of the "
+                               "same commodities on the same base year")
+    ctrl = ds.attrs["controller"]
+    regions = [str(r) for r in ds["region"].values]
+    sel = markets or regions
+    sectors = [str(x) for x in ds["sector"].values]
+
+    def bands(d: xr.DataArray) -> dict:
+        q = d.quantile([0.05, 0.5, 0.95], "path")
+        return {"p5": _num(q.sel(quantile=0.05)), "p50": _num(q.sel(quantile=0.5)),
+                "p95": _num(q.sel(quantile=0.95))}
+
+    def change(var: str, dim: str) -> xr.DataArray:
+        a, b = ds[var], against[var]
+        if dim == "sector":
+            return a.sel(region=sel).sum("region") - b.sel(region=sel).sum("region")
+        return a.sum("sector") - b.sum("sector")
+
+    used = ds["need_t"].sum("sector").max("path") > 0
+    phys_s, red_s = change("unmet_physical_t", "sector"), change("demand_reduction_t", "sector")
+    phys_r = change("unmet_physical_t", "region")
+    base = ds["base_price_usd_per_kg"]
+    ratio = (ds["price_peak_ratio"] / against["price_peak_ratio"]).median("path")
+    ratio_out = (ds["price_peak_ratio_outside"]
+                 / against["price_peak_ratio_outside"]).median("path")
+    prices = {}
+    for e in ds["element"].values:
+        if float(base.sel(element=e).max()) <= 0:
+            continue
+        row = {ctrl: _num(ratio.sel(region=ctrl, element=e)),
+               OUTSIDE: _num(ratio_out.sel(element=e))}
+        row.update({r: _num(ratio.sel(region=r, element=e)) for r in regions if r != ctrl})
+        prices[str(e)] = row
+    return {
+        "scenario": ds.attrs["scenario"], "against": against.attrs["scenario"],
+        "paths": int(ds.attrs["paths"]), "seed": int(ds.attrs["seed"]),
+        "months": int(ds.attrs["months"]), "controller": ctrl,
+        "perspective": perspective or "all regions", "perspective_regions": sel,
+        "unmet_physical_t_change": {x: bands(phys_s.sel(sector=x)) for x in sectors},
+        "demand_reduction_t_change": {x: bands(red_s.sel(sector=x)) for x in sectors},
+        "unmet_physical_t_change_by_region": {
+            r: bands(phys_r.sel(region=r)) if bool(used.sel(region=r)) else None
+            for r in regions},
+        "price_peak_ratio_change": prices,
+        "notes": [PAIRED],
+        "units": {
+            "unmet_physical_t_change": "t element over the horizon, this scenario minus the "
+                                       "other, path by path, p5/p50/p95 over paths, in the "
+                                       "perspective's regions (negative: shortage avoided)",
+            "demand_reduction_t_change": "t element given up because of price, the same way",
+            "unmet_physical_t_change_by_region": "t element, all sectors, the same way (null: "
+                                                 "the region has no end use)",
+            "price_peak_ratio_change": "median over paths of this scenario's peak price / the "
+                                       "other's on the same path (1: unchanged), keyed as "
+                                       "price_peak_ratio",
+        },
+    }
+
+
 def price_at_cap_share(ds: xr.Dataset) -> dict[str, float]:
     """Element -> share of paths whose peak price ratio in any region is at the numerical
     guard (within 1% of it, in log terms)."""
