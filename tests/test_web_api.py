@@ -266,10 +266,12 @@ def test_pages(client, done_run):
     assert "/static/plotly.min.js" in page and "cdn" not in page.lower()
     cmp = client.get("/compare", params={"a": done_run, "b": done_run})
     assert cmp.status_code == 200 and 'id="compare-table"' in cmp.text
+    assert 'id="compare-paired"' in cmp.text  # a run against itself: path by path
     assert 'id="a-chart-prices"' in cmp.text and 'id="b-chart-prices"' in cmp.text
     other = wait(client, client.post("/api/runs", json={"scenario_yaml": CUSTOM, "paths": 20,
                                                         "months": 3}).json()["id"])
     cmp = client.get("/compare", params={"a": done_run, "b": other["id"]}).text
+    assert 'id="compare-paired"' not in cmp and "difference of the two medians" in cmp
     titles = re.findall(r"\"title\":{\"text\":\"Price inside CHN and in \w+, p5\S+p95: (\w+)",
                         cmp)
     assert len(titles) == 2 and len(set(titles)) == 1  # both sides open on A's element

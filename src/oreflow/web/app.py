@@ -521,8 +521,11 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
             side_b = charts(b, with_sankey=False, prefix="b-", element=side_a["element"],
                             sector=side_a["sector"])
             sides = [{"run": manager.get(a), **side_a}, {"run": manager.get(b), **side_b}]
-        diff = _compare_table(sides) if sides else []
-        return page("compare.html", runs=done, a=a, b=b, sides=sides, diff=diff)
+        diff, unpaired = [], None
+        if sides:
+            diff, unpaired = _compare_table(sides, manager.load(a), manager.load(b))
+        return page("compare.html", runs=done, a=a, b=b, sides=sides, diff=diff,
+                    unpaired=unpaired)
 
     @app.get("/risk", response_class=HTMLResponse, include_in_schema=False)
     def risk_page(perspective: str = Query("EU", max_length=32),
@@ -572,12 +575,27 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
     return app
 
 
-def _compare_table(sides: list[dict]) -> list[dict]:
-    """Sector by sector: median physical shortage of run A and B and the difference."""
+def _compare_table(sides: list[dict], ds_a, ds_b) -> tuple[list[dict], str | None]:
+    """Sector by sector: median physical shortage of run A and B and B - A: path by path
+    (median and p5-p95 of each path's difference) when the runs share paths, seed, horizon
+    and market, else the difference of the medians; and the reason when not paired."""
+    from oreflow.report import perspective_of
+    from oreflow.simulate.results import CompareError, compare
+
     a, b = (s["tables"]["sectors"].set_index("sector") for s in sides)
+    try:
+        if perspective_of(ds_a) != perspective_of(ds_b):
+            raise CompareError("the runs read different perspectives")
+        change = compare(ds_b, ds_a, markets=perspective_of(ds_a))["unmet_physical_t_change"]
+        unpaired = None
+    except CompareError as e:
+        change, unpaired = {}, str(e)
     rows = []
     for sector in a.index.union(b.index):
         va = float(a["unmet_physical_t_p50"].get(sector, float("nan")))
         vb = float(b["unmet_physical_t_p50"].get(sector, float("nan")))
-        rows.append({"sector": sector, "a": va, "b": vb, "diff": vb - va})
-    return sorted(rows, key=lambda r: -max(abs(r["a"]), abs(r["b"])))
+        c = change.get(sector)
+        rows.append({"sector": sector, "a": va, "b": vb,
+                     "diff": c["p50"] if c else vb - va,
+                     "p5": c["p5"] if c else None, "p95": c["p95"] if c else None})
+    return sorted(rows, key=lambda r: -max(abs(r["a"]), abs(r["b"]))), unpaired
