@@ -455,6 +455,13 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
                                           bands=False)
             changes = compare(ds, ds_other, perspective.upper() if perspective else None,
                               markets)
+            n = min(len(sc.shocks), len(other.shocks))
+            if sc.shocks[:n] != other.shocks[:n]:
+                changes["notes"].append(
+                    f"the shocks of {sc.name} and {other.name} differ before the end of the "
+                    "shorter list, so their paths do not draw the same numbers: the change is "
+                    "still an estimate of the difference, but a noisier one (list the shared "
+                    "shocks first, in the same order)")
     except WriteError as e:
         fail(f"{e} (the run finished; re-run with the same seed to get the same result)")
     except (ScenarioError, OutPathError, MarketError, RunError, CompareError, ValueError) as e:
