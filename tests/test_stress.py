@@ -399,7 +399,7 @@ def test_cli_against_refuses_what_cannot_be_paired(tmp_path):
     out = json.loads(res.stdout)
     assert out["against"] == "baseline" and out["months"] == 6
     assert set(out["unmet_physical_t_change"]["wind"]) == {"p5", "p50", "p95"}
-    assert not any("do not draw the same numbers" in n for n in out["notes"])
+    assert not any("share random numbers only" in n for n in out["notes"])
     res = r.invoke(app, ["stress", "expansion-2025-10", "--against", "licensing-2025-04",
                          "--paths", "4", "--months", "3", "--format", "json"])
-    assert any("do not draw the same numbers" in n for n in json.loads(res.stdout)["notes"])
+    assert any("share random numbers only" in n for n in json.loads(res.stdout)["notes"])

@@ -459,9 +459,9 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
             if sc.shocks[:n] != other.shocks[:n]:
                 changes["notes"].append(
                     f"the shocks of {sc.name} and {other.name} differ before the end of the "
-                    "shorter list, so their paths do not draw the same numbers: the change is "
-                    "still an estimate of the difference, but a noisier one (list the shared "
-                    "shocks first, in the same order)")
+                    "shorter list: their paths share random numbers only as far as the shocks "
+                    "make the same draws in the same order, so the change may be a noisier "
+                    "estimate (list the shared shocks first, in the same order)")
     except WriteError as e:
         fail(f"{e} (the run finished; re-run with the same seed to get the same result)")
     except (ScenarioError, OutPathError, MarketError, RunError, CompareError, ValueError) as e:
