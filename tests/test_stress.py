@@ -403,3 +403,17 @@ def test_cli_against_refuses_what_cannot_be_paired(tmp_path):
     res = r.invoke(app, ["stress", "expansion-2025-10", "--against", "licensing-2025-04",
                          "--paths", "4", "--months", "3", "--format", "json"])
     assert any("share random numbers only" in n for n in json.loads(res.stdout)["notes"])
+
+
+def test_a_low_at_the_guard_is_flagged(network):
+    """Without arbitrage the rest of the world's surplus in the 2010 replay has nowhere to
+    go: its Dy price falls to the numerical floor. The result says so (share of paths and a
+    note), as it does for the cap; the 2025 licences stay off the floor."""
+    ds = run_stress("quota-2010", paths=12, seed=1, network=network, bands=False)
+    s = summary(ds)
+    assert s["price_at_floor_share"]["Dy"] > 0.5
+    assert any("guard's floor" in n and "OTH" in n for n in s["notes"])
+    lic = summary(run_stress("licensing-2025-04", paths=12, seed=1, network=network,
+                             bands=False))
+    assert max(lic["price_at_floor_share"].values()) == 0
+    assert not any("guard's floor" in n for n in lic["notes"])

@@ -184,6 +184,7 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
         "first_stoppage_week_by_region": {r: _num(first_region.sel(region=r), True)
                                           for r in regions},
         "price_at_cap_share": price_at_cap_share(ds),
+        "price_at_floor_share": price_at_floor_share(ds),
         "notes": notes,
         "units": {
             "price_peak_ratio": f"median over paths of the peak monthly oxide price / base "
@@ -208,6 +209,9 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
                                             "(null: no end use in the base year)",
             "first_stoppage_week_by_region": "weeks until the first sector of the region "
                                              "stops (median; null: none)",
+            "price_at_floor_share": "share of paths whose lowest price, in any region, reaches "
+                                    "the numerical guard's floor (1/price_cap of base): a "
+                                    "low there is the guard's echo, not a result",
             "price_at_cap_share": "share of paths whose peak price, in any region, reaches the "
                                   f"numerical guard ({ds.attrs.get('price_cap', 'n/a')}x base): "
                                   "a price there is the guard's echo, not a result",
@@ -298,6 +302,39 @@ def compare(ds: xr.Dataset, against: xr.Dataset, perspective: str | None = None,
                                        "price_peak_ratio",
         },
     }
+
+
+def price_at_floor_share(ds: xr.Dataset) -> dict[str, float]:
+    """Element -> share of paths whose lowest price ratio in any region is at the numerical
+    guard's lower bound (1 / price_cap, within 1% in log terms): such a low is the guard's
+    echo, not a result."""
+    cap = float(ds.attrs.get("price_cap", np.inf))
+    if not np.isfinite(cap) or cap <= 1 or "price_low_ratio" not in ds:
+        return {}
+    at = (np.log(ds["price_low_ratio"].fillna(1.0)) <= -0.99 * np.log(cap))
+    share = at.any("region").mean("path")
+    traded = ds["base_price_usd_per_kg"].max("region") > 0
+    return {str(e): round(float(share.sel(element=e)), 4) for e in ds["element"].values
+            if bool(traded.sel(element=e))}
+
+
+def floor_note(ds: xr.Dataset) -> str | None:
+    """A note naming the elements and regions whose lowest price reaches the guard's lower
+    bound on some path, or None."""
+    share = price_at_floor_share(ds)
+    hit = {e: v for e, v in share.items() if v > 0}
+    if not hit:
+        return None
+    cap = float(ds.attrs["price_cap"])
+    at = np.log(ds["price_low_ratio"].fillna(1.0)) <= -0.99 * np.log(cap)
+    where = sorted({str(r) for r in ds["region"].values
+                    if bool(at.sel(region=r, element=list(hit)).any())})
+    worst = max(hit.values())
+    return (f"{', '.join(hit)}: the lowest price in {', '.join(where)} reaches the numerical "
+            f"guard's floor (1/{cap:g} of base) on up to {worst:.0%} of paths: a low there is "
+            "the guard's echo, not a result. It comes from a surplus the region cannot sell "
+            "on: with arbitrage_rate 0 (an assumption) a region's stock reaches others only to "
+            "fill their unmet requests (docs/model.md, section 4)")
 
 
 def price_at_cap_share(ds: xr.Dataset) -> dict[str, float]:

@@ -7,6 +7,7 @@ results are those the whole run gives for the same paths.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,7 +20,12 @@ from oreflow.scenario import Scenario, load_scenario
 from oreflow.simulate.engine import Behaviour, Engine
 from oreflow.simulate.market import market_base
 from oreflow.simulate.observers import BAND_PATHS, BalanceCheck, Observer, PathBands, PathSummary
-from oreflow.simulate.results import assemble, save_result, summary  # noqa: F401 (API)
+from oreflow.simulate.results import (  # noqa: F401 (API)
+    assemble,
+    floor_note,
+    save_result,
+    summary,
+)
 
 DEFAULT_CHUNK = 4_000
 
@@ -135,6 +141,9 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
                      "(docs/model.md, section 4)")
     ds = assemble(summ, band_obs, base, sc, seed, scenario_sha256, net.dataset.version,
                   balance.max_rel, notes, beh.leakage, beh.price_cap)
+    note = floor_note(ds)
+    if note:
+        ds.attrs["notes"] = json.dumps(notes + [note])
     ds.attrs.update(arbitrage_rate=float(beh.arbitrage_rate),
                     arbitrage_margin=float(beh.arbitrage_margin))
     return check_result_finite(ds, f"scenario {sc.name!r}")
