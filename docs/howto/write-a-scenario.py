@@ -108,3 +108,8 @@ print("US physical shortage, with the plant minus without, t (p5/p50/p95):",
 print("Dy peak price in the US, with / without (median over paths):",
       change["price_peak_ratio_change"]["Dy"]["USA"])
 assert change["unmet_physical_t_change_by_region"]["USA"]["p50"] <= 1e-6
+
+# %% [markdown]
+# Here it hardly helps: on the median path the US runs short in months 5-8, while the plant
+# ramps up from month 6 over a year (later on 40% of paths). A plant that is to close this
+# gap has to be running before the licences bite.
