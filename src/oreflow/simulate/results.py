@@ -126,21 +126,10 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
     perspective's market regions (`markets`; default: every region)."""
     ctrl = ds.attrs["controller"]
     regions = [str(r) for r in ds["region"].values]
-    outside = [r for r in regions if r != ctrl]
     sel = markets or regions
-    base = ds["base_price_usd_per_kg"]
-    traded = [e for e in ds["element"].values if float(base.sel(element=e).max()) > 0]
 
     def by_zone(var: str) -> dict:
-        """Element -> {controller, outside zone, every other region}: median over paths."""
-        med, med_out = ds[var].median("path"), ds[f"{var}_outside"].median("path")
-        out = {}
-        for e in traded:
-            row = {ctrl: _num(med.sel(region=ctrl, element=e)),
-                   OUTSIDE: _num(med_out.sel(element=e))}
-            row.update({r: _num(med.sel(region=r, element=e)) for r in outside})
-            out[str(e)] = row
-        return out
+        return _zones(ds, ds[var].median("path"), ds[f"{var}_outside"].median("path"))
 
     prices = by_zone("price_peak_ratio")
     lows = by_zone("price_low_ratio") if "price_low_ratio" in ds else None  # older files: none
@@ -220,6 +209,23 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
     return out
 
 
+def _zones(ds: xr.Dataset, per_region: xr.DataArray, outside: xr.DataArray) -> dict:
+    """Element (traded) -> {controller, outside zone, every other region}: a price figure
+    already reduced over paths, [region, element] and [element]."""
+    ctrl = ds.attrs["controller"]
+    base = ds["base_price_usd_per_kg"]
+    out = {}
+    for e in ds["element"].values:
+        if float(base.sel(element=e).max()) <= 0:
+            continue
+        row = {ctrl: _num(per_region.sel(region=ctrl, element=e)),
+               OUTSIDE: _num(outside.sel(element=e))}
+        row.update({str(r): _num(per_region.sel(region=r, element=e))
+                    for r in ds["region"].values if r != ctrl})
+        out[str(e)] = row
+    return out
+
+
 class CompareError(ValueError):
     """Two results that cannot be compared path by path; the message says why."""
 
@@ -266,18 +272,9 @@ def compare(ds: xr.Dataset, against: xr.Dataset, perspective: str | None = None,
     used = ds["need_t"].sum("sector").max("path") > 0
     phys_s, red_s = change("unmet_physical_t", "sector"), change("demand_reduction_t", "sector")
     phys_r = change("unmet_physical_t", "region")
-    base = ds["base_price_usd_per_kg"]
-    ratio = (ds["price_peak_ratio"] / against["price_peak_ratio"]).median("path")
-    ratio_out = (ds["price_peak_ratio_outside"]
-                 / against["price_peak_ratio_outside"]).median("path")
-    prices = {}
-    for e in ds["element"].values:
-        if float(base.sel(element=e).max()) <= 0:
-            continue
-        row = {ctrl: _num(ratio.sel(region=ctrl, element=e)),
-               OUTSIDE: _num(ratio_out.sel(element=e))}
-        row.update({r: _num(ratio.sel(region=r, element=e)) for r in regions if r != ctrl})
-        prices[str(e)] = row
+    prices = _zones(ds, (ds["price_peak_ratio"] / against["price_peak_ratio"]).median("path"),
+                    (ds["price_peak_ratio_outside"]
+                     / against["price_peak_ratio_outside"]).median("path"))
     return {
         "scenario": ds.attrs["scenario"], "against": against.attrs["scenario"],
         "paths": int(ds.attrs["paths"]), "seed": int(ds.attrs["seed"]),
@@ -308,10 +305,9 @@ def price_at_floor_share(ds: xr.Dataset) -> dict[str, float]:
     """Element -> share of paths whose lowest price ratio in any region is at the numerical
     guard's lower bound (1 / price_cap, within 1% in log terms): such a low is the guard's
     echo, not a result."""
-    cap = float(ds.attrs.get("price_cap", np.inf))
-    if not np.isfinite(cap) or cap <= 1 or "price_low_ratio" not in ds:
+    at = _at_floor(ds)
+    if at is None:
         return {}
-    at = (np.log(ds["price_low_ratio"].fillna(1.0)) <= -0.99 * np.log(cap))
     share = at.any("region").mean("path")
     traded = ds["base_price_usd_per_kg"].max("region") > 0
     return {str(e): round(float(share.sel(element=e)), 4) for e in ds["element"].values
@@ -325,16 +321,26 @@ def floor_note(ds: xr.Dataset) -> str | None:
     hit = {e: v for e, v in share.items() if v > 0}
     if not hit:
         return None
-    cap = float(ds.attrs["price_cap"])
-    at = np.log(ds["price_low_ratio"].fillna(1.0)) <= -0.99 * np.log(cap)
+    at = _at_floor(ds)
     where = sorted({str(r) for r in ds["region"].values
                     if bool(at.sel(region=r, element=list(hit)).any())})
-    worst = max(hit.values())
-    return (f"{', '.join(hit)}: the lowest price in {', '.join(where)} reaches the numerical "
-            f"guard's floor (1/{cap:g} of base) on up to {worst:.0%} of paths: a low there is "
-            "the guard's echo, not a result. It comes from a surplus the region cannot sell "
-            "on: with arbitrage_rate 0 (an assumption) a region's stock reaches others only to "
-            "fill their unmet requests (docs/model.md, section 4)")
+    note = (f"{', '.join(hit)}: the lowest price in {', '.join(where)} reaches the numerical "
+            f"guard's floor (1/{float(ds.attrs['price_cap']):g} of base) on up to "
+            f"{max(hit.values()):.0%} of paths: a low there is the guard's echo, not a result")
+    if float(ds.attrs.get("arbitrage_rate", 0.0)) <= 0:
+        note += (". It comes from a surplus the region cannot sell on: with arbitrage_rate 0 "
+                 "(an assumption) a region's stock reaches others only to fill their unmet "
+                 "requests (docs/model.md, section 4)")
+    return note
+
+
+def _at_floor(ds: xr.Dataset) -> xr.DataArray | None:
+    """[path, region, element] lowest price at the guard's lower bound (1 / price_cap, within
+    1% in log terms); None without a guard or lowest prices (older results)."""
+    cap = float(ds.attrs.get("price_cap", np.inf))
+    if not np.isfinite(cap) or cap <= 1 or "price_low_ratio" not in ds:
+        return None
+    return np.log(ds["price_low_ratio"].fillna(1.0)) <= -0.99 * np.log(cap)
 
 
 def price_at_cap_share(ds: xr.Dataset) -> dict[str, float]:

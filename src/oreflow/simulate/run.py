@@ -141,11 +141,11 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
                      "(docs/model.md, section 4)")
     ds = assemble(summ, band_obs, base, sc, seed, scenario_sha256, net.dataset.version,
                   balance.max_rel, notes, beh.leakage, beh.price_cap)
+    ds.attrs.update(arbitrage_rate=float(beh.arbitrage_rate),
+                    arbitrage_margin=float(beh.arbitrage_margin))
     note = floor_note(ds)
     if note:
         ds.attrs["notes"] = json.dumps(notes + [note])
-    ds.attrs.update(arbitrage_rate=float(beh.arbitrage_rate),
-                    arbitrage_margin=float(beh.arbitrage_margin))
     return check_result_finite(ds, f"scenario {sc.name!r}")
 
 
