@@ -455,6 +455,7 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
                                           bands=False)
             changes = compare(ds, ds_other, perspective.upper() if perspective else None,
                               markets)
+            changes["notes"] += json.loads(ds.attrs.get("notes", "[]"))
             n = min(len(sc.shocks), len(other.shocks))
             if sc.shocks[:n] != other.shocks[:n]:
                 changes["notes"].append(
