@@ -227,6 +227,7 @@ def _chain_market_base(key: _Key) -> MarketBase:
         buyer_stock0=float(beh["buyer_cover_months"]) * demand0, price0=price0,
         metal_per_oxide=np.ones(E), swarf_share=np.zeros((M, M, E)),
         swarf_per_magnet=np.zeros((0, E)), metal_per_magnet=np.zeros((0, E)),
+        ore_group=np.arange(E),  # each commodity mined from its own ores
     )
     _check(base, np.zeros((M, E)), np.zeros((M, E)), I)
     for v in vars(base).values():

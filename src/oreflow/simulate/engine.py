@@ -82,6 +82,50 @@ def buyer_cover_table(mean: float, cv: float) -> tuple[float, np.ndarray, np.nda
     return float(z[1] - z[0]), np.clip(left / mean, 0.0, 1.0), cdf
 
 
+@dataclass(frozen=True)
+class NewSupply:
+    """New primary supply outside the controller (Sprecher et al. 2017: non-Chinese supply
+    ramped at ~4% of total market volume a year). New mines of an ore yield its elements
+    together, in the proportions of the ore separated outside the controller today (rare
+    earths: light-rich bastnaesite and monazite, almost no Dy or Tb), expand while that
+    basket of oxides sells above base, and sell where the outside uses each oxide."""
+
+    ore_group: np.ndarray  # [E] the ore an element comes from
+    ore_volume: np.ndarray  # [ores] world use of the ore's elements, t a month
+    mix: np.ndarray  # [E] share of an ore's output that is this element
+    basket_weight: np.ndarray  # [E, ores] share of the ore's output value at base prices
+    land: np.ndarray  # [M, E] where the output is sold: outside markets by their use
+
+    @classmethod
+    def of(cls, b: MarketBase, outside_weight: np.ndarray) -> NewSupply:
+        E, M = len(b.elements), len(b.regions)
+        group = np.asarray(b.ore_group)
+        n_ores = int(group.max()) + 1 if E else 0
+        world_use = b.use0[:, :E].sum(0)
+        outside = b.region_market != b.controller_index
+        separated = (b.mine * (1.0 - b.to_controller))[outside].sum(0)
+        mined = b.mine[outside].sum(0)
+        mix = np.zeros(E)
+        for g in range(n_ores):  # an ore nobody separates or mines outside: world use
+            on = group == g
+            for v in (separated[on], mined[on], world_use[on]):
+                if v.sum() > 0:
+                    mix[on] = v / v.sum()
+                    break
+        price_out = (b.price0[:, :E] * outside_weight).sum(0)
+        value = mix * price_out
+        basket = np.zeros((E, n_ores))
+        for g in range(n_ores):
+            on = group == g
+            v = value[on] if value[on].sum() > 0 else mix[on]
+            basket[on, g] = v / max(v.sum(), 1e-300)
+        land = outside_weight.copy()
+        unused = land.sum(0) <= 0  # an element no outside market uses: the rest of the world
+        land[M - 1, unused] = 1.0
+        volume = np.bincount(group, weights=world_use, minlength=n_ores)
+        return cls(group, volume, mix, basket, land)
+
+
 class Engine:
     """A scenario on a base year with a behaviour: `run_block(paths, observers)` simulates
     the global path indices `paths` month by month."""
@@ -119,12 +163,10 @@ class Engine:
         self.conc_base = np.einsum("re,rme->me", b.mine, b.feed_share)
         self.plan0 = b.prod0.copy()
         self.plan0[:, :E] = np.maximum(b.prod0[:, :E] - self.swarf0, 0.0)
-        # the world market the endogenous new supply answers (share of world use)
-        self.world_use = b.use0[:, :E].sum(0)
         outside = np.arange(M) != b.controller_index
         w = b.use0[:, :E] * outside[:, None]
         self.outside_weight = w / np.maximum(w.sum(0, keepdims=True), 1e-300)
-        self.new_supply_market = M - 1  # the rest of the world (OTH)
+        self.new_supply = NewSupply.of(b, self.outside_weight)
         rb = recycling_base(network, b.controller, b.elements)
         self.recycling = rb if len(rb.regions) else None
 
@@ -232,9 +274,11 @@ class Engine:
                          ("short_item", I), ("unsold", I)):
             out[k] = np.zeros((n, M, shape))
         holdings = [np.full(n, h.t) for h in sh.holdings]
+        ns = self.new_supply
+        new_cap = np.zeros((n, len(ns.ore_volume)))  # [paths, ore] t a month
         resp = np.zeros((n, E))
         lead = max(int(round(beh.supply_response_lead_months)), 0)
-        signal_hist = np.ones((lead + 1, n, E))
+        signal_hist = np.ones((lead + 1, n, len(ns.ore_volume)))
         rec = _RecyclingState(self.recycling, sh, n, b, beh) if self.recycling is not None \
             else None
         for obs in observers:
@@ -270,7 +314,7 @@ class Engine:
                 inflow[:] = 0.0
             else:
                 inflow[:, :, :E] = 0.0
-            inflow[:, self.new_supply_market, :E] += resp
+            inflow[:, :, :E] += resp[:, None, :] * self.new_supply.land[None]
             secondary = rec.secondary(mid) if rec is not None else no_secondary
             if rec is not None:
                 inflow[:, :, :E] += secondary
@@ -315,12 +359,15 @@ class Engine:
             r_out = np.exp(np.ascontiguousarray(st["lr"][:, :, :E]))
             r_out *= self.outside_weight[None]
             r_out = r_out.sum(1)
-            signal_hist[t % (lead + 1)] = r_out
+            # [P, ores] value of each ore's basket at this month's prices over base (a sum in
+            # a fixed order, not BLAS: results must not depend on how many paths a block has)
+            signal_hist[t % (lead + 1)] = (r_out[:, :, None] * ns.basket_weight[None]).sum(1)
             full = beh.substitution_full_price_ratio
             ramp = np.clip((signal_hist[(t + 1) % (lead + 1)] - 1.0) / (full - 1.0), 0.0, 1.0)
-            resp = np.minimum(beh.supply_response_max * self.world_use,
-                              resp + beh.supply_response_rate_per_year / 12.0 * self.world_use
-                              * ramp)
+            new_cap = np.minimum(beh.supply_response_max * ns.ore_volume,
+                                 new_cap + beh.supply_response_rate_per_year / 12.0
+                                 * ns.ore_volume * ramp)
+            resp = new_cap[:, ns.ore_group] * ns.mix
             if rec is not None:
                 rec.respond(t, r_out)
             if progress is not None:

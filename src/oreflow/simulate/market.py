@@ -99,6 +99,8 @@ class MarketBase:
     swarf_share: np.ndarray  # [M_src, M_dst, E] where swarf made in src is recycled (rest: lost)
     swarf_per_magnet: np.ndarray = field(repr=False)  # [G, E] oxide recovered per t magnet
     metal_per_magnet: np.ndarray = field(repr=False)  # [G, E] t REO-eq metal per t magnet
+    ore_group: np.ndarray = field(repr=False)  # [E] elements mined together from one ore
+    #                                           share a group (rare earths: one group)
 
     @property
     def n_items(self) -> int:
@@ -302,6 +304,7 @@ def _market_base(key: _Key) -> MarketBase:
         swarf_share=_swarf_share(net, elements, onehot),
         swarf_per_magnet=grade_reo * (1 / y["machining"] - 1) * y["swarf_recovery"],
         metal_per_magnet=grade_reo / (y["machining"] * y["sintering"]),
+        ore_group=np.zeros(len(elements), np.int64),  # co-products of one ore
     )
     _check(base, swarf_m, unrec_m, I)
     for v in vars(base).values():

@@ -57,7 +57,7 @@ class MonthView:
     need_sector_t: np.ndarray  # [P, M, S] t element needed (before the price response)
     unsold_t: np.ndarray  # [P, M, I] output put to unsold stock (as in the base year)
     secondary_t: np.ndarray  # [P, M, E] recycled oxide above the base-year level (in inflow_t)
-    new_supply_t: np.ndarray  # [P, E] new primary supply outside (in inflow_t, rest of world)
+    new_supply_t: np.ndarray  # [P, E] new primary supply outside (in inflow_t, by outside use)
     releases_t: np.ndarray  # [P, M, I] stockpile releases (in inflow_t)
 
     @property

@@ -327,11 +327,12 @@ def floor_note(ds: xr.Dataset) -> str | None:
     note = (f"{', '.join(hit)}: the lowest price in {', '.join(where)} reaches the numerical "
             f"guard's floor (1/{float(ds.attrs['price_cap']):g} of base) on up to "
             f"{max(hit.values()):.0%} of paths: a low there is the guard's echo, not a result")
+    note += (". It comes from a surplus the region cannot sell on: a co-product new mines "
+             "make more of than the outside uses")
     if float(ds.attrs.get("arbitrage_rate", 0.0)) <= 0:
-        note += (". It comes from a surplus the region cannot sell on: with arbitrage_rate 0 "
-                 "(an assumption) a region's stock reaches others only to fill their unmet "
-                 "requests (docs/model.md, section 4)")
-    return note
+        note += (", or stock that (arbitrage_rate 0, an assumption) reaches other regions "
+                 "only to fill their unmet requests")
+    return note + " (docs/model.md, section 4)"
 
 
 def _at_floor(ds: xr.Dataset) -> xr.DataArray | None:
