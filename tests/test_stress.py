@@ -477,3 +477,22 @@ def test_new_supply_of_separate_commodities_answers_each_price(network):
                bands=False, observers=[w])
     assert list(w.ns.ore_group) == [0, 1] and np.array_equal(w.ns.mix, [1.0, 1.0])
     assert np.array_equal(w.ns.basket_weight, np.eye(2))
+
+
+def test_a_rise_inside_the_controller_that_stays_inside_is_named(network, dataset):
+    """A Myanmar halt with no export control raises China's heavy rare-earth prices; with
+    arbitrage off the outside, still served from China's stock, stays at base, and the
+    result says that this is the assumption's echo. With arbitrage on, as the note says,
+    part of the rise reaches the outside."""
+    from oreflow.simulate import Behaviour
+
+    ds = run_stress("myanmar-halt-6m", paths=20, seed=1, network=network, bands=False)
+    s = summary(ds)
+    note = next(n for n in s["notes"] if "rises while the outside's does not" in n)
+    assert note.startswith("Dy, ") and "Tb" in note
+    assert s["price_peak_ratio"]["Dy"]["CHN"] > 1.2 > s["price_peak_ratio"]["Dy"]["ROW"]
+    beh = Behaviour.from_dataset(dataset, arbitrage_rate=0.5)
+    linked = summary(run_stress("myanmar-halt-6m", paths=20, seed=1, network=network,
+                                bands=False, behaviour=beh))
+    assert linked["price_peak_ratio"]["Dy"]["ROW"] > 1.1
+    assert not any("rises while the outside's does not" in n for n in linked["notes"])

@@ -335,6 +335,36 @@ def floor_note(ds: xr.Dataset) -> str | None:
     return note + " (docs/model.md, section 4)"
 
 
+UNLINKED_RATIO = 1.1
+"""A controller's median peak at least this multiple of base, and of the outside's median
+peak, is named by `unlinked_note`."""
+
+
+def unlinked_note(ds: xr.Dataset) -> str | None:
+    """With arbitrage off, the controller's price and the outside's are linked only by what
+    the controller ships: a shortage inside it (a mine halt, an outage) raises its price
+    while the outside, still served at the base-year rate, stays put. Where no control
+    forbids it, exporters would raise their export prices too, so the outside's flat price
+    is the assumption's echo: a note names the elements, or None."""
+    if float(ds.attrs.get("arbitrage_rate", 0.0)) > 0 or "price_peak_ratio_outside" not in ds:
+        return None
+    inside = ds["price_peak_ratio"].sel(region=ds.attrs["controller"]).median("path")
+    outside = ds["price_peak_ratio_outside"].median("path")
+    hit = [(str(e), float(inside.sel(element=e)), float(outside.sel(element=e)))
+           for e in ds["element"].values
+           if float(inside.sel(element=e)) >= UNLINKED_RATIO
+           and float(inside.sel(element=e)) >= UNLINKED_RATIO * float(outside.sel(element=e))]
+    if not hit:
+        return None
+    figures = ", ".join(f"{e} {i:.2f}x vs {o:.2f}x" for e, i, o in hit)
+    return (f"{', '.join(e for e, _, _ in hit)}: the price inside {ds.attrs['controller']} "
+            f"rises while the outside's does not (median peaks, inside vs outside: {figures}). "
+            "With arbitrage_rate 0 (an assumption) the zones are linked only by what the "
+            "controller ships, and its exporters keep shipping what is asked of them; where no "
+            "control forbids it, trade would carry part of the rise outside: run with "
+            "arbitrage on to see it (docs/model.md, section 4)")
+
+
 def _at_floor(ds: xr.Dataset) -> xr.DataArray | None:
     """[path, region, element] lowest price at the guard's lower bound (1 / price_cap, within
     1% in log terms); None without a guard or lowest prices (older results)."""

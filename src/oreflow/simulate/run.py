@@ -25,6 +25,7 @@ from oreflow.simulate.results import (  # noqa: F401 (API)
     floor_note,
     save_result,
     summary,
+    unlinked_note,
 )
 
 DEFAULT_CHUNK = 4_000
@@ -143,9 +144,9 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
                   balance.max_rel, notes, beh.leakage, beh.price_cap)
     ds.attrs.update(arbitrage_rate=float(beh.arbitrage_rate),
                     arbitrage_margin=float(beh.arbitrage_margin))
-    note = floor_note(ds)
-    if note:
-        ds.attrs["notes"] = json.dumps(notes + [note])
+    late = [n for n in (floor_note(ds), unlinked_note(ds)) if n]
+    if late:
+        ds.attrs["notes"] = json.dumps(notes + late)
     return check_result_finite(ds, f"scenario {sc.name!r}")
 
 
