@@ -23,6 +23,7 @@ from scipy import stats
 from oreflow.scenario import Scenario
 from oreflow.simulate import kernel
 from oreflow.simulate.market import MAG, MET, OX, MarketBase
+from oreflow.simulate.new_supply import NewSupply
 from oreflow.simulate.observers import MonthView, Observer
 from oreflow.simulate.recycling import RecyclingBase, recycling_base
 from oreflow.simulate.shocks import SampledShocks, month_inputs, sample_shocks
@@ -80,50 +81,6 @@ def buyer_cover_table(mean: float, cv: float) -> tuple[float, np.ndarray, np.nda
     cdf = stats.gamma.cdf(z, k, scale=scale)
     left = (mean * stats.gamma.sf(z, k + 1, scale=scale) - z * stats.gamma.sf(z, k, scale=scale))
     return float(z[1] - z[0]), np.clip(left / mean, 0.0, 1.0), cdf
-
-
-@dataclass(frozen=True)
-class NewSupply:
-    """New primary supply outside the controller (Sprecher et al. 2017: non-Chinese supply
-    ramped at ~4% of total market volume a year). New mines of an ore yield its elements
-    together, in the proportions of the ore separated outside the controller today (rare
-    earths: light-rich bastnaesite and monazite, almost no Dy or Tb), expand while that
-    basket of oxides sells above base, and sell where the outside uses each oxide."""
-
-    ore_group: np.ndarray  # [E] the ore an element comes from
-    ore_volume: np.ndarray  # [ores] world use of the ore's elements, t a month
-    mix: np.ndarray  # [E] share of an ore's output that is this element
-    basket_weight: np.ndarray  # [E, ores] share of the ore's output value at base prices
-    land: np.ndarray  # [M, E] where the output is sold: outside markets by their use
-
-    @classmethod
-    def of(cls, b: MarketBase, outside_weight: np.ndarray) -> NewSupply:
-        E, M = len(b.elements), len(b.regions)
-        group = np.asarray(b.ore_group)
-        n_ores = int(group.max()) + 1 if E else 0
-        world_use = b.use0[:, :E].sum(0)
-        outside = b.region_market != b.controller_index
-        separated = (b.mine * (1.0 - b.to_controller))[outside].sum(0)
-        mined = b.mine[outside].sum(0)
-        mix = np.zeros(E)
-        for g in range(n_ores):  # an ore nobody separates or mines outside: world use
-            on = group == g
-            for v in (separated[on], mined[on], world_use[on]):
-                if v.sum() > 0:
-                    mix[on] = v / v.sum()
-                    break
-        price_out = (b.price0[:, :E] * outside_weight).sum(0)
-        value = mix * price_out
-        basket = np.zeros((E, n_ores))
-        for g in range(n_ores):
-            on = group == g
-            v = value[on] if value[on].sum() > 0 else mix[on]
-            basket[on, g] = v / max(v.sum(), 1e-300)
-        land = outside_weight.copy()
-        unused = land.sum(0) <= 0  # an element no outside market uses: the rest of the world
-        land[M - 1, unused] = 1.0
-        volume = np.bincount(group, weights=world_use, minlength=n_ores)
-        return cls(group, volume, mix, basket, land)
 
 
 class Engine:
@@ -314,7 +271,7 @@ class Engine:
                 inflow[:] = 0.0
             else:
                 inflow[:, :, :E] = 0.0
-            inflow[:, :, :E] += resp[:, None, :] * self.new_supply.land[None]
+            inflow[:, :, :E] += resp[:, None, :] * ns.land[None]
             secondary = rec.secondary(mid) if rec is not None else no_secondary
             if rec is not None:
                 inflow[:, :, :E] += secondary
@@ -359,15 +316,12 @@ class Engine:
             r_out = np.exp(np.ascontiguousarray(st["lr"][:, :, :E]))
             r_out *= self.outside_weight[None]
             r_out = r_out.sum(1)
-            # [P, ores] value of each ore's basket at this month's prices over base (a sum in
-            # a fixed order, not BLAS: results must not depend on how many paths a block has)
-            signal_hist[t % (lead + 1)] = (r_out[:, :, None] * ns.basket_weight[None]).sum(1)
+            signal_hist[t % (lead + 1)] = ns.basket_ratio(r_out)
             full = beh.substitution_full_price_ratio
             ramp = np.clip((signal_hist[(t + 1) % (lead + 1)] - 1.0) / (full - 1.0), 0.0, 1.0)
-            new_cap = np.minimum(beh.supply_response_max * ns.ore_volume,
-                                 new_cap + beh.supply_response_rate_per_year / 12.0
-                                 * ns.ore_volume * ramp)
-            resp = new_cap[:, ns.ore_group] * ns.mix
+            new_cap = ns.grow(new_cap, ramp, beh.supply_response_rate_per_year,
+                              beh.supply_response_max)
+            resp = ns.output(new_cap)
             if rec is not None:
                 rec.respond(t, r_out)
             if progress is not None:

@@ -99,8 +99,7 @@ class MarketBase:
     swarf_share: np.ndarray  # [M_src, M_dst, E] where swarf made in src is recycled (rest: lost)
     swarf_per_magnet: np.ndarray = field(repr=False)  # [G, E] oxide recovered per t magnet
     metal_per_magnet: np.ndarray = field(repr=False)  # [G, E] t REO-eq metal per t magnet
-    ore_group: np.ndarray = field(repr=False)  # [E] elements mined together from one ore
-    #                                           share a group (rare earths: one group)
+    ore_group: np.ndarray = field(repr=False)  # [E] the ore of each element (rare earths: one)
 
     @property
     def n_items(self) -> int:
