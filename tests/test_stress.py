@@ -465,8 +465,12 @@ def test_new_supply_outside_is_coproduced_and_sold_where_it_is_used(network, dat
     rate = Behaviour.from_dataset(dataset).supply_response_rate_per_year / 12.0
     growth = np.diff(total, axis=0)
     assert growth.min() >= 0 and growth.max() <= rate * ns.ore_volume[0] * (1 + 1e-12)
-    floor = summary(ds)["price_at_floor_share"]
-    assert floor["Dy"] == 0 and floor["Nd"] == 0
+    s = summary(ds)
+    assert s["price_at_floor_share"]["Dy"] == 0 and s["price_at_floor_share"]["Nd"] == 0
+    new = s["new_supply_t"]  # what the run reports: t element over the horizon, median
+    assert max(new, key=new.get) == "Ce" and new.get("Dy", 0.0) < 0.01 * new["Ce"]
+    assert new["Nd"] == pytest.approx(float(ds["new_supply_t"].sel(element="Nd").median()),
+                                      abs=1e-3)
 
 
 def test_new_supply_of_separate_commodities_answers_each_price(network):

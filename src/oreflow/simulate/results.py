@@ -174,6 +174,7 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
                                           for r in regions},
         "price_at_cap_share": price_at_cap_share(ds),
         "price_at_floor_share": price_at_floor_share(ds),
+        "new_supply_t": _new_supply(ds),
         "notes": notes,
         "units": {
             "price_peak_ratio": f"median over paths of the peak monthly oxide price / base "
@@ -201,12 +202,25 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
             "price_at_floor_share": "share of paths whose lowest price, in any region, reaches "
                                     "the numerical guard's floor (1/price_cap of base): a "
                                     "low there is the guard's echo, not a result",
+            "new_supply_t": "t element over the horizon, median over paths: endogenous new "
+                            "primary supply outside the controller (new mines answering a high "
+                            "price, docs/model.md section 3; elements with none are left out)",
             "price_at_cap_share": "share of paths whose peak price, in any region, reaches the "
                                   f"numerical guard ({ds.attrs.get('price_cap', 'n/a')}x base): "
                                   "a price there is the guard's echo, not a result",
         },
     }
     return out
+
+
+def _new_supply(ds: xr.Dataset) -> dict[str, float]:
+    """Element -> median t of endogenous new supply over the horizon, where any path has
+    some (older results without the variable: empty)."""
+    if "new_supply_t" not in ds:
+        return {}
+    v = ds["new_supply_t"]
+    return {str(e): _num(v.sel(element=e).median("path")) for e in ds["element"].values
+            if float(v.sel(element=e).max()) > 0}
 
 
 def _zones(ds: xr.Dataset, per_region: xr.DataArray, outside: xr.DataArray) -> dict:
