@@ -4,6 +4,7 @@ carries its provenance and opens offline, exports round-trip, the CLI fails clea
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
 
@@ -165,6 +166,17 @@ def test_report_carries_provenance(result, html):
     assert re.search(r"<td>Seed</td><td>17</td>", html)
     for chart in ("chart-sankey", "chart-prices", "chart-unmet", "chart-sectors"):
         assert f'id="{chart}"' in html
+
+
+def test_report_shows_what_to_read_the_figures_with(result, html):
+    """The run's notes (controls widened, prices not linked by arbitrage, lows at the
+    numerical floor, ...) stand beside the headline figures, not only in the JSON."""
+    from markupsafe import escape
+
+    notes = json.loads(result.attrs["notes"])
+    assert notes and 'id="run-notes"' in html
+    for n in notes:
+        assert str(escape(n)) in html
 
 
 def test_report_opens_offline(html):

@@ -118,6 +118,13 @@ def test_summary_is_the_cli_json(client, done_run):
     assert api == json.loads(r.output)
 
 
+def test_run_page_shows_the_notes(client, done_run):
+    page = client.get(f"/runs/{done_run}").text
+    notes = client.get(f"/api/runs/{done_run}/summary").json()["notes"]
+    assert notes and 'id="run-notes"' in page
+    assert "not by arbitrage" in page
+
+
 def test_report_endpoint(client, done_run, data_dir):
     r = client.get(f"/api/runs/{done_run}/report")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")

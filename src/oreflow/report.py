@@ -558,6 +558,7 @@ def render_report(ds: xr.Dataset, network: Network | None = None) -> str:
         attrs=ds.attrs, charts={k: figure_html(f, f"chart-{k}") for k, f in figs.items()},
         sectors=tables["sectors"].to_dict("records"), prices=prices.to_dict("records"),
         regions=regions, perspective=", ".join(perspective_of(ds)),
+        notes=json.loads(ds.attrs.get("notes", "[]")),
         network_version=net.dataset.version, mismatch=mismatch, plotlyjs=get_plotlyjs(),
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 

@@ -11,6 +11,7 @@ limited (oreflow.web.security, oreflow.limits; docs/report-and-web.md, "Limits a
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import uuid
 from collections import OrderedDict
@@ -487,7 +488,8 @@ def create_app(data_dir: Path | str, max_path_months: int = 100_000 * 120,
             ds = manager.load(run_id)
             figs = figures(ds, element=element, sector=sector)
             return {"charts": {k: figure_html(f, f"{prefix}chart-{k}") for k, f in figs.items()},
-                    "attrs": dict(ds.attrs), "element": default_element(ds),
+                    "attrs": dict(ds.attrs), "notes": json.loads(ds.attrs.get("notes", "[]")),
+                    "element": default_element(ds),
                     "sector": default_sector(ds)}
 
         out = dict(cached(("charts", run_id, prefix, element, sector), make))
