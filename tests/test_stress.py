@@ -500,3 +500,20 @@ def test_a_rise_inside_the_controller_that_stays_inside_is_named(network, datase
                                 bands=False, behaviour=beh))
     assert linked["price_peak_ratio"]["Dy"]["ROW"] > 1.1
     assert not any("rises while the outside's does not" in n for n in linked["notes"])
+
+
+def test_csv_keeps_stdout_to_the_table_and_the_notes_on_stderr():
+    """`--format csv` is for pipes: stdout is the sector table alone, and the notes that
+    say how to read it (here: prices not linked by arbitrage, a rise that stays inside
+    China) still reach the user, on stderr."""
+    import io
+
+    import pandas as pd
+
+    p = subprocess.run([sys.executable, "-m", "oreflow.cli", "stress", "myanmar-halt-6m",
+                        "--paths", "8", "--months", "6", "--format", "csv"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    table = pd.read_csv(io.StringIO(p.stdout))
+    assert "unmet_physical_t_p50" in table.columns and len(table) > 5
+    assert "note: " in p.stderr and "not by arbitrage" in p.stderr

@@ -470,7 +470,7 @@ def stress(scenario: str = typer.Argument(..., help="built-in scenario or YAML f
     if other is not None:
         _print_compare(changes, fmt)
         return
-    if fmt is Format.table:
+    if fmt is not Format.json:  # JSON carries them; CSV keeps stdout to the table
         for n in json.loads(ds.attrs.get("notes", "[]")):
             err.print(f"note: {n}", highlight=False)
     result = summary(ds, perspective.upper() if perspective else None, markets)
@@ -495,11 +495,11 @@ def _print_compare(c: dict, fmt: Format) -> None:
              "demand_reduction_t_change_p50": c["demand_reduction_t_change"][x]["p50"]}
             for x, v in c["unmet_physical_t_change"].items()]
     sectors = pd.DataFrame(rows)
+    for n in c["notes"]:  # on stderr: a CSV on stdout stays the table alone
+        err.print(f"note: {n}", highlight=False)
     if fmt is Format.csv:
         print(sectors.to_csv(index=False, float_format="%.6g"), end="")
         return
-    for n in c["notes"]:
-        err.print(f"note: {n}", highlight=False)
     out.print(f"{c['scenario']} against {c['against']}: {c['paths']} paths, {c['months']} "
               f"months, seed {c['seed']}")
     ctrl = c["controller"]
