@@ -24,7 +24,12 @@ import xarray as xr
 
 from oreflow.io import atomic_write, atomic_write_text
 from oreflow.network import Network
-from oreflow.simulate.results import ResultError, check_result, load_result  # noqa: F401
+from oreflow.simulate.results import (  # noqa: F401
+    ResultError,
+    check_result,
+    has_end_use,
+    load_result,
+)
 
 ReportError = ResultError
 """A result that cannot be reported on, or a bad export request (the same family)."""
@@ -366,7 +371,7 @@ def sector_table(ds: xr.Dataset) -> pd.DataFrame:
 def region_table(ds: xr.Dataset) -> pd.DataFrame:
     """Per market region: physical shortage and demand reduction over the horizon (median,
     t of element) and the median week its first sector stops."""
-    used = (ds["need_t"].sum("sector").max("path") > 0).values  # no end use: n/a, not 0
+    used = has_end_use(ds)  # no end use: n/a, not 0
     phys = ds["unmet_physical_t"].sum("sector")
     red = ds["demand_reduction_t"].sum("sector")
     first = ds["first_stoppage_week"].min("sector").median("path")

@@ -99,9 +99,8 @@ def line_maps(base: MarketBase) -> tuple[np.ndarray, np.ndarray]:
 class PathSummary(_Base):
     """Per-path totals over the horizon: peak and lowest price ratios by region and outside
     zone (a price that falls, as China's inside price when exports are refused, shows only in
-    the lowest),
-    physical shortage and demand reduction (t element) by region and sector and by region
-    and element, and the week each sector first stops in each region."""
+    the lowest), physical shortage and demand reduction (t element) by region and sector and
+    by region and element, and the week each sector first stops in each region."""
 
     def __init__(self, base: MarketBase, paths: int, months: int, threshold: float,
                  offset: int = 0):

@@ -114,8 +114,8 @@ def arbitrage(S, lr, want_item, priced, controlling, into, rate, margin):
     """S, lr, want_item [P, M, I]; priced [M, I]; controlling [P, M] (bool); into [P, M].
     Markets that control nothing sell a share `rate` of their stock beyond home wants to
     markets that price the item (relative to base) above theirs by more than `margin`, split
-    by the gaps
-    1 - (1 + margin) p_o / p_d. Returns S, imports, exports [P, M, I] (as `kernel.arbitrage`)."""
+    by the gaps 1 - (1 + margin) p_o / p_d. Returns S, imports, exports [P, M, I] (as
+    `kernel.arbitrage`)."""
     M = S.shape[1]
     sell = np.where(controlling[:, :, None], 0.0, S - want_item)
     x = lr[:, :, None, :] - lr[:, None, :, :] + np.log1p(margin)  # [P, o, d, I]

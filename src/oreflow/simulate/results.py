@@ -141,8 +141,7 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
     first_region = ds["first_stoppage_week"].min("sector").median("path")
     sectors = [str(s) for s in ds["sector"].values]
     # a region without end use has no shortage to report: null, not a reassuring zero
-    used = ds["need_t"].sum("sector").max("path") > 0
-    users = {r for r in regions if bool(used.sel(region=r))}
+    users = {r for r, u in zip(regions, has_end_use(ds), strict=True) if u}
     notes = json.loads(ds.attrs.get("notes", "[]"))
     if markets and not users & set(sel):
         notes.append(f"the perspective's regions ({', '.join(sel)}) have no end use in this "
@@ -211,6 +210,12 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
         },
     }
     return out
+
+
+def has_end_use(ds: xr.Dataset) -> np.ndarray:
+    """[region] bool: the region has end use on some path. A region without any has no
+    shortage to report (null or n/a), not a zero that reads as unaffected."""
+    return (ds["need_t"].sum("sector").max("path") > 0).values
 
 
 def _new_supply(ds: xr.Dataset) -> dict[str, float]:
@@ -283,7 +288,7 @@ def compare(ds: xr.Dataset, against: xr.Dataset, perspective: str | None = None,
             return a.sel(region=sel).sum("region") - b.sel(region=sel).sum("region")
         return a.sum("sector") - b.sum("sector")
 
-    used = ds["need_t"].sum("sector").max("path") > 0
+    used = has_end_use(ds)
     phys_s, red_s = change("unmet_physical_t", "sector"), change("demand_reduction_t", "sector")
     phys_r = change("unmet_physical_t", "region")
     prices = _zones(ds, (ds["price_peak_ratio"] / against["price_peak_ratio"]).median("path"),
@@ -297,8 +302,8 @@ def compare(ds: xr.Dataset, against: xr.Dataset, perspective: str | None = None,
         "unmet_physical_t_change": {x: bands(phys_s.sel(sector=x)) for x in sectors},
         "demand_reduction_t_change": {x: bands(red_s.sel(sector=x)) for x in sectors},
         "unmet_physical_t_change_by_region": {
-            r: bands(phys_r.sel(region=r)) if bool(used.sel(region=r)) else None
-            for r in regions},
+            r: bands(phys_r.sel(region=r)) if u else None
+            for r, u in zip(regions, used, strict=True)},
         "price_peak_ratio_change": prices,
         "notes": [PAIRED],
         "units": {
@@ -341,10 +346,10 @@ def floor_note(ds: xr.Dataset) -> str | None:
     note = (f"{', '.join(hit)}: the lowest price in {', '.join(where)} reaches the numerical "
             f"guard's floor (1/{float(ds.attrs['price_cap']):g} of base) on up to "
             f"{max(hit.values()):.0%} of paths: a low there is the guard's echo, not a result")
-    note += (". It comes from a surplus the region cannot sell on: a co-product new mines "
-             "make more of than the outside uses")
+    note += (". It comes from a surplus the region cannot sell on (stock held for buyers "
+             "who stopped ordering, as when new mines flood them with a co-product)")
     if float(ds.attrs.get("arbitrage_rate", 0.0)) <= 0:
-        note += (", or stock that (arbitrage_rate 0, an assumption) reaches other regions "
+        note += (": with arbitrage_rate 0 (an assumption) a region's stock reaches others "
                  "only to fill their unmet requests")
     return note + " (docs/model.md, section 4)"
 
