@@ -39,9 +39,10 @@ def copy_bandwidth_gb_s(n_bytes: int = 1 << 30, repeats: int = 3) -> float:
 
 
 def kernel_bytes(scenario: str, paths: int = 64) -> dict:
-    """Bytes per path of every array `kernel.step` receives with a leading paths axis, by
-    role in its signature: state (read and written every month), month inputs (read),
-    outputs (written; the observers read them once more), and the shared base year."""
+    """Bytes per path of every per-path array `kernel.step` receives (blocks of paths,
+    [block, ..., lane]), by role in its signature: state (read and written every month),
+    month inputs (read), outputs (written; the observers read them once more), and the
+    shared base year. `paths` is a whole number of blocks: no padding is counted."""
     from oreflow.simulate import kernel, run_stress
 
     names = list(inspect.signature(kernel.step.py_func).parameters)
@@ -52,9 +53,10 @@ def kernel_bytes(scenario: str, paths: int = 64) -> dict:
     real = kernel.step
 
     def counting(*args):
-        P = args[names.index("S")].shape[0]
+        P = args[names.index("n_paths")]
+        nb = args[names.index("S")].shape[0]
         for n, a in zip(names, args, strict=True):
-            if isinstance(a, np.ndarray) and a.ndim and a.shape[0] == P:
+            if isinstance(a, np.ndarray) and a.ndim > 1 and a.shape[0] == nb:
                 seen[n] = max(seen.get(n, 0), a.nbytes // P)
             elif n == "st":
                 seen["static"] = sum(x.nbytes for x in a if isinstance(x, np.ndarray))

@@ -1,5 +1,6 @@
-"""The fused per-path phases (numba) against their plain-numpy versions, on random states
-with the real base year's links, lines and priorities: the same equations, two codes."""
+"""The fused phases (numba) against their plain-numpy versions, on random states with the
+real base year's links, lines and priorities: the same equations, two codes. The phases run
+over lanes of paths (the paths as the last axis); here one lane a path, all at once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ from oreflow.simulate.engine import Behaviour, Engine
 from oreflow.simulate.market import market_base
 
 P = 7
+
+
+def lanes(x):
+    """[P, ...] -> the kernel's [..., P]."""
+    return np.ascontiguousarray(np.moveaxis(x, 0, -1))
+
+
+def paths(x):
+    """The kernel's [..., P] -> [P, ...]."""
+    return np.moveaxis(x, -1, 0)
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +58,16 @@ def test_licences_match(engine):
     q_ref = queue.copy()
     eff_ref, ref = reference.licences(req, q_ref, slot, cov, quota0, ctl_ptr, ctl_j, active,
                                       approval, ahead, n0, frac, form, ld, li, M, I)
-    for p in range(P):
-        eff = req[p].copy()
-        q = queue[p].copy()
-        got = {k: np.zeros((M, I)) for k in ("filed", "approved", "pipeline", "expected")}
-        kernel.licences(req[p], eff, q, slot, cov, quota0, ctl_ptr, ctl_j, active[p],
-                        approval[p], ahead[p], n0[p], frac[p], form, ld, li, got["filed"],
-                        got["approved"], got["pipeline"], got["expected"])
-        np.testing.assert_allclose(eff, eff_ref[p], rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(q, q_ref[p], rtol=1e-12, atol=1e-12)
-        for k, v in got.items():
-            np.testing.assert_allclose(v, ref[k][p], rtol=1e-12, atol=1e-9, err_msg=k)
+    eff = lanes(req)
+    q = lanes(queue)
+    got = {k: np.zeros((M, I, P)) for k in ("filed", "approved", "pipeline", "expected")}
+    kernel.licences(lanes(req), eff, q, slot, cov, quota0, ctl_ptr, ctl_j, lanes(active),
+                    lanes(approval), lanes(ahead), lanes(n0), lanes(frac), form, ld, li,
+                    got["filed"], got["approved"], got["pipeline"], got["expected"], P)
+    np.testing.assert_allclose(paths(eff), eff_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(paths(q), q_ref, rtol=1e-12, atol=1e-12)
+    for k, v in got.items():
+        np.testing.assert_allclose(paths(v), ref[k], rtol=1e-12, atol=1e-9, err_msg=k)
 
 
 @pytest.mark.parametrize("leak", [0.0, 0.4, 1.0])
@@ -77,29 +87,29 @@ def test_shipping_matches(engine, leak):
     leakage = np.array([leak])
     S_ref, imp_ref, exp_ref, short_ref = reference.ship(S, S0, eff, req, want, lo, ld, li,
                                                         active, origin, leakage)
-    for p in range(P):
-        s = S[p].copy()
-        short, imp, exp = np.zeros((M, I)), np.zeros((M, I)), np.zeros((M, I))
-        scratch = (np.empty((M, I)), np.empty((M, I)), np.empty(NL), np.empty(I),
-                   np.empty(I), np.empty(M), np.empty(M))
-        kernel.ship(s, S0, eff[p], req[p], want[p], lo, ld, li, st.org_ptr, st.org_j,
-                    active[p], origin, leakage, short, imp, exp, *scratch)
-        np.testing.assert_allclose(s, S_ref[p], rtol=1e-10, atol=1e-9)
-        np.testing.assert_allclose(imp, imp_ref[p], rtol=1e-10, atol=1e-9)
-        np.testing.assert_allclose(exp, exp_ref[p], rtol=1e-10, atol=1e-9)
-        np.testing.assert_allclose(short, short_ref[p], rtol=1e-10, atol=1e-9)
-        # shipping moves material, it creates none
-        assert s.sum() == pytest.approx(S[p].sum(), rel=1e-12)
+    s = lanes(S)
+    short, imp, exp = np.zeros((M, I, P)), np.zeros((M, I, P)), np.zeros((M, I, P))
+    scratch = (np.empty((M, I, P)), np.empty((M, I, P)), np.empty((NL, P)), np.empty((I, P)),
+               np.empty((I, P)), np.empty((M, P)), np.empty((M, P)), np.empty(P))
+    kernel.ship(s, S0, lanes(eff), lanes(req), lanes(want), lo, ld, li, st.org_ptr, st.org_j,
+                lanes(active), origin, leakage, short, imp, exp, *scratch, P)
+    np.testing.assert_allclose(paths(s), S_ref, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(paths(imp), imp_ref, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(paths(exp), exp_ref, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(paths(short), short_ref, rtol=1e-10, atol=1e-9)
+    # shipping moves material, it creates none
+    np.testing.assert_allclose(s.sum((0, 1)), S.sum((1, 2)), rtol=1e-12)
 
 
 def _arbitrage(S, lr, want, controlling, into, rate, margin, priced=None):
-    """kernel.arbitrage on one path's copies: S, imports, exports."""
-    M, I = S.shape
-    s, imp, exp = S.copy(), np.zeros((M, I)), np.zeros((M, I))
+    """kernel.arbitrage on copies of paths-first [P, M, I] states: S, imports, exports."""
+    n, M, I = S.shape
+    s, imp, exp = lanes(S), np.zeros((M, I, n)), np.zeros((M, I, n))
     priced = np.ones((M, I)) if priced is None else priced
-    kernel.arbitrage(s, lr, want, priced, controlling.astype(float), into, rate,
-                     np.log1p(margin), imp, exp, np.empty(M), np.empty(M))
-    return s, imp, exp
+    kernel.arbitrage(s, lanes(lr), lanes(want), priced, lanes(controlling.astype(float)),
+                     lanes(into), rate, np.log1p(margin), imp, exp, np.empty((M, n)),
+                     np.empty((M, n)), n)
+    return paths(s), paths(imp), paths(exp)
 
 
 def test_arbitrage_matches(engine):
@@ -114,14 +124,12 @@ def test_arbitrage_matches(engine):
     priced = engine.static.ratio0
     S_ref, imp_ref, exp_ref = reference.arbitrage(S, lr, want, priced, controlling, into, 0.4,
                                                   0.05)
-    for p in range(P):
-        s, imp, exp = _arbitrage(S[p], lr[p], want[p], controlling[p], into[p], 0.4, 0.05,
-                                 priced)
-        np.testing.assert_allclose(s, S_ref[p], rtol=1e-12, atol=1e-9)
-        np.testing.assert_allclose(imp, imp_ref[p], rtol=1e-12, atol=1e-9)
-        np.testing.assert_allclose(exp, exp_ref[p], rtol=1e-12, atol=1e-9)
-        assert s.sum() == pytest.approx(S[p].sum(), rel=1e-12)  # moves, creates nothing
-        assert (exp[controlling[p]] == 0).all()  # a controlling market sells nothing
+    s, imp, exp = _arbitrage(S, lr, want, controlling, into, 0.4, 0.05, priced)
+    np.testing.assert_allclose(s, S_ref, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(imp, imp_ref, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(exp, exp_ref, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(s.sum((1, 2)), S.sum((1, 2)), rtol=1e-12)  # moves only
+    assert (np.moveaxis(exp, 1, 0)[controlling.T] == 0).all()  # a controlling market sells none
 
 
 def test_arbitrage_by_hand():
@@ -129,16 +137,16 @@ def test_arbitrage_by_hand():
     5%, rate 0.5: o sells 0.5 x 100 x (1 - 1.05 / 2) = 23.75 t to d. Within the margin, from
     a controlling market, into a closed one or into one that does not use the item, nothing
     moves."""
-    S, want = np.array([[150.0], [10.0]]), np.array([[50.0], [10.0]])
-    lr = np.log(np.array([[1.0], [2.0]]))
-    free, open_ = np.zeros(2, bool), np.ones(2)
+    S, want = np.array([[[150.0], [10.0]]]), np.array([[[50.0], [10.0]]])  # one path
+    lr = np.log(np.array([[[1.0], [2.0]]]))
+    free, open_ = np.zeros((1, 2), bool), np.ones((1, 2))
     s, imp, exp = _arbitrage(S, lr, want, free, open_, 0.5, 0.05)
-    assert exp[0, 0] == pytest.approx(23.75) and imp[1, 0] == pytest.approx(23.75)
-    assert s[:, 0] == pytest.approx([126.25, 33.75])
-    near = np.log(np.array([[1.0], [1.04]]))
+    assert exp[0, 0, 0] == pytest.approx(23.75) and imp[0, 1, 0] == pytest.approx(23.75)
+    assert s[0, :, 0] == pytest.approx([126.25, 33.75])
+    near = np.log(np.array([[[1.0], [1.04]]]))
     assert _arbitrage(S, near, want, free, open_, 0.5, 0.05)[2].sum() == 0.0
-    assert _arbitrage(S, lr, want, np.array([True, False]), open_, 0.5, 0.05)[2].sum() == 0.0
-    assert _arbitrage(S, lr, want, free, np.array([1.0, 0.0]), 0.5, 0.05)[2].sum() == 0.0
+    assert _arbitrage(S, lr, want, np.array([[True, False]]), open_, 0.5, 0.05)[2].sum() == 0.0
+    assert _arbitrage(S, lr, want, free, np.array([[1.0, 0.0]]), 0.5, 0.05)[2].sum() == 0.0
     assert _arbitrage(S, lr, want, free, open_, 0.0, 0.05)[2].sum() == 0.0  # off
     unused = np.array([[1.0], [0.0]])  # d does not use (price) the item: it buys none
     assert _arbitrage(S, lr, want, free, open_, 0.5, 0.05, unused)[2].sum() == 0.0
@@ -158,15 +166,16 @@ def test_use_matches(engine):
     prio = engine.base.line_priority
     S_ref, B_ref, del_ref, cons_ref = reference.use(S, B, B0, d0, want, st.line_item, prio,
                                                     tau, step, left, cdf)
-    for p in range(P):
-        s, b = S[p].copy(), B[p].copy()
-        dl, cs = np.zeros_like(b), np.zeros_like(b)
-        ask = want[p] + (B0 - b) / tau  # what `orders` leaves for `use`
-        kernel.use(s, b, B0, d0, want[p], ask, st.line_order, st.cls_ptr, st.cls_item,
-                   st.cls_first, step, left, cdf, st.bucket_lo, st.bucket_hi, dl, cs)
-        np.testing.assert_allclose(dl, del_ref[p], rtol=1e-10, atol=1e-9)
-        np.testing.assert_allclose(cs, cons_ref[p], rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(b, B_ref[p], rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(s, S_ref[p], rtol=1e-10, atol=1e-9)
-        # a buyer never consumes more than it wants, nor less than it is delivered
-        assert (cs <= want[p] + 1e-9).all() and (cs >= np.minimum(dl, want[p]) - 1e-9).all()
+    s, b = lanes(S), lanes(B)
+    dl, cs = np.zeros_like(b), np.zeros_like(b)
+    ask = lanes(want + (B0[None] - B) / tau)  # what `orders` leaves for `use`
+    kernel.use(s, b, B0, d0, lanes(want), ask, st.line_order, st.cls_ptr, st.cls_item,
+               st.cls_first, step, left, cdf, st.bucket_lo, st.bucket_hi, dl, cs,
+               np.empty(P), np.empty(P), np.empty(P), P)
+    np.testing.assert_allclose(paths(dl), del_ref, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(paths(cs), cons_ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(paths(b), B_ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(paths(s), S_ref, rtol=1e-10, atol=1e-9)
+    # a buyer never consumes more than it wants, nor less than it is delivered
+    cs, dl = paths(cs), paths(dl)
+    assert (cs <= want + 1e-9).all() and (cs >= np.minimum(dl, want) - 1e-9).all()

@@ -2,13 +2,14 @@
 
 Each market region (CHN, USA, EU, JPN, KOR, IND, OTH) mines, separates, makes metal and
 magnets, holds merchant stocks, trades and uses rare earths; its end users hold their own
-stocks. A month is `kernel.step` (the phases, fused per path); around it this module prepares
-what the shocks do to the month (capacities, concentrate arrivals, demand shifts, licence
-approvals), the endogenous inflows (new supply, recycling, stockpile releases) and hands
-every month to the observers as a `MonthView`.
+stocks. A month is `kernel.step` (the phases); around it this module prepares what the shocks
+do to the month (capacities, concentrate arrivals, demand shifts, licence approvals), the
+endogenous inflows (new supply, recycling, stockpile releases) and hands every month to the
+observers as a `MonthView`. The state and the month's arrays are kept in the kernel's layout
+(`kernel.tiles`); numpy code here works on paths-first arrays and copies them in.
 
-Paths run in blocks identified by their global indices, and every draw of a path depends
-only on (seed, path index): a block's results do not depend on how the run was split.
+Paths run in chunks identified by their global indices, and every draw of a path depends
+only on (seed, path index): a chunk's results do not depend on how the run was split.
 """
 
 from __future__ import annotations
@@ -198,13 +199,11 @@ class Engine:
         n, E, M, I, L = len(paths), self.E, self.M, self.I, self.L
         sh = self.shocks(paths)
         K = len(sh.controls)
-        st = {
-            "S": np.repeat(b.stock0[None], n, 0), "C": np.repeat(self.conc_base[None], n, 0),
-            "B": np.repeat(b.buyer_stock0[None], n, 0), "plan": np.repeat(self.plan0[None], n, 0),
-            "lr": np.zeros((n, M, I)),
-            "sub": np.zeros((n, M, E + self.G)), "swarf_last": np.repeat(self.swarf0[None], n, 0),
-            "short_imp": np.zeros((n, M, I)),
-        }
+        # the state, the month's inputs and outputs in the kernel's layout (kernel.tiles)
+        st = {k: kernel.tiles(n, *v.shape, fill=v) for k, v in (
+            ("S", b.stock0), ("C", self.conc_base), ("B", b.buyer_stock0), ("plan", self.plan0),
+            ("lr", np.zeros((M, I))), ("sub", np.zeros((M, E + self.G))),
+            ("swarf_last", self.swarf0), ("short_imp", np.zeros((M, I))))}
         lq = int(np.ceil(max([np.nanmax(c.review) for c in sh.controls] or [0.0]))) + 2
         lo, ld, li = self.links
         cov = np.zeros((max(K, 1), len(lo)))
@@ -220,16 +219,15 @@ class Engine:
         review = np.zeros((n, max(K, 1)))
         for k, c in enumerate(sh.controls):
             review[:, k] = c.review
-        n0 = np.floor(review).astype(np.int64)
-        frac = review - n0
-        out = {k: np.zeros((n, M, I)) for k in ("prod", "imp", "exp", "drawn", "filed",
-                                                  "approved", "pipeline", "expected")}
-        out.update({k: np.zeros((n, M, L)) for k in ("del", "cons", "need", "want")})
+        n0 = kernel.to_tiles(np.floor(review).astype(np.int64),
+                            kernel.tiles(n, max(K, 1), dtype=np.int64))
+        frac = kernel.to_tiles(review - np.floor(review), kernel.tiles(n, max(K, 1)))
         S_ = len(b.sectors)
-        for k, shape in (("price", E), ("conc_used", E), ("phys_el", E), ("red_el", E),
-                         ("phys_sec", S_), ("red_sec", S_), ("need_sec", S_),
-                         ("short_item", I), ("unsold", I)):
-            out[k] = np.zeros((n, M, shape))
+        out = {k: kernel.tiles(n, M, shape) for k, shape in (
+            ("prod", I), ("imp", I), ("exp", I), ("drawn", I), ("del", L), ("cons", L),
+            ("need", L), ("want", L), ("price", E), ("conc_used", E), ("filed", I),
+            ("approved", I), ("short_item", I), ("phys_el", E), ("red_el", E),
+            ("phys_sec", S_), ("red_sec", S_), ("need_sec", S_), ("unsold", I))}
         holdings = [np.full(n, h.t) for h in sh.holdings]
         ns = self.new_supply
         new_cap = np.zeros((n, len(ns.ore_volume)))  # [paths, ore] t a month
@@ -240,10 +238,10 @@ class Engine:
             else None
         for obs in observers:
             obs.start_block(self, paths)
-        last_short = np.zeros((n, M, I))
+        last_short = kernel.tiles(n, M, I)
         inp = None
         ctl_ptr, ctl_j = kernel.csr(cov > 0)
-        queue = np.zeros((n, lq, len(ctl_j)))  # licence applications, [paths, month, link]
+        queue = kernel.tiles(n, lq, len(ctl_j))  # licence applications [month, link]
         target = np.zeros((max(K, 1), M))  # what a destination-specific control targets
         for k, c in enumerate(sh.controls):
             if c.destination_specific:
@@ -255,16 +253,30 @@ class Engine:
         inflow = np.zeros((n, M, I))
         no_secondary = np.zeros((n, M, E))
         released = np.zeros((n, M, I))
+        kin = {k: kernel.tiles(n, *shape) for k, shape in (
+            ("conc_in", (M, E)), ("cap", (M, I)), ("dem_factor", (M, L)), ("inflow", (M, I)))}
+        k_active = kernel.tiles(n, max(K, 1), dtype=np.bool_)
+        k_approval = kernel.tiles(n, max(K, 1), 3, fill=np.ones((max(K, 1), 3)))
+        k_ahead = kernel.tiles(n, max(K, 1), 3, fill=np.ones((max(K, 1), 3)))
+        diverts = any(ch.divert is not None for ch in sh.capacity)
         for t in range(self.months):
             mid = t + 0.5
             inp = month_inputs(sh, b, t, n, self.conc_base, inp)
-            active = np.zeros((n, max(K, 1)), np.bool_)
-            approval = np.ones((n, max(K, 1), 3))
-            ahead = np.ones((n, max(K, 1), 3))
-            for k, c in enumerate(sh.controls):
-                active[:, k] = c.active(mid)
-                approval[:, k] = c.approval(mid)
-                ahead[:, k] = c.expected_approval(mid, beh.expectation_horizon_months)
+            # into the kernel's layout what month_inputs (re)wrote
+            for k, changed in (("cap", sh.capacity), ("conc_in", sh.mines or diverts),
+                               ("dem_factor", sh.shifts)):
+                if t == 0 or changed:
+                    kernel.to_tiles(inp[k], kin[k])
+            if sh.controls:
+                active = np.zeros((n, K), np.bool_)
+                approval, ahead = np.ones((n, K, 3)), np.ones((n, K, 3))
+                for k, c in enumerate(sh.controls):
+                    active[:, k] = c.active(mid)
+                    approval[:, k] = c.approval(mid)
+                    ahead[:, k] = c.expected_approval(mid, beh.expectation_horizon_months)
+                kernel.to_tiles(active, k_active)
+                kernel.to_tiles(approval, k_approval)
+                kernel.to_tiles(ahead, k_ahead)
             # inflow: new supply, recycling, stockpile releases (only the oxide columns and
             # the released cells are ever non-zero; adding zeros is skipped, exactly)
             if sh.holdings:
@@ -277,45 +289,53 @@ class Engine:
                 inflow[:, :, :E] += secondary
             if sh.holdings:
                 released = np.zeros((n, M, I))
-                ratio = np.exp(st["lr"])
                 for h, hold in zip(sh.holdings, holdings, strict=True):
-                    on = ratio[:, h.market, h.item] >= h.release_ratio
+                    ratio = np.exp(st["lr"][:, h.market, h.item].reshape(-1)[:n])
+                    on = ratio >= h.release_ratio
                     take = np.minimum(np.minimum(hold, h.max_release),
-                                      last_short[:, h.market, h.item])
+                                      last_short[:, h.market, h.item].reshape(-1)[:n])
                     take = np.where(on, take, 0.0)
                     hold -= take
                     released[:, h.market, h.item] += take
                 inflow += released
-            kernel.step(self.static, ctl, st["S"], st["C"], st["B"], st["plan"], st["lr"],
+            kernel.to_tiles(inflow, kin["inflow"])
+            kernel.step(self.static, ctl, n, st["S"], st["C"], st["B"], st["plan"], st["lr"],
                         st["sub"], st["swarf_last"], st["short_imp"], queue,
-                        inp["conc_in"], inp["cap"], inp["dem_factor"], inflow, active,
-                        approval, ahead, n0, frac, t,
+                        kin["conc_in"], kin["cap"], kin["dem_factor"], kin["inflow"],
+                        k_active, k_approval, k_ahead, n0, frac, t,
                         out["prod"], out["imp"], out["exp"], out["drawn"], out["del"],
                         out["cons"], out["need"], out["want"], out["price"], out["conc_used"],
                         out["filed"], out["approved"], out["short_item"], out["phys_el"],
                         out["red_el"], out["phys_sec"], out["red_sec"], out["need_sec"],
-                        out["unsold"], out["pipeline"], out["expected"])
+                        out["unsold"])
             last_short = out["short_item"]
             view = MonthView(
-                t=t, paths=paths, base=b, price_usd_per_kg=out["price"],
-                production_t=out["prod"], imports_t=out["imp"], exports_t=out["exp"],
-                inputs_used_t=out["drawn"], inflow_t=inflow, deliveries_t=out["del"],
-                consumption_t=out["cons"], need_t=out["need"], want_t=out["want"],
-                concentrate_in_t=inp["conc_in"], concentrate_used_t=out["conc_used"],
-                mined_lost_t=inp["mined_lost"], stock_t=st["S"], concentrate_stock_t=st["C"],
-                buyer_stock_t=st["B"], first_shock_month=sh.first_start,
-                licence_filed_t=out["filed"], licence_approved_t=out["approved"],
-                unmet_physical_element_t=out["phys_el"], demand_reduction_element_t=out["red_el"],
-                unmet_physical_sector_t=out["phys_sec"], demand_reduction_sector_t=out["red_sec"],
-                need_sector_t=out["need_sec"], unsold_t=out["unsold"],
-                secondary_t=secondary, new_supply_t=resp, releases_t=released)
+                t=t, paths=paths, base=b, first_shock_month=sh.first_start,
+                mined_lost_t=inp["mined_lost"], secondary_t=secondary, new_supply_t=resp,
+                releases_t=released, paths_first={
+                    "inflow_t": inflow, "concentrate_in_t": inp["conc_in"]},
+                tiled={
+                    "price_usd_per_kg": out["price"], "production_t": out["prod"],
+                    "imports_t": out["imp"], "exports_t": out["exp"],
+                    "inputs_used_t": out["drawn"], "inflow_t": kin["inflow"],
+                    "deliveries_t": out["del"], "consumption_t": out["cons"],
+                    "need_t": out["need"], "want_t": out["want"],
+                    "concentrate_in_t": kin["conc_in"], "concentrate_used_t": out["conc_used"],
+                    "stock_t": st["S"], "concentrate_stock_t": st["C"],
+                    "buyer_stock_t": st["B"], "licence_filed_t": out["filed"],
+                    "licence_approved_t": out["approved"],
+                    "unmet_physical_element_t": out["phys_el"],
+                    "demand_reduction_element_t": out["red_el"],
+                    "unmet_physical_sector_t": out["phys_sec"],
+                    "demand_reduction_sector_t": out["red_sec"],
+                    "need_sector_t": out["need_sec"], "unsold_t": out["unsold"]})
             for obs in observers:
                 obs.on_month(view)
             # responses outside the month kernel: new supply after its lead time, recycling
             # [P, E] outside price ratio (exp of a contiguous copy: numpy's vector loop)
             r_out = np.exp(np.ascontiguousarray(st["lr"][:, :, :E]))
-            r_out *= self.outside_weight[None]
-            r_out = r_out.sum(1)
+            r_out *= self.outside_weight[None, :, :, None]
+            r_out = kernel.paths_first(r_out.sum(1), n)
             signal_hist[t % (lead + 1)] = ns.basket_ratio(r_out)
             full = beh.substitution_full_price_ratio
             ramp = np.clip((signal_hist[(t + 1) % (lead + 1)] - 1.0) / (full - 1.0), 0.0, 1.0)

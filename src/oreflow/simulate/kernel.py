@@ -1,7 +1,7 @@
-"""One month of the market, fused per path (numba).
+"""One month of the market, fused over tiles of paths (numba).
 
-The month is a sequence of phases, each a small function over one path's state; `step`
-runs them for every path of a chunk in parallel (`prange`). The phases, in order:
+The month is a sequence of phases, each a small function over one tile's state; `step`
+runs them for every tile of a chunk in parallel (`prange`). The phases, in order:
 
 1. `demand`      need (base x shifts x (1 - substitution)) and want (need x price^elasticity)
 2. `orders`      purchases (wants, buyers' and merchants' restocking, the next stage's
@@ -23,14 +23,19 @@ runs them for every path of a chunk in parallel (`prange`). The phases, in order
                  grade where magnets themselves are scarce)
 
 Equations and parameters: docs/model.md, section 3. Units: t REO-eq a month (magnets: t of
-finished magnet). Every array argument is one path's slice; `step` takes the [P, ...] arrays.
+finished magnet).
 
-Speed (issue 12, part 11). A path-month is a few thousand scalar operations, so the step is
-bound by arithmetic, not memory: the phases loop over the non-zero entries of the sparse base
-year (`Static`: grade compositions, controlled links, swarf routes, an origin's links as
-index lists built once by `static_arrays`) and keep their scratch space per thread, in cache.
-Every sum keeps its order and only terms that are exactly zero are skipped, so the results are
-those of the dense loops to the last bit.
+Layout and speed (issue 12, part 11). A path-month is ~10,000 small operations, so the step
+is bound by arithmetic. Every per-path array is stored in tiles of LANES paths with the
+paths innermost, [tile, ..., lane] (`tiles`; `paths_first` gives [paths, ...] back): a
+phase loops over the base year's entries once and, inside, over the lanes, which LLVM turns
+into vector instructions (a tile's data is contiguous, so the loops' trip count and strides
+are plain). The phases take one tile's arrays [..., lane] and the number n of lanes in use.
+Calls to exp and log stay scalar, in loops of their own. The phases loop over the non-zero
+entries of the sparse base year (`Static`: grade compositions, controlled links, swarf
+routes, an origin's links, as index lists built once) and keep their scratch space per
+tile. Every path runs the same operations in the same order as it would alone, so results
+are identical however paths are split into tiles, chunks or runs.
 """
 
 from __future__ import annotations
@@ -50,6 +55,12 @@ division here is guarded, so the results are those of the default model)."""
 COVER_BUCKETS = 1024
 """Buckets of the index that speeds up the inverse of the buyers' cover table (a power of
 two, so that a share times COVER_BUCKETS is exact)."""
+
+
+LANES = 32
+"""Paths in a tile, the unit a task runs: every per-path array is stored in tiles of LANES
+paths, [tile, ..., lane] (`tiles`), so that a task's data is contiguous and each phase's
+inner loops run over the lanes in vector registers."""
 
 
 class Static(NamedTuple):
@@ -109,7 +120,7 @@ class Static(NamedTuple):
 
 
 class Controls(NamedTuple):
-    """The licence controls of a block: [K, NL] coverage and quotas, their origins and
+    """The licence controls of a chunk: [K, NL] coverage and quotas, their origins and
     leakage, and each control's covered links as an index list."""
 
     cov: np.ndarray
@@ -142,6 +153,37 @@ def cover_buckets(frac_left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ge = (frac_left[None, :] >= edge[1:, None]).sum(1)
     gt = (frac_left[None, :] > edge[:-1, None]).sum(1)
     return np.maximum(ge - 1, 0).astype(np.int64), np.minimum(gt, n - 1).astype(np.int64)
+
+
+def tiles(n: int, *shape: int, fill=None, dtype=float) -> np.ndarray:
+    """A per-path array of n paths in the kernel's layout: [tile, *shape, lane], LANES
+    lanes a tile (the last tile padded), each tile contiguous. `fill` [*shape] sets every
+    path (padding included)."""
+    a = np.zeros(((n + LANES - 1) // LANES, *shape, LANES), dtype)
+    if fill is not None:
+        a[:] = np.asarray(fill)[..., None]
+    return a
+
+
+def paths_first(a: np.ndarray, n: int) -> np.ndarray:
+    """[n, *shape]: a copy of the first n paths of a `tiles` array, paths first."""
+    return np.moveaxis(a, -1, 1).reshape(-1, *a.shape[1:-1])[:n]
+
+
+@njit(parallel=True, **JIT)
+def _to_tiles(src, dst):
+    n, W = src.shape[0], dst.shape[-1]
+    for b in prange(dst.shape[0]):
+        for q in range(min(W, n - b * W)):
+            dst[b, :, q] = src[b * W + q]
+
+
+def to_tiles(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write paths-first x [n, *shape] into the `tiles` array out; returns out."""
+    n = x.shape[0]
+    _to_tiles(np.ascontiguousarray(x).reshape(n, -1), out.reshape(out.shape[0], -1,
+                                                                    out.shape[-1]))
+    return out
 
 
 @njit(inline="always", **JIT)
@@ -183,446 +225,565 @@ def _months_drawn(remaining, frac_left, bucket_lo, bucket_hi):
 
 
 @njit(**JIT)
-def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, approval, ahead,
-             review_n0, review_frac, item_form, link_d, link_i, out_filed, out_approved,
-             out_pipeline, out_expected):
-    """Requests on controlled links join the queue [Lq, NC] in month `slot` (column c is
-    control k's link ctl_j[c], for c in ctl_ptr[k]:ctl_ptr[k + 1], the links with cov > 0);
-    what was filed `review` months earlier (split between two months) is decided now and
-    the share `approval` of it approved. `eff` (the requests an origin will try to ship)
-    loses the controlled part and gains the approvals. What buyers can expect:
-    `out_pipeline`, what is still under review, and `out_expected`, the controlled requests
-    at `ahead`, the approval share announced for the coming months, less what the link
-    brings this month (the correction to this month's imports as a guide to the coming
-    months). Where `quota0` [K, links] is positive the control is a quota: a link ships at
-    most `approval` x quota0 (its base-year flow) of what is decided."""
-    Lq = queue.shape[0]
-    K = ctl_ptr.shape[0] - 1
-    out_filed[:] = 0.0
-    out_approved[:] = 0.0
-    out_pipeline[:] = 0.0
-    out_expected[:] = 0.0
-    for k in range(K):
-        n0 = review_n0[k]
-        fr = review_frac[k]
-        on = ctl_active[k]
-        now = slot % Lq
-        at0, at1 = (slot - n0) % Lq, (slot - n0 - 1) % Lq
-        for c in range(ctl_ptr[k], ctl_ptr[k + 1]):
-            j = ctl_j[c]
-            cv = cov[k, j]
-            d, i = link_d[j], link_i[j]
-            if on:
-                queue[now, c] = req[j] * cv
-                out_filed[d, i] += req[j] * cv
-                eff[j] = req[j] * (1.0 - cv)
-            else:
-                queue[now, c] = 0.0
-            q0 = queue[at0, c] if n0 < Lq else 0.0
-            q1 = queue[at1, c] if n0 + 1 < Lq else 0.0
-            processed = (1.0 - fr) * q0 + fr * q1
-            share = approval[k, item_form[i]] if on else 1.0
-            quota = quota0[k, j]
-            ok = processed * share
-            if quota > 0.0 and on:
-                ok = min(processed, share * quota)
-            eff[j] += ok
-            out_approved[d, i] += ok
-            # what buyers count on from this link over the coming months, against what it
-            # brings now: requests at the announced approval share (1 when no control is in
-            # force or announced), the applications under review at that share
-            coming = ahead[k, item_form[i]]
-            flowing = ok if on else req[j] * cv + processed
-            counted = min(req[j] * cv, coming * quota) if quota > 0.0 else req[j] * cv * coming
-            out_expected[d, i] += counted - flowing
-            pending = fr * q0
-            for n in range(min(n0, Lq)):
-                pending += queue[(slot - n) % Lq, c]
-            out_pipeline[d, i] += pending * coming
-
-
-@njit(**JIT)
-def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl_active,
-         ctl_origin, leakage, short_imp, out_imp, out_exp, asked_out, fill_out, sent_by,
-         sent, asked, spare, controlling):
-    """Origins ship requests from what they hold beyond their home wants, pro rata; a share
-    `leakage` of a controlling origin's shipments (its links: org_j[org_ptr[o]:org_ptr[o +
-    1]]) is pooled over destinations by their requests; requests left unmet are re-sourced
-    from spare stock (above target and home wants) at origins that control nothing, and
-    what is still unmet is left in `short_imp`. The last seven arguments are scratch:
-    asked_out, fill_out [M, I], sent_by [NL], sent, asked [I], spare, controlling [M]."""
-    M, I = S.shape
-    NL = link_o.shape[0]
-    K = ctl_origin.shape[0]
-    out_imp[:] = 0.0
-    out_exp[:] = 0.0
-    asked_out[:] = 0.0
-    fill_out[:] = 1.0
-    for j in range(NL):
-        asked_out[link_o[j], link_i[j]] += eff[j]
-    for o in range(M):
-        for i in range(I):
-            if asked_out[o, i] > 0.0:
-                avail = S[o, i] - want_item[o, i]
-                fill_out[o, i] = min(1.0, max(avail, 0.0) / asked_out[o, i])
-    for j in range(NL):
-        sent_by[j] = eff[j] * fill_out[link_o[j], link_i[j]]
-    for k in range(K):
-        lam = leakage[k]
-        if not ctl_active[k] or lam <= 0.0:
-            continue
-        c = ctl_origin[k]
-        sent[:] = 0.0
-        asked[:] = 0.0
-        for jj in range(org_ptr[c], org_ptr[c + 1]):
-            j = org_j[jj]
-            sent[link_i[j]] += sent_by[j]
-            asked[link_i[j]] += req[j]
-        for jj in range(org_ptr[c], org_ptr[c + 1]):
-            j = org_j[jj]
-            i = link_i[j]
-            if asked[i] > 0.0:
-                sent_by[j] = (1.0 - lam) * sent_by[j] + lam * sent[i] * req[j] / asked[i]
-    for j in range(NL):
-        q = sent_by[j]
-        o, d, i = link_o[j], link_d[j], link_i[j]
-        S[o, i] -= q
-        S[d, i] += q
-        out_exp[o, i] += q
-        out_imp[d, i] += q
-    for d in range(M):
-        for i in range(I):
-            short_imp[d, i] = 0.0
-    for j in range(NL):
-        short_imp[link_d[j], link_i[j]] += req[j] - sent_by[j]
-    controlling[:] = 0.0
-    for k in range(K):
-        if ctl_active[k]:
-            controlling[ctl_origin[k]] = 1.0
-    for i in range(I):
-        unmet_total = 0.0
-        for d in range(M):
-            if short_imp[d, i] < 0.0:
-                short_imp[d, i] = 0.0
-            unmet_total += short_imp[d, i]
-        if unmet_total <= 1e-12:
-            continue
-        spare_total = 0.0
-        for o in range(M):
-            spare[o] = 0.0 if controlling[o] > 0.0 else max(
-                S[o, i] - S0[o, i] - want_item[o, i], 0.0)
-            spare_total += spare[o]
-        if spare_total <= 0.0:
-            continue
-        moved = min(spare_total, unmet_total)
-        for o in range(M):
-            if spare[o] <= 0.0:
-                continue
-            give = moved * spare[o] / spare_total
-            for d in range(M):
-                if d == o or short_imp[d, i] <= 0.0:
-                    continue
-                q = give * short_imp[d, i] / unmet_total
-                S[o, i] -= q
-                S[d, i] += q
-                out_exp[o, i] += q
-                out_imp[d, i] += q
-        for d in range(M):
-            short_imp[d, i] *= 1.0 - moved / unmet_total
-
-
-@njit(**JIT)
-def arbitrage(S, lr, want_item, priced, controlling, into, rate, log_margin, out_imp,
-              out_exp, sell, gap):
-    """Merchants in a market that controls nothing sell the stock they hold beyond their
-    home wants (`sell`, taken before any of this month's arbitrage) to markets whose price,
-    relative to base, exceeds theirs by more than the trade margin: a share `rate` a month,
-    split over the dearer markets by their gaps g = 1 - (1 + margin) p_o / p_d (scaled down
-    when the gaps add up to more than 1). `into` [M] is the share a market may receive (a
-    destination-specific control lets in its leakage); a market buys only items it prices
-    (`priced` [M, I] > 0: it uses them). Prices are compared relative to base: the base year
-    is taken as free of arbitrage. Scratch: sell, gap [M]."""
-    M, I = S.shape
-    if rate <= 0.0:
-        return
-    for i in range(I):
-        for o in range(M):
-            sell[o] = 0.0 if controlling[o] > 0.0 else S[o, i] - want_item[o, i]
-        for o in range(M):
-            if sell[o] <= 0.0:
-                continue
-            total = 0.0
-            for d in range(M):
-                gap[d] = 0.0
-                x = lr[o, i] - lr[d, i] + log_margin
-                if d != o and into[d] > 0.0 and priced[d, i] > 0.0 and x < 0.0:
-                    gap[d] = 1.0 - np.exp(x)
-                    total += gap[d]
-            if total <= 0.0:
-                continue
-            scale = rate * sell[o] / max(total, 1.0)
-            for d in range(M):
-                if gap[d] > 0.0:
-                    q = scale * gap[d] * into[d]
-                    S[o, i] -= q
-                    S[d, i] += q
-                    out_exp[o, i] += q
-                    out_imp[d, i] += q
-
-
-@njit(**JIT)
-def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
-        frac_grid_step, frac_left, cdf, bucket_lo, bucket_hi, out_del, out_cons):
-    """Each market serves an item's lines from its merchant stock by priority (pro rata
-    within a priority class: line_order[cls_ptr[c]:cls_ptr[c + 1]], an item's classes in
-    turn from the one marked cls_first) what they ask, `ask` = want + (B0 - B) / tau_b
-    (`orders`; negative asks nothing); end users then consume from deliveries and their own
-    stocks, spread across buyers: a share of buyers given by the cover table has run dry
-    and consumes only what it receives."""
-    M, L = demand0.shape
-    C = cls_item.shape[0]
+def month_prices(st, lr, out_price, n):
+    """Prices at the start of the month: the element's is its separated product's (oxide)."""
+    M, E = st.price0.shape
     for m in range(M):
-        for l in range(L):
-            out_del[m, l] = 0.0
-            out_cons[m, l] = 0.0
-        avail = 0.0
-        for c in range(C):
-            i = cls_item[c]
-            if cls_first[c]:
-                avail = max(S[m, i], 0.0)
-            asked = 0.0
-            for n in range(cls_ptr[c], cls_ptr[c + 1]):  # what the class asks (kept in out_del)
-                l = line_order[n]
-                if demand0[m, l] > 0.0:
-                    a = max(ask[m, l], 0.0)
-                    out_del[m, l] = a
-                    asked += a
-            fill = min(1.0, avail / asked) if asked > 0.0 else 0.0
-            for n in range(cls_ptr[c], cls_ptr[c + 1]):
-                l = line_order[n]
-                if demand0[m, l] <= 0.0:
-                    continue
-                q = out_del[m, l] * fill
-                out_del[m, l] = q
-                avail -= q
-                S[m, i] -= q
-        for l in range(L):  # buyers' own stocks, spread across buyers
-            if demand0[m, l] <= 0.0:
-                continue
-            w, q = want[m, l], out_del[m, l]
-            if q >= w:
-                out_cons[m, l] = w
-                B[m, l] += q - w
+        for e in range(E):
+            base = st.price0[m, e]
+            if base > 0:
+                for q in range(n):
+                    out_price[m, e, q] = np.exp(lr[m, e, q]) * base
             else:
-                z = _months_drawn(B[m, l] / B0[m, l], frac_left, bucket_lo,
-                                  bucket_hi) * frac_grid_step
-                still = 1.0 - _interp(z, 0.0, frac_grid_step, cdf)
-                draw = min(B[m, l], (w - q) * still)
-                B[m, l] -= draw
-                out_cons[m, l] = q + draw
+                for q in range(n):
+                    out_price[m, e, q] = 0.0
 
 
 @njit(**JIT)
-def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff):
+def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff, n):
     """Need (base x shifts x (1 - substitution)) and want (need x price^elasticity) of every
     line, and the wants summed by item. A magnet grade is thrifted as much as the elements
     in it are (value-weighted), or as the grade itself is when magnets are scarcer:
-    `sub_eff` [M, E + G] is the substitution each line reads (elements, then grades)."""
+    `sub_eff` [M, E + G, lanes] is the substitution each line reads (elements, then
+    grades)."""
     M, L = st.demand0.shape
     E = st.price0.shape[1]
     G = st.gw_ptr.shape[0] - 1
     for m in range(M):
         for i in range(want_item.shape[1]):
-            want_item[m, i] = 0.0
+            for q in range(n):
+                want_item[m, i, q] = 0.0
         for e in range(E):
-            sub_eff[m, e] = sub[m, e]
+            for q in range(n):
+                sub_eff[m, e, q] = sub[m, e, q]
         for g in range(G):
-            s = 0.0
+            for q in range(n):
+                sub_eff[m, E + g, q] = 0.0
             for k in range(st.gw_ptr[g], st.gw_ptr[g + 1]):
-                s += st.gw_v[k] * sub[m, st.gw_e[k]]
-            sub_eff[m, E + g] = max(s, sub[m, E + g])
+                v, e = st.gw_v[k], st.gw_e[k]
+                for q in range(n):
+                    sub_eff[m, E + g, q] += v * sub[m, e, q]
+            for q in range(n):
+                sub_eff[m, E + g, q] = max(sub_eff[m, E + g, q], sub[m, E + g, q])
         for l in range(L):
             d0 = st.demand0[m, l]
             if d0 <= 0.0:
-                out_need[m, l] = 0.0
-                out_want[m, l] = 0.0
+                for q in range(n):
+                    out_need[m, l, q] = 0.0
+                    out_want[m, l, q] = 0.0
                 continue
-            i = st.line_item[l]
-            s = sub_eff[m, st.line_sub[l]]
-            lrl = lr[m, i]  # the line's own item (oxide, metal or magnet grade)
-            need = d0 * dem_factor[m, l] * (1.0 - s)
+            i = st.line_item[l]  # the line's own item (oxide, metal or magnet grade)
+            si = st.line_sub[l]
             eps = st.elasticity[l]
-            want = need * np.exp(eps * lrl) if eps != 0.0 and lrl != 0.0 else need
-            out_need[m, l] = need
-            out_want[m, l] = want
-            want_item[m, i] += want
+            for q in range(n):
+                out_need[m, l, q] = d0 * dem_factor[m, l, q] * (1.0 - sub_eff[m, si, q])
+            if eps != 0.0:
+                for q in range(n):  # (a loop of its own: exp is not vectorised)
+                    lrl = lr[m, i, q]
+                    out_want[m, l, q] = (out_need[m, l, q] * np.exp(eps * lrl) if lrl != 0.0
+                                         else out_need[m, l, q])
+            else:
+                for q in range(n):
+                    out_want[m, l, q] = out_need[m, l, q]
+            for q in range(n):
+                want_item[m, i, q] += out_want[m, l, q]
 
 
 @njit(**JIT)
-def orders(st, S, B, plan, out_want, purch, req, ask):
+def orders(st, S, B, plan, out_want, purch, req, ask, n):
     """Purchases (wants, buyers' restocking, the next stage's inputs, merchants' restocking)
-    and the requests they make on each trade link (base-year sourcing shares). `ask` [M, L]
-    keeps what each line asks (`use` serves it)."""
-    M, I = S.shape
+    and the requests they make on each trade link (base-year sourcing shares). `ask`
+    [M, L, lanes] keeps what each line asks (`use` serves it)."""
+    M, I = st.S0.shape
     L = st.demand0.shape[1]
     E = st.price0.shape[1]
     G = st.mg_ptr.shape[0] - 1
     ym, tau_m, tau_b = st.par[1], st.par[3], st.par[4]
     for m in range(M):
         for i in range(I):
-            purch[m, i] = 0.0
+            for q in range(n):
+                purch[m, i, q] = 0.0
         for l in range(L):
             if st.demand0[m, l] > 0.0:
-                pur = out_want[m, l] + (st.B0[m, l] - B[m, l]) / tau_b
-                ask[m, l] = pur
-                if pur > 0.0:
-                    purch[m, st.line_item[l]] += pur
+                it, b0 = st.line_item[l], st.B0[m, l]
+                for q in range(n):
+                    pur = out_want[m, l, q] + (b0 - B[m, l, q]) / tau_b
+                    ask[m, l, q] = pur
+                    if pur > 0.0:
+                        purch[m, it, q] += pur
         for e in range(E):  # inputs of this month's planned metal and magnet making
-            purch[m, e] += plan[m, E + e] / ym
+            for q in range(n):
+                purch[m, e, q] += plan[m, E + e, q] / ym
         for g in range(G):
-            pg = plan[m, 2 * E + g]
             for k in range(st.mg_ptr[g], st.mg_ptr[g + 1]):
-                purch[m, st.mg_i[k]] += pg * st.mg_metal[k]
+                mi, mm = st.mg_i[k], st.mg_metal[k]
+                for q in range(n):
+                    purch[m, mi, q] += plan[m, 2 * E + g, q] * mm
         for i in range(I):
-            purch[m, i] += (st.S0[m, i] - S[m, i]) / tau_m
-            if purch[m, i] < 0.0:
-                purch[m, i] = 0.0
+            s0 = st.S0[m, i]
+            for q in range(n):
+                v = purch[m, i, q] + (s0 - S[m, i, q]) / tau_m
+                purch[m, i, q] = 0.0 if v < 0.0 else v
     for j in range(st.link_o.shape[0]):  # requests origin -> dest (before controls)
-        req[j] = purch[st.link_d[j], st.link_i[j]] * st.link_w[j]
+        d, i, w = st.link_d[j], st.link_i[j], st.link_w[j]
+        for q in range(n):
+            req[j, q] = purch[d, i, q] * w
+
+
+@njit(**JIT)
+def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, approval, ahead,
+             review_n0, review_frac, item_form, link_d, link_i, out_filed, out_approved,
+             out_pipeline, out_expected, n):
+    """Requests on controlled links join the queue [Lq, NC, paths] in month `slot` (column c
+    is control k's link ctl_j[c], for c in ctl_ptr[k]:ctl_ptr[k + 1], the links with cov >
+    0); what was filed `review` months earlier (split between two months) is decided now and
+    the share `approval` of it approved. `eff` (the requests an origin will try to ship)
+    loses the controlled part and gains the approvals. What buyers can expect:
+    `out_pipeline`, what is still under review, and `out_expected`, the controlled requests
+    at `ahead`, the approval share announced for the coming months, less what the link
+    brings this month (the correction to this month's imports as a guide to the coming
+    months). Where `quota0` [K, links] is positive the control is a quota: a link ships at
+    most `approval` x quota0 (its base-year flow) of what is decided. Controls' state
+    (ctl_active, approval, ahead, review) differs by path: [K, (3,) paths]."""
+    Lq = queue.shape[0]
+    K = ctl_ptr.shape[0] - 1
+    M, I = out_filed.shape[0], out_filed.shape[1]
+    for m in range(M):
+        for i in range(I):
+            for q in range(n):
+                out_filed[m, i, q] = 0.0
+                out_approved[m, i, q] = 0.0
+                out_pipeline[m, i, q] = 0.0
+                out_expected[m, i, q] = 0.0
+    now = slot % Lq
+    for k in range(K):
+        for c in range(ctl_ptr[k], ctl_ptr[k + 1]):
+            j = ctl_j[c]
+            cv = cov[k, j]
+            d, i = link_d[j], link_i[j]
+            f = item_form[i]
+            quota = quota0[k, j]
+            for q in range(n):
+                n0 = review_n0[k, q]
+                fr = review_frac[k, q]
+                on = ctl_active[k, q]
+                at0, at1 = (slot - n0) % Lq, (slot - n0 - 1) % Lq
+                r = req[j, q]
+                if on:
+                    queue[now, c, q] = r * cv
+                    out_filed[d, i, q] += r * cv
+                    eff[j, q] = r * (1.0 - cv)
+                else:
+                    queue[now, c, q] = 0.0
+                q0 = queue[at0, c, q] if n0 < Lq else 0.0
+                q1 = queue[at1, c, q] if n0 + 1 < Lq else 0.0
+                processed = (1.0 - fr) * q0 + fr * q1
+                share = approval[k, f, q] if on else 1.0
+                ok = processed * share
+                if quota > 0.0 and on:
+                    ok = min(processed, share * quota)
+                eff[j, q] += ok
+                out_approved[d, i, q] += ok
+                # what buyers count on from this link over the coming months, against what
+                # it brings now: requests at the announced approval share (1 when no control
+                # is in force or announced), the applications under review at that share
+                coming = ahead[k, f, q]
+                flowing = ok if on else r * cv + processed
+                counted = min(r * cv, coming * quota) if quota > 0.0 else r * cv * coming
+                out_expected[d, i, q] += counted - flowing
+                pending = fr * q0
+                for back in range(min(n0, Lq)):
+                    pending += queue[(slot - back) % Lq, c, q]
+                out_pipeline[d, i, q] += pending * coming
+
+
+@njit(**JIT)
+def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl_active,
+         ctl_origin, leakage, short_imp, out_imp, out_exp, asked_out, fill_out, sent_by,
+         sent, asked, spare, controlling, unmet, n):
+    """Origins ship requests from what they hold beyond their home wants, pro rata; a share
+    `leakage` of a controlling origin's shipments (its links: org_j[org_ptr[o]:org_ptr[o +
+    1]]) is pooled over destinations by their requests; requests left unmet are re-sourced
+    from spare stock (above target and home wants) at origins that control nothing, and
+    what is still unmet is left in `short_imp`. eff, req, want_item and the last eight
+    arguments are this tile's lanes (scratch: asked_out, fill_out [M, I, lanes], sent_by
+    [NL, lanes], sent, asked [I, lanes], spare, controlling [M, lanes], unmet [lanes])."""
+    M, I = S0.shape
+    NL = link_o.shape[0]
+    K = ctl_origin.shape[0]
+    for o in range(M):
+        for i in range(I):
+            for q in range(n):
+                out_imp[o, i, q] = 0.0
+                out_exp[o, i, q] = 0.0
+                asked_out[o, i, q] = 0.0
+                fill_out[o, i, q] = 1.0
+    for j in range(NL):
+        o, i = link_o[j], link_i[j]
+        for q in range(n):
+            asked_out[o, i, q] += eff[j, q]
+    for o in range(M):
+        for i in range(I):
+            for q in range(n):
+                a = asked_out[o, i, q]
+                if a > 0.0:
+                    avail = S[o, i, q] - want_item[o, i, q]
+                    fill_out[o, i, q] = min(1.0, max(avail, 0.0) / a)
+    for j in range(NL):
+        o, i = link_o[j], link_i[j]
+        for q in range(n):
+            sent_by[j, q] = eff[j, q] * fill_out[o, i, q]
+    for k in range(K):
+        lam = leakage[k]
+        if lam <= 0.0:
+            continue
+        c = ctl_origin[k]
+        for i in range(I):
+            for q in range(n):
+                sent[i, q] = 0.0
+                asked[i, q] = 0.0
+        for jj in range(org_ptr[c], org_ptr[c + 1]):
+            j = org_j[jj]
+            i = link_i[j]
+            for q in range(n):
+                sent[i, q] += sent_by[j, q]
+                asked[i, q] += req[j, q]
+        for jj in range(org_ptr[c], org_ptr[c + 1]):
+            j = org_j[jj]
+            i = link_i[j]
+            for q in range(n):
+                if ctl_active[k, q] and asked[i, q] > 0.0:
+                    sent_by[j, q] = ((1.0 - lam) * sent_by[j, q]
+                                     + lam * sent[i, q] * req[j, q] / asked[i, q])
+    for j in range(NL):
+        o, d, i = link_o[j], link_d[j], link_i[j]
+        for q in range(n):
+            x = sent_by[j, q]
+            S[o, i, q] -= x
+            S[d, i, q] += x
+            out_exp[o, i, q] += x
+            out_imp[d, i, q] += x
+    for d in range(M):
+        for i in range(I):
+            for q in range(n):
+                short_imp[d, i, q] = 0.0
+    for j in range(NL):
+        d, i = link_d[j], link_i[j]
+        for q in range(n):
+            short_imp[d, i, q] += req[j, q] - sent_by[j, q]
+    for o in range(M):
+        for q in range(n):
+            controlling[o, q] = 0.0
+    for k in range(K):
+        for q in range(n):
+            if ctl_active[k, q]:
+                controlling[ctl_origin[k], q] = 1.0
+    for i in range(I):
+        for q in range(n):
+            unmet[q] = 0.0
+        for d in range(M):
+            for q in range(n):
+                v = short_imp[d, i, q]
+                if v < 0.0:
+                    v = 0.0
+                short_imp[d, i, q] = v
+                unmet[q] += v
+        for q in range(n):  # re-sourcing, lane by lane (rare: only where requests failed)
+            unmet_total = unmet[q]
+            if unmet_total <= 1e-12:
+                continue
+            spare_total = 0.0
+            for o in range(M):
+                spare[o, q] = 0.0 if controlling[o, q] > 0.0 else max(
+                    S[o, i, q] - S0[o, i] - want_item[o, i, q], 0.0)
+                spare_total += spare[o, q]
+            if spare_total <= 0.0:
+                continue
+            moved = min(spare_total, unmet_total)
+            for o in range(M):
+                if spare[o, q] <= 0.0:
+                    continue
+                give = moved * spare[o, q] / spare_total
+                for d in range(M):
+                    if d == o or short_imp[d, i, q] <= 0.0:
+                        continue
+                    x = give * short_imp[d, i, q] / unmet_total
+                    S[o, i, q] -= x
+                    S[d, i, q] += x
+                    out_exp[o, i, q] += x
+                    out_imp[d, i, q] += x
+            for d in range(M):
+                short_imp[d, i, q] *= 1.0 - moved / unmet_total
+
+
+@njit(**JIT)
+def arbitrage(S, lr, want_item, priced, controlling, into, rate, log_margin, out_imp,
+              out_exp, sell, gap, n):
+    """Merchants in a market that controls nothing sell the stock they hold beyond their
+    home wants (`sell`, taken before any of this month's arbitrage) to markets whose price,
+    relative to base, exceeds theirs by more than the trade margin: a share `rate` a month,
+    split over the dearer markets by their gaps g = 1 - (1 + margin) p_o / p_d (scaled down
+    when the gaps add up to more than 1). `into` [M, lanes] is the share a market may
+    receive (a destination-specific control lets in its leakage); a market buys only items
+    it prices (`priced` [M, I] > 0: it uses them). Prices are compared relative to base: the
+    base year is taken as free of arbitrage. Lane by lane (off by default). Scratch: sell,
+    gap [M, lanes]."""
+    M, I = priced.shape
+    if rate <= 0.0:
+        return
+    for i in range(I):
+        for q in range(n):
+            for o in range(M):
+                sell[o, q] = 0.0 if controlling[o, q] > 0.0 else S[o, i, q] - want_item[o, i, q]
+            for o in range(M):
+                if sell[o, q] <= 0.0:
+                    continue
+                total = 0.0
+                for d in range(M):
+                    gap[d, q] = 0.0
+                    x = lr[o, i, q] - lr[d, i, q] + log_margin
+                    if d != o and into[d, q] > 0.0 and priced[d, i] > 0.0 and x < 0.0:
+                        gap[d, q] = 1.0 - np.exp(x)
+                        total += gap[d, q]
+                if total <= 0.0:
+                    continue
+                scale = rate * sell[o, q] / max(total, 1.0)
+                for d in range(M):
+                    if gap[d, q] > 0.0:
+                        x = scale * gap[d, q] * into[d, q]
+                        S[o, i, q] -= x
+                        S[d, i, q] += x
+                        out_exp[o, i, q] += x
+                        out_imp[d, i, q] += x
+
+
+@njit(**JIT)
+def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
+        frac_grid_step, frac_left, cdf, bucket_lo, bucket_hi, out_del, out_cons, avail, asked,
+        fill, n):
+    """Each market serves an item's lines from its merchant stock by priority (pro rata
+    within a priority class: line_order[cls_ptr[c]:cls_ptr[c + 1]], an item's classes in
+    turn from the one marked cls_first) what they ask, `ask` [M, L, lanes] = want + (B0 -
+    B) / tau_b (`orders`; negative asks nothing); end users then consume from deliveries and
+    their own stocks, spread across buyers: a share of buyers given by the cover table has
+    run dry and consumes only what it receives. Scratch: avail, asked, fill [lanes]."""
+    M, L = demand0.shape
+    C = cls_item.shape[0]
+    for m in range(M):
+        for l in range(L):
+            for q in range(n):
+                out_del[m, l, q] = 0.0
+                out_cons[m, l, q] = 0.0
+        for q in range(n):
+            avail[q] = 0.0
+        for c in range(C):
+            i = cls_item[c]
+            if cls_first[c]:
+                for q in range(n):
+                    avail[q] = max(S[m, i, q], 0.0)
+            for q in range(n):
+                asked[q] = 0.0
+            for k in range(cls_ptr[c], cls_ptr[c + 1]):  # what the class asks (in out_del)
+                l = line_order[k]
+                if demand0[m, l] > 0.0:
+                    for q in range(n):
+                        a = max(ask[m, l, q], 0.0)
+                        out_del[m, l, q] = a
+                        asked[q] += a
+            for q in range(n):
+                fill[q] = min(1.0, avail[q] / asked[q]) if asked[q] > 0.0 else 0.0
+            for k in range(cls_ptr[c], cls_ptr[c + 1]):
+                l = line_order[k]
+                if demand0[m, l] <= 0.0:
+                    continue
+                for q in range(n):
+                    x = out_del[m, l, q] * fill[q]
+                    out_del[m, l, q] = x
+                    avail[q] -= x
+                    S[m, i, q] -= x
+        for l in range(L):  # buyers' own stocks, spread across buyers
+            if demand0[m, l] <= 0.0:
+                continue
+            b0 = B0[m, l]
+            for q in range(n):  # delivered all they want: the rest restocks them
+                w, x = want[m, l, q], out_del[m, l, q]
+                if x >= w:
+                    out_cons[m, l, q] = w
+                    B[m, l, q] += x - w
+            for q in range(n):  # short of want: buyers with stock left draw on it
+                w, x = want[m, l, q], out_del[m, l, q]
+                if not x >= w:
+                    z = _months_drawn(B[m, l, q] / b0, frac_left, bucket_lo,
+                                      bucket_hi) * frac_grid_step
+                    still = 1.0 - _interp(z, 0.0, frac_grid_step, cdf)
+                    draw = min(B[m, l, q], (w - x) * still)
+                    B[m, l, q] -= draw
+                    out_cons[m, l, q] = x + draw
 
 
 @njit(**JIT)
 def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, inflow, out_prod, out_drawn,
-            out_conc_used, want_g, need_e, phi, swarf_made):
+            out_conc_used, want_g, need_e, phi, swarf_made, f_g, q_g, n):
     """Separation (from concentrate on hand), metal (from oxide) and magnets (from metal,
     each grade limited by its scarcest element) move towards their orders within capacity;
     swarf goes back to separation where it is recycled (kept unprocessed elsewhere: lost)."""
-    M, I = S.shape
-    E = C.shape[1]
+    M, I = st.S0.shape
+    E = st.price0.shape[1]
     G = st.mg_ptr.shape[0] - 1
     ys, ym, kappa = st.par[0], st.par[1], st.par[2]
     for m in range(M):
         for i in range(I):
-            out_prod[m, i] = 0.0
-            out_drawn[m, i] = 0.0
+            for q in range(n):
+                out_prod[m, i, q] = 0.0
+                out_drawn[m, i, q] = 0.0
         for e in range(E):
-            swarf_made[m, e] = 0.0
+            for q in range(n):
+                swarf_made[m, e, q] = 0.0
         for e in range(E):  # separation (primary), from concentrate on hand
-            C[m, e] += conc_in[m, e]
-            target = orders_[m, e] - swarf_last[m, e]
-            plan[m, e] += kappa * (target - plan[m, e])
-            q = min(plan[m, e], cap[m, e], C[m, e] * ys)
-            q = max(q, 0.0)
-            used = q / ys
-            C[m, e] -= used
-            out_conc_used[m, e] = used
-            out_prod[m, e] = q
-            S[m, e] += q + inflow[m, e]
+            for q in range(n):
+                C[m, e, q] += conc_in[m, e, q]
+                target = orders_[m, e, q] - swarf_last[m, e, q]
+                plan[m, e, q] += kappa * (target - plan[m, e, q])
+                x = min(plan[m, e, q], cap[m, e, q], C[m, e, q] * ys)
+                x = max(x, 0.0)
+                used = x / ys
+                C[m, e, q] -= used
+                out_conc_used[m, e, q] = used
+                out_prod[m, e, q] = x
+                S[m, e, q] += x + inflow[m, e, q]
         for e in range(E):  # metal, from oxide on hand
             i = E + e
-            plan[m, i] += kappa * (orders_[m, i] - plan[m, i])
-            q = max(min(plan[m, i], cap[m, i], S[m, e] * ym), 0.0)
-            drawn = q / ym
-            S[m, e] -= drawn
-            out_drawn[m, e] += drawn
-            S[m, i] += q + inflow[m, i]
-            out_prod[m, i] = q
+            for q in range(n):
+                plan[m, i, q] += kappa * (orders_[m, i, q] - plan[m, i, q])
+                x = max(min(plan[m, i, q], cap[m, i, q], S[m, e, q] * ym), 0.0)
+                drawn = x / ym
+                S[m, e, q] -= drawn
+                out_drawn[m, e, q] += drawn
+                S[m, i, q] += x + inflow[m, i, q]
+                out_prod[m, i, q] = x
         # magnets, from metal on hand: each grade is limited by its scarcest element
         for g in range(G):
             i = 2 * E + g
-            plan[m, i] += kappa * (orders_[m, i] - plan[m, i])
-            want_g[g] = max(min(plan[m, i], cap[m, i]), 0.0)
+            for q in range(n):
+                plan[m, i, q] += kappa * (orders_[m, i, q] - plan[m, i, q])
+                want_g[g, q] = max(min(plan[m, i, q], cap[m, i, q]), 0.0)
         for e in range(E):
-            phi[e] = 1.0
-            need = 0.0
+            for q in range(n):
+                phi[e, q] = 1.0
+                need_e[e, q] = 0.0
             for k in range(st.me_ptr[e], st.me_ptr[e + 1]):
-                need += want_g[st.me_g[k]] * st.me_v[k]
-            need_e[e] = need
-            if need > S[m, E + e] and need > 0.0:
-                phi[e] = max(S[m, E + e], 0.0) / need
+                g, v = st.me_g[k], st.me_v[k]
+                for q in range(n):
+                    need_e[e, q] += want_g[g, q] * v
+            for q in range(n):
+                need, s = need_e[e, q], S[m, E + e, q]
+                if need > s and need > 0.0:
+                    phi[e, q] = max(s, 0.0) / need
         for g in range(G):
-            f = 1.0
+            for q in range(n):
+                f_g[q] = 1.0
             for k in range(st.mg_ptr[g], st.mg_ptr[g + 1]):
-                if st.mg_metal[k] > 0.0 and phi[st.mg_e[k]] < f:
-                    f = phi[st.mg_e[k]]
-            q = want_g[g] * f
+                if st.mg_metal[k] > 0.0:
+                    e = st.mg_e[k]
+                    for q in range(n):
+                        if phi[e, q] < f_g[q]:
+                            f_g[q] = phi[e, q]
             i = 2 * E + g
-            out_prod[m, i] = q
-            S[m, i] += q + inflow[m, i]
+            for q in range(n):
+                x = want_g[g, q] * f_g[q]
+                q_g[q] = x
+                out_prod[m, i, q] = x
+                S[m, i, q] += x + inflow[m, i, q]
             for k in range(st.mg_ptr[g], st.mg_ptr[g + 1]):
-                drawn = q * st.mg_metal[k]
-                S[m, st.mg_i[k]] -= drawn
-                out_drawn[m, st.mg_i[k]] += drawn
-                swarf_made[m, st.mg_e[k]] += q * st.mg_swarf[k]
+                mi, mm, e, sw = st.mg_i[k], st.mg_metal[k], st.mg_e[k], st.mg_swarf[k]
+                for q in range(n):
+                    drawn = q_g[q] * mm
+                    S[m, mi, q] -= drawn
+                    out_drawn[m, mi, q] += drawn
+                    swarf_made[m, e, q] += q_g[q] * sw
     for m in range(M):
         for e in range(E):
-            swarf_last[m, e] = 0.0
+            for q in range(n):
+                swarf_last[m, e, q] = 0.0
     for k in range(st.sw_src.shape[0]):
-        made = swarf_made[st.sw_src[k], st.sw_e[k]]
-        if made <= 0.0:
-            continue
-        sw = made * st.sw_v[k]
-        if sw > 0.0:
-            dst, e = st.sw_dst[k], st.sw_e[k]
-            swarf_last[dst, e] += sw
-            S[dst, e] += sw
-            out_prod[dst, e] += sw
+        src, e, dst, v = st.sw_src[k], st.sw_e[k], st.sw_dst[k], st.sw_v[k]
+        for q in range(n):
+            made = swarf_made[src, e, q]
+            if made > 0.0:
+                sw = made * v
+                if sw > 0.0:
+                    swarf_last[dst, e, q] += sw
+                    S[dst, e, q] += sw
+                    out_prod[dst, e, q] += sw
 
 
 @njit(**JIT)
 def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, out_phys_el,
-              out_red_el, out_phys_sec, out_red_sec, out_need_sec):
+              out_red_el, out_phys_sec, out_red_sec, out_need_sec, short_l, red_l, n):
     """Output a region could not sell in the base year goes to unsold stock, from what it
     holds above target; then what the month leaves short, by item, element and sector (t
-    of element): physical (wanted, not consumed) and demand reduction (given up to price)."""
-    M, I = S.shape
+    of element): physical (wanted, not consumed) and demand reduction (given up to price).
+    Scratch: short_l, red_l [lanes]."""
+    M, I = st.S0.shape
     L = st.demand0.shape[1]
     E = out_phys_el.shape[1]
     NS = out_phys_sec.shape[1]
     for m in range(M):
         for i in range(I):
-            take = 0.0
-            if st.unsold0[m, i] > 0.0:
-                take = min(st.unsold0[m, i], max(S[m, i] - st.S0[m, i], 0.0))
-                S[m, i] -= take
-            out_unsold[m, i] = take
-            out_short_item[m, i] = 0.0
+            u0, s0 = st.unsold0[m, i], st.S0[m, i]
+            if u0 > 0.0:
+                for q in range(n):
+                    take = min(u0, max(S[m, i, q] - s0, 0.0))
+                    S[m, i, q] -= take
+                    out_unsold[m, i, q] = take
+            else:
+                for q in range(n):
+                    out_unsold[m, i, q] = 0.0
+            for q in range(n):
+                out_short_item[m, i, q] = 0.0
         for e in range(E):
-            out_phys_el[m, e] = 0.0
-            out_red_el[m, e] = 0.0
+            for q in range(n):
+                out_phys_el[m, e, q] = 0.0
+                out_red_el[m, e, q] = 0.0
         for s_ in range(NS):
-            out_phys_sec[m, s_] = 0.0
-            out_red_sec[m, s_] = 0.0
-            out_need_sec[m, s_] = 0.0
+            for q in range(n):
+                out_phys_sec[m, s_, q] = 0.0
+                out_red_sec[m, s_, q] = 0.0
+                out_need_sec[m, s_, q] = 0.0
         for l in range(L):
             if st.demand0[m, l] <= 0.0:
                 continue
-            short = max(out_want[m, l] - out_cons[m, l], 0.0)
-            red = max(out_need[m, l] - out_want[m, l], 0.0)
-            out_short_item[m, st.line_item[l]] += short
+            it = st.line_item[l]
+            for q in range(n):
+                short = max(out_want[m, l, q] - out_cons[m, l, q], 0.0)
+                red = max(out_need[m, l, q] - out_want[m, l, q], 0.0)
+                short_l[q] = short
+                red_l[q] = red
+                out_short_item[m, it, q] += short
             for h in range(st.line_h[l]):
-                e = st.line_e[l, h]
-                f = st.line_f[l, h]
-                out_phys_el[m, e] += short * f
-                out_red_el[m, e] += red * f
-            tot = st.line_tot[l]
-            sc = st.line_sector[l]
-            out_phys_sec[m, sc] += short * tot
-            out_red_sec[m, sc] += red * tot
-            out_need_sec[m, sc] += out_need[m, l] * tot
+                e, f = st.line_e[l, h], st.line_f[l, h]
+                for q in range(n):
+                    out_phys_el[m, e, q] += short_l[q] * f
+                    out_red_el[m, e, q] += red_l[q] * f
+            tot, sc = st.line_tot[l], st.line_sector[l]
+            for q in range(n):
+                out_phys_sec[m, sc, q] += short_l[q] * tot
+                out_red_sec[m, sc, q] += red_l[q] * tot
+                out_need_sec[m, sc, q] += out_need[m, l, q] * tot
 
 
 @njit(**JIT)
 def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_exp,
-           out_expected, out_pipeline, out_unsold, held_b, target, phi):
+           out_expected, out_pipeline, out_unsold, held_b, target, phi, cost, n):
     """Holders price each item by the supply they can expect over `horizon` months (stocks
     held by merchants and end users, the licence pipeline, this month's production, imports
     and inflows, kept up) against current use (final wants, the next stage's input, exports
     shipped), relative to the base year; the price that makes the market's demand, at its
     elasticity (substitution over the horizon included), take what it can expect. Quotes
     move part of the way each month; metal costs at least its oxide, a magnet grade at
-    least its metals. Then substitution responds (phase 8)."""
-    M, I = S.shape
+    least its metals. Then substitution responds (phase 8). Scratch: held_b, target
+    [I, lanes], phi [E, lanes], cost [lanes]."""
+    M, I = st.S0.shape
     L = st.demand0.shape[1]
     E = st.price0.shape[1]
     G = st.gw_ptr.shape[0] - 1
@@ -631,156 +792,174 @@ def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_ex
     sub_rate, sub_max, full_ratio = st.par[8], st.par[9], st.par[10]
     for m in range(M):
         for i in range(I):
-            held_b[i] = 0.0
+            for q in range(n):
+                held_b[i, q] = 0.0
         for l in range(L):  # end users' own stocks count as held
             if st.demand0[m, l] > 0.0:
-                held_b[st.line_item[l]] += B[m, l]
+                it = st.line_item[l]
+                for q in range(n):
+                    held_b[it, q] += B[m, l, q]
         for i in range(I):
-            held = S[m, i] + held_b[i]
-            use_now = want_item[m, i] + out_exp[m, i]
-            if i < E:
-                use_now += plan[m, E + i] / ym
-            elif i < 2 * E:
-                e = i - E
-                for k in range(st.me_ptr[e], st.me_ptr[e + 1]):
-                    use_now += plan[m, st.me_i[k]] * st.me_v[k]
-            # imports under licence count at the share announced for the coming months
-            supply = (out_prod[m, i] + out_imp[m, i] + out_expected[m, i] + inflow[m, i]
-                      - out_unsold[m, i])
-            if use_now <= 0.0 or st.ratio0[m, i] <= 0.0:
-                target[i] = 0.0
+            r0, eps = st.ratio0[m, i], st.eps_item[m, i]
+            if r0 <= 0.0:
+                for q in range(n):
+                    target[i, q] = 0.0
                 continue
-            x = (held + out_pipeline[m, i] + horizon * supply) / (horizon * use_now)
-            x = max(x / st.ratio0[m, i], 1e-12)
-            t_ = np.log(x) / st.eps_item[m, i]
-            target[i] = min(max(t_, -log_cap), log_cap)
+            for q in range(n):  # use now (in `cost`)
+                cost[q] = want_item[m, i, q] + out_exp[m, i, q]
+            if i < E:
+                for q in range(n):
+                    cost[q] += plan[m, E + i, q] / ym
+            elif i < 2 * E:
+                for k in range(st.me_ptr[i - E], st.me_ptr[i - E + 1]):
+                    gi, v = st.me_i[k], st.me_v[k]
+                    for q in range(n):
+                        cost[q] += plan[m, gi, q] * v
+            for q in range(n):
+                held = S[m, i, q] + held_b[i, q]
+                # imports under licence count at the share announced for the coming months
+                supply = (out_prod[m, i, q] + out_imp[m, i, q] + out_expected[m, i, q]
+                          + inflow[m, i, q] - out_unsold[m, i, q])
+                x = (held + out_pipeline[m, i, q] + horizon * supply) / (horizon * cost[q])
+                target[i, q] = max(x / r0, 1e-12)
+            for q in range(n):  # (a loop of its own: log is not vectorised)
+                if cost[q] <= 0.0:
+                    target[i, q] = 0.0
+                else:
+                    t_ = np.log(target[i, q]) / eps
+                    target[i, q] = min(max(t_, -log_cap), log_cap)
         for e in range(E):  # cost floors: metal >= oxide, grade >= its metals
-            if target[E + e] < target[e]:
-                target[E + e] = target[e]
+            for q in range(n):
+                if target[E + e, q] < target[e, q]:
+                    target[E + e, q] = target[e, q]
         for k in range(st.gw_used.shape[0]):  # metal price ratios, once
-            phi[st.gw_used[k]] = np.exp(target[st.gw_used_metal[k]])
+            e, mi = st.gw_used[k], st.gw_used_metal[k]
+            for q in range(n):
+                phi[e, q] = np.exp(target[mi, q])
         for g in range(G):
-            cost = 0.0
+            for q in range(n):
+                cost[q] = 0.0
             for k in range(st.gw_ptr[g], st.gw_ptr[g + 1]):
-                if st.gw_v[k] > 0.0:
-                    cost += st.gw_v[k] * phi[st.gw_e[k]]
-            floor = np.log(cost) if cost > 0.0 else 0.0
-            if target[2 * E + g] < floor:
-                target[2 * E + g] = floor
+                v, e = st.gw_v[k], st.gw_e[k]
+                if v > 0.0:
+                    for q in range(n):
+                        cost[q] += v * phi[e, q]
+            for q in range(n):
+                floor = np.log(cost[q]) if cost[q] > 0.0 else 0.0
+                if target[2 * E + g, q] < floor:
+                    target[2 * E + g, q] = floor
         for i in range(I):
-            lr[m, i] = a_smooth * lr[m, i] + (1.0 - a_smooth) * target[i]
+            for q in range(n):
+                lr[m, i, q] = a_smooth * lr[m, i, q] + (1.0 - a_smooth) * target[i, q]
         # ---- 8. respond: substitution ramps up with the price ratio (0 at or below base)
         for e in range(E):
-            ramp = 0.0
-            if lr[m, e] > 0.0 or full_ratio <= 1.0:
-                r = np.exp(lr[m, e])
-                ramp = min(max((r - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
-            sub[m, e] = min(sub_max, sub[m, e] + sub_rate * ramp)
+            _substitute(lr[m, e], sub[m, e], cost, full_ratio, sub_rate, sub_max, n)
         for g in range(G):
-            ramp = 0.0
-            if lr[m, 2 * E + g] > 0.0 or full_ratio <= 1.0:
-                r = np.exp(lr[m, 2 * E + g])
-                ramp = min(max((r - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
-            sub[m, E + g] = min(sub_max, sub[m, E + g] + sub_rate * ramp)
+            _substitute(lr[m, 2 * E + g], sub[m, E + g], cost, full_ratio, sub_rate, sub_max,
+                        n)
+
+
+@njit(inline="always", **JIT)
+def _substitute(lr, sub, ratio, full_ratio, sub_rate, sub_max, n):
+    """Substitution `sub` [lanes] grows by sub_rate x the ramp of the price ratio exp(lr)."""
+    for q in range(n):  # (a loop of its own: exp is not vectorised)
+        ratio[q] = np.exp(lr[q]) if lr[q] > 0.0 or full_ratio <= 1.0 else 1.0
+    for q in range(n):
+        ramp = min(max((ratio[q] - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
+        sub[q] = min(sub_max, sub[q] + sub_rate * ramp)
 
 
 @njit(**JIT)
-def step_path(  # noqa: PLR0913 - one path's state and the month's inputs
-        st, ctl,
+def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outputs
+        st, ctl, n,
         # state (in/out)
         S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
-        # month inputs for this path
+        # month inputs
         conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0,
         review_frac, slot,
-        # outputs for this path (overwritten)
+        # outputs (overwritten)
         out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
         out_price, out_conc_used, out_filed, out_approved, out_short_item, out_phys_el,
-        out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold, out_pipeline,
-        out_expected,
-        # scratch (this thread's)
-        want_item, purch, orders_, sub_eff, req, eff, want_g, need_e, phi, swarf_made,
-        asked_out, fill_out, sent_by, sent_i, asked_i, spare, controlling, held_b, target,
-        ask, into, gap):
-    M, I = S.shape
+        out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold):
+    """One month for the first n lanes of a tile (arrays [..., lanes])."""
+    M, I = st.S0.shape
     E = st.price0.shape[1]
-    # prices at the start of the month: the element's is its separated product's (oxide)
-    for m in range(M):
-        for e in range(E):
-            p0 = st.price0[m, e]
-            out_price[m, e] = np.exp(lr[m, e]) * p0 if p0 > 0 else 0.0
-    demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff)  # 1
-    orders(st, S, B, plan, out_want, purch, req, ask)  # 2
-    for j in range(req.shape[0]):  # 3. licences
-        eff[j] = req[j]
+    G = st.gw_ptr.shape[0] - 1
+    L = st.demand0.shape[1]
+    NL = st.link_o.shape[0]
+    K = ctl.target.shape[0]
+    W = S.shape[-1]
+    want_item, purch, orders_ = np.empty((M, I, W)), np.empty((M, I, W)), np.empty((M, I, W))
+    asked_out, fill_out = np.empty((M, I, W)), np.empty((M, I, W))
+    sub_eff, ask = np.empty((M, E + G, W)), np.empty((M, L, W))
+    req, eff, sent_by = np.empty((NL, W)), np.empty((NL, W)), np.empty((NL, W))
+    want_g, need_e, phi = np.empty((G, W)), np.empty((E, W)), np.empty((E, W))
+    swarf_made = np.empty((M, E, W))
+    sent_i, asked_i = np.empty((I, W)), np.empty((I, W))
+    held_b, target = np.empty((I, W)), np.empty((I, W))
+    spare, controlling = np.empty((M, W)), np.empty((M, W))
+    into, gap = np.empty((M, W)), np.empty((M, W))
+    v1, v2, v3 = np.empty(W), np.empty(W), np.empty(W)
+    out_pipeline, out_expected = np.empty((M, I, W)), np.empty((M, I, W))  # licences'
+    month_prices(st, lr, out_price, n)
+    demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff, n)  # 1
+    orders(st, S, B, plan, out_want, purch, req, ask, n)  # 2
+    for j in range(NL):  # 3. licences
+        for q in range(n):
+            eff[j, q] = req[j, q]
     licences(req, eff, queue, slot, ctl.cov, ctl.quota0, ctl.ctl_ptr, ctl.ctl_j, ctl_active,
              approval, ahead, review_n0, review_frac, st.item_form, st.link_d, st.link_i,
-             out_filed, out_approved, out_pipeline, out_expected)
+             out_filed, out_approved, out_pipeline, out_expected, n)
     for o in range(M):  # what each origin is asked to make ready
         for i in range(I):
-            orders_[o, i] = purch[o, i] * st.own_share[o, i] + short_imp[o, i]
-    for j in range(eff.shape[0]):
-        orders_[st.link_o[j], st.link_i[j]] += eff[j]
+            own = st.own_share[o, i]
+            for q in range(n):
+                orders_[o, i, q] = purch[o, i, q] * own + short_imp[o, i, q]
+    for j in range(NL):
+        o, i = st.link_o[j], st.link_i[j]
+        for q in range(n):
+            orders_[o, i, q] += eff[j, q]
     produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, inflow, out_prod, out_drawn,
-            out_conc_used, want_g, need_e, phi, swarf_made)  # 4
+            out_conc_used, want_g, need_e, phi, swarf_made, v1, v2, n)  # 4
     ship(S, st.S0, eff, req, want_item, st.link_o, st.link_d, st.link_i, st.org_ptr,
          st.org_j, ctl_active, ctl.ctl_origin, ctl.leakage, short_imp, out_imp, out_exp,
-         asked_out, fill_out, sent_by, sent_i, asked_i, spare, controlling)  # 5
-    K = ctl.target.shape[0]
+         asked_out, fill_out, sent_by, sent_i, asked_i, spare, controlling, v1, n)  # 5
     for d in range(M):  # what a market may receive by arbitrage: its controls' leakage
-        into[d] = 1.0
+        for q in range(n):
+            into[d, q] = 1.0
         for k in range(K):
-            if ctl_active[k]:
-                into[d] *= 1.0 - ctl.target[k, d] * (1.0 - ctl.leakage[k])
+            cut = 1.0 - ctl.target[k, d] * (1.0 - ctl.leakage[k])
+            for q in range(n):
+                if ctl_active[k, q]:
+                    into[d, q] *= cut
     arbitrage(S, lr, want_item, st.ratio0, controlling, into, st.par[11], st.par[12],
-              out_imp, out_exp, spare, gap)
+              out_imp, out_exp, spare, gap, n)
     use(S, B, st.B0, st.demand0, out_want, ask, st.line_order, st.cls_ptr, st.cls_item,
         st.cls_first, st.frac_grid_step, st.frac_left, st.cdf, st.bucket_lo, st.bucket_hi,
-        out_del, out_cons)  # 6
+        out_del, out_cons, v1, v2, v3, n)  # 6
     shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, out_phys_el,
-              out_red_el, out_phys_sec, out_red_sec, out_need_sec)
+              out_red_el, out_phys_sec, out_red_sec, out_need_sec, v1, v2, n)
     prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_exp,
-           out_expected, out_pipeline, out_unsold, held_b, target, phi)  # 7 and 8
-
-
-PATHS_PER_TASK = 32
-"""Paths a thread takes at a time (its scratch space is allocated once per task)."""
+           out_expected, out_pipeline, out_unsold, held_b, target, phi, v1, n)  # 7, 8
 
 
 @njit(parallel=True, **JIT)
-def step(st, ctl, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
+def step(st, ctl, n_paths, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
          conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0, review_frac,
          slot,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
          out_price, out_conc_used, out_filed, out_approved, out_short_item, out_phys_el,
-         out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold, out_pipeline,
-         out_expected):
-    """One month for every path of a chunk: arrays carry a leading paths axis. Paths run
-    in tasks of PATHS_PER_TASK, each with its own scratch space."""
-    P, M, I = S.shape
-    E = st.price0.shape[1]
-    G = st.gw_ptr.shape[0] - 1
-    NL = st.link_o.shape[0]
-    n_tasks = (P + PATHS_PER_TASK - 1) // PATHS_PER_TASK
-    for task in prange(n_tasks):
-        want_item, purch, orders_ = np.empty((M, I)), np.empty((M, I)), np.empty((M, I))
-        asked_out, fill_out = np.empty((M, I)), np.empty((M, I))
-        sub_eff = np.empty((M, E + G))
-        req, eff, sent_by = np.empty(NL), np.empty(NL), np.empty(NL)
-        want_g, need_e, phi = np.empty(G), np.empty(E), np.empty(E)
-        swarf_made = np.empty((M, E))
-        sent_i, asked_i, held_b, target = np.empty(I), np.empty(I), np.empty(I), np.empty(I)
-        spare, controlling, into, gap = np.empty(M), np.empty(M), np.empty(M), np.empty(M)
-        ask = np.empty((M, st.demand0.shape[1]))
-        for p in range(task * PATHS_PER_TASK, min(P, (task + 1) * PATHS_PER_TASK)):
-            step_path(st, ctl, S[p], C[p], B[p], plan[p], lr[p], sub[p], swarf_last[p],
-                      short_imp[p], queue[p], conc_in[p], cap[p], dem_factor[p], inflow[p],
-                      ctl_active[p], approval[p], ahead[p], review_n0[p], review_frac[p],
-                      slot,
-                      out_prod[p], out_imp[p], out_exp[p], out_drawn[p], out_del[p],
-                      out_cons[p], out_need[p], out_want[p], out_price[p], out_conc_used[p],
-                      out_filed[p], out_approved[p], out_short_item[p], out_phys_el[p],
-                      out_red_el[p], out_phys_sec[p], out_red_sec[p], out_need_sec[p],
-                      out_unsold[p], out_pipeline[p], out_expected[p],
-                      want_item, purch, orders_, sub_eff, req, eff, want_g, need_e, phi,
-                      swarf_made, asked_out, fill_out, sent_by, sent_i, asked_i, spare,
-                      controlling, held_b, target, ask, into, gap)
+         out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold):
+    """One month for the n_paths paths of a chunk, every array in tiles [tile, ...,
+    lane]; a task runs a tile."""
+    W = S.shape[-1]
+    for b in prange(S.shape[0]):
+        n = min(W, n_paths - b * W)
+        step_tile(st, ctl, n, S[b], C[b], B[b], plan[b], lr[b], sub[b], swarf_last[b],
+                   short_imp[b], queue[b], conc_in[b], cap[b], dem_factor[b], inflow[b],
+                   ctl_active[b], approval[b], ahead[b], review_n0[b], review_frac[b], slot,
+                   out_prod[b], out_imp[b], out_exp[b], out_drawn[b], out_del[b],
+                   out_cons[b], out_need[b], out_want[b], out_price[b], out_conc_used[b],
+                   out_filed[b], out_approved[b], out_short_item[b], out_phys_el[b],
+                   out_red_el[b], out_phys_sec[b], out_red_sec[b], out_need_sec[b],
+                   out_unsold[b])

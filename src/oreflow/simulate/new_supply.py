@@ -58,9 +58,14 @@ class NewSupply:
         return cls(group, volume, mix, basket, land)
 
     def basket_ratio(self, ratio: np.ndarray) -> np.ndarray:
-        """[P, E] outside price over base -> [P, ores] the ore's basket over base (a sum in
-        a fixed order, not BLAS: results must not depend on how many paths a block has)."""
-        return (ratio[:, :, None] * self.basket_weight[None]).sum(1)
+        """[P, E] outside price over base -> [P, ores] the ore's basket over base. A sum in
+        a fixed order, element by element: not BLAS, nor numpy's sum, whose grouping of
+        terms follows the array's memory alignment; a path's result must not depend on how
+        a run was split into blocks."""
+        out = np.zeros((ratio.shape[0], self.basket_weight.shape[1]))
+        for e in range(ratio.shape[1]):
+            out += ratio[:, e, None] * self.basket_weight[e]
+        return out
 
     def grow(self, capacity: np.ndarray, ramp: np.ndarray, rate_per_year: float,
              max_share: float) -> np.ndarray:

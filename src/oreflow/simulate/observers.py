@@ -10,55 +10,78 @@ observers or read the finished result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from numba import njit, prange
 
-from oreflow.simulate.kernel import JIT
+from oreflow.simulate.kernel import JIT, paths_first, tiles
 from oreflow.simulate.market import MarketBase
 
 WEEKS_PER_MONTH = 52.0 / 12.0
 
 
-@dataclass(frozen=True)
 class MonthView:
-    """One month of a block of paths. M market regions, E elements, I items, L demand lines.
-    Flows are t a month (t REO-eq; magnet items t of finished magnet), stocks end-of-month."""
+    """One month of a block of paths. M market regions, E elements, I items, L demand lines,
+    S sectors. Flows are t a month (t REO-eq; magnet items t of finished magnet), stocks
+    end-of-month. Every array below has a leading paths axis [P, ...] (a copy made when first
+    read); `tiled(name)` gives the engine's own array in the kernel's layout ([tile, ...,
+    lane], `kernel.tiles`) without a copy, for observers that run every month on every path.
+    """
 
-    t: int
-    paths: np.ndarray  # [P] global path indices
-    base: MarketBase
-    price_usd_per_kg: np.ndarray  # [P, M, E] oxide price this month (0: untraded)
-    production_t: np.ndarray  # [P, M, I] output (oxide: separation + swarf recovered)
-    imports_t: np.ndarray  # [P, M, I]
-    exports_t: np.ndarray  # [P, M, I]
-    inputs_used_t: np.ndarray  # [P, M, I] oxide into metal, metal into magnets
-    inflow_t: np.ndarray  # [P, M, I] new supply, recycling, stockpile releases
-    deliveries_t: np.ndarray  # [P, M, L] to end users
-    consumption_t: np.ndarray  # [P, M, L] used by end users (deliveries + own stock drawn)
-    need_t: np.ndarray  # [P, M, L] demand before the price response
-    want_t: np.ndarray  # [P, M, L] demand after the price response
-    concentrate_in_t: np.ndarray  # [P, M, E] concentrate arriving at separators
-    concentrate_used_t: np.ndarray  # [P, M, E]
-    mined_lost_t: np.ndarray  # [P, E] mine output lost to outages
-    stock_t: np.ndarray  # [P, M, I] merchant stocks
-    concentrate_stock_t: np.ndarray  # [P, M, E]
-    buyer_stock_t: np.ndarray  # [P, M, L] end users' own stocks
-    first_shock_month: np.ndarray  # [P] start of the earliest shock (nan: none)
-    licence_filed_t: np.ndarray  # [P, M, I] requests to a controlling origin filed (queued)
-    licence_approved_t: np.ndarray  # [P, M, I] decided and approved this month (shipped
-    #                                 as far as the origin has the material)
-    unmet_physical_element_t: np.ndarray  # [P, M, E] t element physically short
-    demand_reduction_element_t: np.ndarray  # [P, M, E] t element given up because of price
-    unmet_physical_sector_t: np.ndarray  # [P, M, S] t element physically short
-    demand_reduction_sector_t: np.ndarray  # [P, M, S]
-    need_sector_t: np.ndarray  # [P, M, S] t element needed (before the price response)
-    unsold_t: np.ndarray  # [P, M, I] output put to unsold stock (as in the base year)
-    secondary_t: np.ndarray  # [P, M, E] recycled oxide above the base-year level (in inflow_t)
-    new_supply_t: np.ndarray  # [P, E] new primary supply outside (in inflow_t, by outside use)
-    releases_t: np.ndarray  # [P, M, I] stockpile releases (in inflow_t)
+    FIELDS = {
+        "price_usd_per_kg": "[P, M, E] oxide price this month (0: untraded)",
+        "production_t": "[P, M, I] output (oxide: separation + swarf recovered)",
+        "imports_t": "[P, M, I]",
+        "exports_t": "[P, M, I]",
+        "inputs_used_t": "[P, M, I] oxide into metal, metal into magnets",
+        "inflow_t": "[P, M, I] new supply, recycling, stockpile releases",
+        "deliveries_t": "[P, M, L] to end users",
+        "consumption_t": "[P, M, L] used by end users (deliveries + own stock drawn)",
+        "need_t": "[P, M, L] demand before the price response",
+        "want_t": "[P, M, L] demand after the price response",
+        "concentrate_in_t": "[P, M, E] concentrate arriving at separators",
+        "concentrate_used_t": "[P, M, E]",
+        "mined_lost_t": "[P, E] mine output lost to outages",
+        "stock_t": "[P, M, I] merchant stocks",
+        "concentrate_stock_t": "[P, M, E]",
+        "buyer_stock_t": "[P, M, L] end users' own stocks",
+        "licence_filed_t": "[P, M, I] requests to a controlling origin filed (queued)",
+        "licence_approved_t": "[P, M, I] decided and approved this month (shipped as far as "
+                              "the origin has the material)",
+        "unmet_physical_element_t": "[P, M, E] t element physically short",
+        "demand_reduction_element_t": "[P, M, E] t element given up because of price",
+        "unmet_physical_sector_t": "[P, M, S] t element physically short",
+        "demand_reduction_sector_t": "[P, M, S]",
+        "need_sector_t": "[P, M, S] t element needed (before the price response)",
+        "unsold_t": "[P, M, I] output put to unsold stock (as in the base year)",
+        "secondary_t": "[P, M, E] recycled oxide above the base-year level (in inflow_t)",
+        "new_supply_t": "[P, E] new primary supply outside (in inflow_t, by outside use)",
+        "releases_t": "[P, M, I] stockpile releases (in inflow_t)",
+    }
+
+    def __init__(self, t: int, paths: np.ndarray, base: MarketBase,
+                 first_shock_month: np.ndarray, tiled: dict[str, np.ndarray],
+                 paths_first: dict[str, np.ndarray] | None = None, **arrays: np.ndarray):
+        self.t, self.paths, self.base = t, paths, base
+        self.first_shock_month = first_shock_month  # [P] start of the earliest shock (nan)
+        unknown = (set(tiled) | set(arrays) | set(paths_first or ())) - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"MonthView has no field(s) {sorted(unknown)}")
+        self._tiled = tiled
+        self._first = {**(paths_first or {}), **arrays}
+
+    def tiled(self, name: str) -> np.ndarray:
+        """The engine's array `name` in the kernel's layout (read only)."""
+        return self._tiled[name]
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name.startswith("_") or name not in self.FIELDS:
+            raise AttributeError(name)
+        got = self._first.get(name)
+        if got is None:
+            got = self._first[name] = paths_first(self._tiled[name], len(self.paths))
+        return got
 
     @property
     def physical_unmet_t(self) -> np.ndarray:
@@ -113,32 +136,45 @@ class PathSummary(_Base):
         self.outside_w = use / np.maximum(use.sum(0, keepdims=True), 1e-300)
         self.inv_p0 = np.divide(1.0, base.price0, out=np.zeros_like(base.price0),
                                 where=base.price0 > 0)
-        self.peak = np.full((paths, M, E), np.nan)
-        self.peak_outside = np.full((paths, E), np.nan)
-        self.low = np.full((paths, M, E), np.nan)
-        self.low_outside = np.full((paths, E), np.nan)
-        self.unmet = np.zeros((paths, M, S))
-        self.reduction = np.zeros((paths, M, S))
-        self.unmet_el = np.zeros((paths, M, E))
-        self.reduction_el = np.zeros((paths, M, E))
-        self.need = np.zeros((paths, M, S))
-        self.first = np.full((paths, M, S), np.inf)
-        self._prev = np.zeros((paths, M, S))
+        # per path over the whole run, [P, ...]; a block of paths keeps its totals in the
+        # kernel's layout (`_TOTALS`, tiled) while it runs and copies them here at its end
+        for name, dims, init in self._TOTALS:
+            shape = {"ME": (M, E), "MS": (M, S), "E": (E,)}[dims]
+            setattr(self, name, np.full((paths, *shape), init))
         self.first_shock = np.full(paths, np.nan)
-        self.secondary = np.zeros((paths, E))
-        self.new_supply = np.zeros((paths, E))
+        self._prev = None
+
+    _TOTALS = (("peak", "ME", np.nan), ("low", "ME", np.nan), ("peak_outside", "E", np.nan),
+               ("low_outside", "E", np.nan), ("unmet", "MS", 0.0), ("reduction", "MS", 0.0),
+               ("need", "MS", 0.0), ("first", "MS", np.inf), ("unmet_el", "ME", 0.0),
+               ("reduction_el", "ME", 0.0), ("secondary", "E", 0.0),
+               ("new_supply", "E", 0.0))
+
+    def start_block(self, engine, paths: np.ndarray) -> None:
+        n = len(paths)
+        self._tiles = {name: tiles(n, *getattr(self, name).shape[1:], fill=np.full(
+            getattr(self, name).shape[1:], init)) for name, _, init in self._TOTALS}
+        self._prev = tiles(n, *self.unmet.shape[1:])  # last month's share stopped
+        self._scratch = tiles(n, 2)
 
     def on_month(self, v: MonthView) -> None:
         i = v.paths - self.offset
-        _summary_month(i, float(v.t), self.threshold, v.price_usd_per_kg, self.inv_p0,
-                       self.outside_w, self.base.metal_per_oxide, v.secondary_t,
-                       v.new_supply_t, v.unmet_physical_element_t,
-                       v.demand_reduction_element_t, v.unmet_physical_sector_t,
-                       v.demand_reduction_sector_t, v.need_sector_t, self.peak,
-                       self.peak_outside, self.low, self.low_outside, self.secondary,
-                       self.new_supply, self.unmet_el, self.reduction_el, self.unmet,
-                       self.reduction, self.need, self.first, self._prev)
+        b, k = v.tiled, self._tiles
+        _summary_month(len(i), float(v.t), self.threshold, b("price_usd_per_kg"),
+                       self.inv_p0, self.outside_w, self.base.metal_per_oxide,
+                       v.secondary_t, v.new_supply_t, b("unmet_physical_element_t"),
+                       b("demand_reduction_element_t"), b("unmet_physical_sector_t"),
+                       b("demand_reduction_sector_t"), b("need_sector_t"), k["peak"],
+                       k["peak_outside"], k["low"], k["low_outside"], k["secondary"],
+                       k["new_supply"], k["unmet_el"], k["reduction_el"], k["unmet"],
+                       k["reduction"], k["need"], k["first"], self._prev, self._scratch)
         self.first_shock[i] = v.first_shock_month
+
+    def end_block(self, engine, paths: np.ndarray) -> None:
+        rows = paths - self.offset
+        for name, tiled in self._tiles.items():
+            getattr(self, name)[rows] = paths_first(tiled, len(paths))
+        self._tiles = self._prev = self._scratch = None
 
     def first_stoppage_week(self) -> np.ndarray:
         """[P, M, S] weeks from the first shock to the first stoppage (inf: none)."""
@@ -147,45 +183,52 @@ class PathSummary(_Base):
 
 
 @njit(parallel=True, **JIT)
-def _summary_month(rows, t, threshold, price, inv_p0, outside_w, mpo, secondary, new_supply,
+def _summary_month(n, t, threshold, price, inv_p0, outside_w, mpo, secondary, new_supply,
                    unmet_el_m, red_el_m, phys_s, red_s, need_s, peak, peak_outside, low,
                    low_outside, secondary_sum, new_supply_sum, unmet_el, reduction_el, unmet,
-                   reduction, need, first, prev):
-    """One month of PathSummary for a chunk (rows: this chunk's rows in the totals). A
-    sector's first stoppage is interpolated within the month from last month's share."""
-    P, M, E = price.shape
+                   reduction, need, first, prev, scratch):
+    """One month of PathSummary for the n paths of a block (every array tiled, the kernel's
+    layout, but secondary and new_supply [n, ...] paths first). A sector's first stoppage is
+    interpolated within the month from last month's share."""
+    nb, M, E, W = price.shape
     S = phys_s.shape[2]
-    for p in prange(P):
-        r = rows[p]
+    for b in prange(nb):
+        nq = min(W, n - b * W)
+        out = scratch[b, 0]
         for e in range(E):
-            out = 0.0
+            for q in range(nq):
+                out[q] = 0.0
             for m in range(M):
-                ratio = price[p, m, e] * inv_p0[m, e]
-                if inv_p0[m, e] > 0.0 and not ratio <= peak[r, m, e]:
-                    peak[r, m, e] = ratio  # also replaces the initial NaN
-                if inv_p0[m, e] > 0.0 and not ratio >= low[r, m, e]:
-                    low[r, m, e] = ratio
-                out += ratio * outside_w[m, e]
-                unmet_el[r, m, e] += unmet_el_m[p, m, e]
-                reduction_el[r, m, e] += red_el_m[p, m, e]
-                secondary_sum[r, e] += secondary[p, m, e] * mpo[e]
-            if not out <= peak_outside[r, e]:
-                peak_outside[r, e] = out
-            if not out >= low_outside[r, e]:
-                low_outside[r, e] = out
-            new_supply_sum[r, e] += new_supply[p, e] * mpo[e]
+                w, inv = outside_w[m, e], inv_p0[m, e]
+                for q in range(nq):
+                    ratio = price[b, m, e, q] * inv
+                    if inv > 0.0 and not ratio <= peak[b, m, e, q]:
+                        peak[b, m, e, q] = ratio  # also replaces the initial NaN
+                    if inv > 0.0 and not ratio >= low[b, m, e, q]:
+                        low[b, m, e, q] = ratio
+                    out[q] += ratio * w
+                    unmet_el[b, m, e, q] += unmet_el_m[b, m, e, q]
+                    reduction_el[b, m, e, q] += red_el_m[b, m, e, q]
+                    secondary_sum[b, e, q] += secondary[b * W + q, m, e] * mpo[e]
+            for q in range(nq):
+                if not out[q] <= peak_outside[b, e, q]:
+                    peak_outside[b, e, q] = out[q]
+                if not out[q] >= low_outside[b, e, q]:
+                    low_outside[b, e, q] = out[q]
+                new_supply_sum[b, e, q] += new_supply[b * W + q, e] * mpo[e]
         for m in range(M):
             for s_ in range(S):
-                ph, nd = phys_s[p, m, s_], need_s[p, m, s_]
-                unmet[r, m, s_] += ph
-                reduction[r, m, s_] += red_s[p, m, s_]
-                need[r, m, s_] += nd
-                share = ph / nd if nd > 0.0 else 0.0
-                before = prev[r, m, s_]
-                if share >= threshold and first[r, m, s_] == np.inf:
-                    f = (threshold - before) / (share - before) if share > before else 1.0
-                    first[r, m, s_] = t + min(max(f, 0.0), 1.0)
-                prev[r, m, s_] = share
+                for q in range(nq):
+                    ph, nd = phys_s[b, m, s_, q], need_s[b, m, s_, q]
+                    unmet[b, m, s_, q] += ph
+                    reduction[b, m, s_, q] += red_s[b, m, s_, q]
+                    need[b, m, s_, q] += nd
+                    share = ph / nd if nd > 0.0 else 0.0
+                    before = prev[b, m, s_, q]
+                    if share >= threshold and first[b, m, s_, q] == np.inf:
+                        f = (threshold - before) / (share - before) if share > before else 1.0
+                        first[b, m, s_, q] = t + min(max(f, 0.0), 1.0)
+                    prev[b, m, s_, q] = share
 
 
 BAND_PATHS = 1_000
@@ -234,56 +277,59 @@ class BalanceCheck(_Base):
     def start_block(self, engine, paths: np.ndarray) -> None:
         n = len(paths)
         b = self.base
-        self.S = np.repeat(b.stock0[None], n, 0).astype(float)
-        self.C = np.repeat(self.conc0[None], n, 0).astype(float)
-        self.B = np.repeat(b.buyer_stock0[None], n, 0).astype(float)
+        self.n = n
+        self.S = tiles(n, *b.stock0.shape, fill=b.stock0)
+        self.C = tiles(n, *self.conc0.shape, fill=self.conc0)
+        self.B = tiles(n, *b.buyer_stock0.shape, fill=b.buyer_stock0)
 
     def on_month(self, v: MonthView) -> None:
+        b = v.tiled
         worst = _balance_month(
-            self.S, self.C, self.B, v.production_t, v.inflow_t, v.imports_t, v.exports_t,
-            v.inputs_used_t, v.unsold_t, v.deliveries_t, v.consumption_t,
-            v.concentrate_in_t, v.concentrate_used_t, self.base.line_item, v.stock_t,
-            v.concentrate_stock_t, v.buyer_stock_t) / self.scale
+            self.n, self.S, self.C, self.B, b("production_t"), b("inflow_t"), b("imports_t"),
+            b("exports_t"), b("inputs_used_t"), b("unsold_t"), b("deliveries_t"),
+            b("consumption_t"), b("concentrate_in_t"), b("concentrate_used_t"),
+            self.base.line_item, b("stock_t"), b("concentrate_stock_t"),
+            b("buyer_stock_t")) / self.scale
         self.max_rel = max(self.max_rel, float(worst))
 
 
 @njit(parallel=True, **JIT)
-def _balance_month(S, C, B, prod, inflow, imp, exp_, used, unsold, deliv, cons, conc_in,
+def _balance_month(n, S, C, B, prod, inflow, imp, exp_, used, unsold, deliv, cons, conc_in,
                    conc_used, line_item, stock, conc_stock, buyer_stock):
-    """One month of the independent balance (fused over paths): stocks rebuilt from the
-    flows, and the largest gap to the stocks the step carries (inf if not finite)."""
-    P = S.shape[0]
-    worst = np.zeros(P)
-    for p in prange(P):
-        worst[p] = _balance_path(S[p], C[p], B[p], prod[p], inflow[p], imp[p], exp_[p],
-                                 used[p], unsold[p], deliv[p], cons[p], conc_in[p],
-                                 conc_used[p], line_item, stock[p], conc_stock[p],
-                                 buyer_stock[p])
-    return worst.max()
-
-
-@njit(**JIT)
-def _balance_path(S, C, B, prod, inflow, imp, exp_, used, unsold, deliv, cons, conc_in,
-                  conc_used, line_item, stock, conc_stock, buyer_stock):
-    M, I = S.shape
-    L, E = deliv.shape[1], C.shape[1]
-    w = 0.0
-    for m in range(M):
-        for i in range(I):
-            S[m, i] += (prod[m, i] + inflow[m, i] + imp[m, i] - exp_[m, i] - used[m, i]
-                        - unsold[m, i])
-        for l in range(L):
-            S[m, line_item[l]] -= deliv[m, l]
-            B[m, l] += deliv[m, l] - cons[m, l]
-        for e in range(E):
-            C[m, e] += conc_in[m, e] - conc_used[m, e]
-        for i in range(I):
-            w = _gap(w, S[m, i] - stock[m, i])
-        for l in range(L):
-            w = _gap(w, B[m, l] - buyer_stock[m, l])
-        for e in range(E):
-            w = _gap(w, C[m, e] - conc_stock[m, e])
-    return w
+    """One month of the independent balance, fused over a block's tiles of paths (the
+    kernel's layout): stocks rebuilt from the flows, and the largest gap to the stocks the
+    step carries (inf if not finite)."""
+    nb, M, I, W = S.shape
+    L, E = deliv.shape[2], C.shape[2]
+    worst = np.zeros(nb)
+    for b in prange(nb):
+        nq = min(W, n - b * W)
+        w = 0.0
+        for m in range(M):
+            for i in range(I):
+                for q in range(nq):
+                    S[b, m, i, q] += (prod[b, m, i, q] + inflow[b, m, i, q] + imp[b, m, i, q]
+                                      - exp_[b, m, i, q] - used[b, m, i, q]
+                                      - unsold[b, m, i, q])
+            for l in range(L):
+                it = line_item[l]
+                for q in range(nq):
+                    S[b, m, it, q] -= deliv[b, m, l, q]
+                    B[b, m, l, q] += deliv[b, m, l, q] - cons[b, m, l, q]
+            for e in range(E):
+                for q in range(nq):
+                    C[b, m, e, q] += conc_in[b, m, e, q] - conc_used[b, m, e, q]
+            for i in range(I):
+                for q in range(nq):
+                    w = _gap(w, S[b, m, i, q] - stock[b, m, i, q])
+            for l in range(L):
+                for q in range(nq):
+                    w = _gap(w, B[b, m, l, q] - buyer_stock[b, m, l, q])
+            for e in range(E):
+                for q in range(nq):
+                    w = _gap(w, C[b, m, e, q] - conc_stock[b, m, e, q])
+        worst[b] = w
+    return worst.max() if nb > 0 else 0.0
 
 
 @njit(inline="always", **JIT)
