@@ -312,8 +312,7 @@ class Engine:
             view = MonthView(
                 t=t, paths=paths, base=b, first_shock_month=sh.first_start,
                 mined_lost_t=inp["mined_lost"], secondary_t=secondary, new_supply_t=resp,
-                releases_t=released, paths_first={
-                    "inflow_t": inflow, "concentrate_in_t": inp["conc_in"]},
+                releases_t=released, inflow_t=inflow, concentrate_in_t=inp["conc_in"],
                 tiled={
                     "price_usd_per_kg": out["price"], "production_t": out["prod"],
                     "imports_t": out["imp"], "exports_t": out["exp"],

@@ -62,14 +62,15 @@ class MonthView:
 
     def __init__(self, t: int, paths: np.ndarray, base: MarketBase,
                  first_shock_month: np.ndarray, tiled: dict[str, np.ndarray],
-                 paths_first: dict[str, np.ndarray] | None = None, **arrays: np.ndarray):
+                 **arrays: np.ndarray):
+        """`tiled`: fields in the kernel's layout; `arrays`: fields already paths first."""
         self.t, self.paths, self.base = t, paths, base
         self.first_shock_month = first_shock_month  # [P] start of the earliest shock (nan)
-        unknown = (set(tiled) | set(arrays) | set(paths_first or ())) - set(self.FIELDS)
+        unknown = (set(tiled) | set(arrays)) - set(self.FIELDS)
         if unknown:
             raise TypeError(f"MonthView has no field(s) {sorted(unknown)}")
         self._tiled = tiled
-        self._first = {**(paths_first or {}), **arrays}
+        self._first = dict(arrays)
 
     def tiled(self, name: str) -> np.ndarray:
         """The engine's array `name` in the kernel's layout (read only)."""
