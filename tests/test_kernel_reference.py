@@ -179,3 +179,33 @@ def test_use_matches(engine):
     # a buyer never consumes more than it wants, nor less than it is delivered
     cs, dl = paths(cs), paths(dl)
     assert (cs <= want + 1e-9).all() and (cs >= np.minimum(dl, want) - 1e-9).all()
+
+
+def test_demand_thrifts_a_grade_by_its_elements_or_itself(engine):
+    """A magnet line's need falls by its grade's substitution: the value-weighted thrift of
+    the elements in it, or the grade's own when magnets themselves are scarcer (the larger);
+    an element line's by its element's. Prices at base: want = need."""
+    st = engine.static
+    M, I, L = engine.M, engine.I, st.demand0.shape[1]
+    E, G = st.price0.shape[1], len(st.gw_ptr) - 1
+    rng = np.random.default_rng(5)
+    sub = np.zeros((M, E + G, P))
+    sub[:, :E] = rng.uniform(0, 0.3, (M, E, P))  # elements
+    sub[:, E:] = np.where(np.arange(P) % 2 == 0, 0.6, 0.0)  # grades: even paths only
+    factor = rng.uniform(0.8, 1.2, (M, L, P))
+    need, want = np.zeros((M, L, P)), np.zeros((M, L, P))
+    kernel.demand(st, np.zeros((M, I, P)), sub, factor, need, want, np.empty((M, I, P)),
+                  np.empty((M, E + G, P)), P)
+    weights = np.zeros((G, E))  # grade -> value weight of each element
+    for g in range(G):
+        for k in range(st.gw_ptr[g], st.gw_ptr[g + 1]):
+            weights[g, st.gw_e[k]] = st.gw_v[k]
+    thrift = np.concatenate([sub[:, :E], np.maximum(
+        np.einsum("ge,mep->mgp", weights, sub[:, :E]), sub[:, E:])], axis=1)
+    expected = (st.demand0[:, :, None] * factor
+                * (1 - thrift[:, st.line_sub.astype(int)]))
+    np.testing.assert_allclose(need, np.where(st.demand0[:, :, None] > 0, expected, 0.0),
+                               rtol=1e-12)
+    np.testing.assert_array_equal(want, need)
+    magnet = st.line_sub >= E
+    assert magnet.any() and (thrift[:, E:, 0] > thrift[:, E:, 1]).all()  # the grade's own
