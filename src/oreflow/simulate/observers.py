@@ -29,36 +29,41 @@ class MonthView:
     lane], `kernel.tiles`) without a copy, for observers that run every month on every path.
     """
 
-    FIELDS = {
-        "price_usd_per_kg": "[P, M, E] oxide price this month (0: untraded)",
-        "production_t": "[P, M, I] output (oxide: separation + swarf recovered)",
-        "imports_t": "[P, M, I]",
-        "exports_t": "[P, M, I]",
-        "inputs_used_t": "[P, M, I] oxide into metal, metal into magnets",
-        "inflow_t": "[P, M, I] new supply, recycling, stockpile releases",
-        "deliveries_t": "[P, M, L] to end users",
-        "consumption_t": "[P, M, L] used by end users (deliveries + own stock drawn)",
-        "need_t": "[P, M, L] demand before the price response",
-        "want_t": "[P, M, L] demand after the price response",
-        "concentrate_in_t": "[P, M, E] concentrate arriving at separators",
-        "concentrate_used_t": "[P, M, E]",
-        "mined_lost_t": "[P, E] mine output lost to outages",
-        "stock_t": "[P, M, I] merchant stocks",
-        "concentrate_stock_t": "[P, M, E]",
-        "buyer_stock_t": "[P, M, L] end users' own stocks",
-        "licence_filed_t": "[P, M, I] requests to a controlling origin filed (queued)",
-        "licence_approved_t": "[P, M, I] decided and approved this month (shipped as far as "
-                              "the origin has the material)",
-        "unmet_physical_element_t": "[P, M, E] t element physically short",
-        "demand_reduction_element_t": "[P, M, E] t element given up because of price",
-        "unmet_physical_sector_t": "[P, M, S] t element physically short",
-        "demand_reduction_sector_t": "[P, M, S]",
-        "need_sector_t": "[P, M, S] t element needed (before the price response)",
-        "unsold_t": "[P, M, I] output put to unsold stock (as in the base year)",
-        "secondary_t": "[P, M, E] recycled oxide above the base-year level (in inflow_t)",
-        "new_supply_t": "[P, E] new primary supply outside (in inflow_t, by outside use)",
-        "releases_t": "[P, M, I] stockpile releases (in inflow_t)",
-    }
+    t: int
+    paths: np.ndarray  # [P] global path indices
+    base: MarketBase
+    first_shock_month: np.ndarray  # [P] start of the earliest shock (nan: none)
+    price_usd_per_kg: np.ndarray  # [P, M, E] oxide price this month (0: untraded)
+    production_t: np.ndarray  # [P, M, I] output (oxide: separation + swarf recovered)
+    imports_t: np.ndarray  # [P, M, I]
+    exports_t: np.ndarray  # [P, M, I]
+    inputs_used_t: np.ndarray  # [P, M, I] oxide into metal, metal into magnets
+    inflow_t: np.ndarray  # [P, M, I] new supply, recycling, stockpile releases
+    deliveries_t: np.ndarray  # [P, M, L] to end users
+    consumption_t: np.ndarray  # [P, M, L] used by end users (deliveries + own stock drawn)
+    need_t: np.ndarray  # [P, M, L] demand before the price response
+    want_t: np.ndarray  # [P, M, L] demand after the price response
+    concentrate_in_t: np.ndarray  # [P, M, E] concentrate arriving at separators
+    concentrate_used_t: np.ndarray  # [P, M, E]
+    mined_lost_t: np.ndarray  # [P, E] mine output lost to outages
+    stock_t: np.ndarray  # [P, M, I] merchant stocks
+    concentrate_stock_t: np.ndarray  # [P, M, E]
+    buyer_stock_t: np.ndarray  # [P, M, L] end users' own stocks
+    licence_filed_t: np.ndarray  # [P, M, I] requests to a controlling origin filed (queued)
+    licence_approved_t: np.ndarray  # [P, M, I] decided and approved this month (shipped
+    #                                 as far as the origin has the material)
+    unmet_physical_element_t: np.ndarray  # [P, M, E] t element physically short
+    demand_reduction_element_t: np.ndarray  # [P, M, E] t element given up because of price
+    unmet_physical_sector_t: np.ndarray  # [P, M, S] t element physically short
+    demand_reduction_sector_t: np.ndarray  # [P, M, S]
+    need_sector_t: np.ndarray  # [P, M, S] t element needed (before the price response)
+    unsold_t: np.ndarray  # [P, M, I] output put to unsold stock (as in the base year)
+    secondary_t: np.ndarray  # [P, M, E] recycled oxide above the base-year level (in inflow_t)
+    new_supply_t: np.ndarray  # [P, E] new primary supply outside (in inflow_t, by outside use)
+    releases_t: np.ndarray  # [P, M, I] stockpile releases (in inflow_t)
+
+    FIELDS = frozenset(__annotations__) - {"t", "paths", "base", "first_shock_month"}
+    """The arrays a month hands out (each [P, ...] as annotated above)."""
 
     def __init__(self, t: int, paths: np.ndarray, base: MarketBase,
                  first_shock_month: np.ndarray, tiled: dict[str, np.ndarray],
