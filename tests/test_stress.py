@@ -517,3 +517,61 @@ def test_csv_keeps_stdout_to_the_table_and_the_notes_on_stderr():
     table = pd.read_csv(io.StringIO(p.stdout))
     assert "unmet_physical_t_p50" in table.columns and len(table) > 5
     assert "note: " in p.stderr and "not by arbitrage" in p.stderr
+
+
+def test_shocks_that_start_and_end_mid_run_reach_the_month_they_act_in(network):
+    """Capacity, concentrate arrivals and demand factors change in months 3-6 only (a
+    separation and a mine outage in China, and a demand cut for everyone's EV motors):
+    the month kernel sees each month's values, not the first month's. Concentrate stocks move
+    by exactly the month's arrivals (as MonthView reports them) less what was used."""
+    sc = _scenario(network, """  - type: outage
+    region: CHN
+    stage: separation
+    share_lost: 0.5
+    start: 3
+    duration: 4
+  - type: outage
+    region: CHN
+    stage: mining
+    share_lost: 0.8
+    start: 3
+    duration: 4
+  - type: demand_shift
+    sector: ev_motors
+    factor: 0.5
+    start: 3
+    duration: 4
+""", months=10)
+
+    class Months:
+        def __init__(self):
+            self.seen = []
+
+        def start_block(self, engine, paths):
+            pass
+
+        def end_block(self, engine, paths):
+            pass
+
+        def on_month(self, v):
+            b = v.base
+            c, E = b.controller_index, len(b.elements)
+            ev = np.asarray(b.line_sector) == list(b.sectors).index("ev_motors")
+            self.seen.append({"C": v.concentrate_stock_t.copy(),
+                              "arrived": v.concentrate_in_t.copy(),
+                              "used": v.concentrate_used_t.copy(),
+                              "separated": v.production_t[:, c, :E].sum(1),
+                              "ev_need": v.need_t[:, :, ev].sum((1, 2))})
+
+    obs = Months()
+    run_stress(sc, paths=4, seed=1, network=network, observers=[obs])
+    m = obs.seen
+    for t in range(1, 10):
+        np.testing.assert_allclose(m[t]["C"], m[t - 1]["C"] + m[t]["arrived"] - m[t]["used"],
+                                   rtol=1e-12, atol=1e-9)
+    assert m[3]["arrived"].sum() < 0.5 * m[2]["arrived"].sum()
+    for t in range(3, 7):
+        assert (m[t]["separated"] < 0.8 * m[2]["separated"]).all()
+        np.testing.assert_allclose(m[t]["ev_need"], 0.5 * m[2]["ev_need"], rtol=0.01)
+    assert (m[7]["separated"] > 0.95 * m[2]["separated"]).all()
+    assert (m[7]["ev_need"] > 0.95 * m[2]["ev_need"]).all()

@@ -258,15 +258,11 @@ class Engine:
         k_active = kernel.tiles(n, max(K, 1), dtype=np.bool_)
         k_approval = kernel.tiles(n, max(K, 1), 3, fill=np.ones((max(K, 1), 3)))
         k_ahead = kernel.tiles(n, max(K, 1), 3, fill=np.ones((max(K, 1), 3)))
-        diverts = any(ch.divert is not None for ch in sh.capacity)
         for t in range(self.months):
             mid = t + 0.5
-            inp = month_inputs(sh, b, t, n, self.conc_base, inp)
-            # into the kernel's layout what month_inputs (re)wrote
-            for k, changed in (("cap", sh.capacity), ("conc_in", sh.mines or diverts),
-                               ("dem_factor", sh.shifts)):
-                if t == 0 or changed:
-                    kernel.to_tiles(inp[k], kin[k])
+            inp, written = month_inputs(sh, b, t, n, self.conc_base, inp)
+            for k in written & kin.keys():  # into the kernel's layout
+                kernel.to_tiles(inp[k], kin[k])
             if sh.controls:
                 active = np.zeros((n, K), np.bool_)
                 approval, ahead = np.ones((n, K, 3)), np.ones((n, K, 3))

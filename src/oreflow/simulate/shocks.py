@@ -339,9 +339,11 @@ def _profile(base: MarketBase, form: int, elements: np.ndarray, m: int, where: s
 
 
 def month_inputs(sh: SampledShocks, base: MarketBase, t: int, n: int,
-                 conc_base: np.ndarray, out: dict | None = None) -> dict[str, np.ndarray]:
+                 conc_base: np.ndarray, out: dict | None = None
+                 ) -> tuple[dict[str, np.ndarray], set[str]]:
     """Capacity, concentrate arrivals and demand factors of month t for n paths (written
-    into the arrays of `out` when given, to spare the allocations)."""
+    into the arrays of `out` when given, to spare the allocations), and the names of the
+    arrays this call wrote (the others hold what they held)."""
     mid = t + 0.5
     E = len(base.elements)
     if out is None:
@@ -357,16 +359,18 @@ def month_inputs(sh: SampledShocks, base: MarketBase, t: int, n: int,
     # start from the base year; arrays no shock writes keep it from the month they were
     # filled (their values are those a refill would give)
     diverts = any(ch.divert is not None for ch in sh.capacity)
+    rewrite = {"cap": fresh or bool(sh.capacity), "conc_in": fresh or bool(sh.mines) or diverts,
+               "dem_factor": fresh or bool(sh.shifts), "mined_lost": fresh or bool(sh.mines)}
     if fresh:
         cap[:] = base.cap0
     else:
         for ch in sh.capacity:
             cap[:, ch.market] = base.cap0[ch.market]
-    if fresh or sh.mines or diverts:
+    if rewrite["conc_in"]:
         conc[:] = conc_base
-    if fresh or sh.shifts:
+    if rewrite["dem_factor"]:
         dem[:] = 1.0
-    if fresh or sh.mines:
+    if rewrite["mined_lost"]:
         mined_lost[:] = 0.0
     for o in sh.mines:
         lost = np.where(_active(o.start, o.end, mid), o.share, 0.0)[:, None] * o.elements
@@ -389,6 +393,6 @@ def month_inputs(sh: SampledShocks, base: MarketBase, t: int, n: int,
     for s in sh.shifts:
         f = np.where(_active(s.start, s.end, mid), s.factor, 1.0)
         dem *= np.where(s.mask[None], f[:, None, None], 1.0)
-    if fresh or sh.mines or diverts:
+    if rewrite["conc_in"]:
         np.maximum(conc, 0.0, out=conc)
-    return out
+    return out, {k for k, w in rewrite.items() if w}
