@@ -148,7 +148,7 @@ class PathSummary(_Base):
             shape = {"ME": (M, E), "MS": (M, S), "E": (E,)}[dims]
             setattr(self, name, np.full((paths, *shape), init))
         self.first_shock = np.full(paths, np.nan)
-        self._prev = None
+        self._tiles = self._prev = None
 
     _TOTALS = (("peak", "ME", np.nan), ("low", "ME", np.nan), ("peak_outside", "E", np.nan),
                ("low_outside", "E", np.nan), ("unmet", "MS", 0.0), ("reduction", "MS", 0.0),
@@ -161,7 +161,6 @@ class PathSummary(_Base):
         self._tiles = {name: tiles(n, *getattr(self, name).shape[1:], fill=np.full(
             getattr(self, name).shape[1:], init)) for name, _, init in self._TOTALS}
         self._prev = tiles(n, *self.unmet.shape[1:])  # last month's share stopped
-        self._scratch = tiles(n, 2)
 
     def on_month(self, v: MonthView) -> None:
         i = v.paths - self.offset
@@ -173,14 +172,14 @@ class PathSummary(_Base):
                        b("demand_reduction_sector_t"), b("need_sector_t"), k["peak"],
                        k["peak_outside"], k["low"], k["low_outside"], k["secondary"],
                        k["new_supply"], k["unmet_el"], k["reduction_el"], k["unmet"],
-                       k["reduction"], k["need"], k["first"], self._prev, self._scratch)
+                       k["reduction"], k["need"], k["first"], self._prev)
         self.first_shock[i] = v.first_shock_month
 
     def end_block(self, engine, paths: np.ndarray) -> None:
         rows = paths - self.offset
         for name, tiled in self._tiles.items():
             getattr(self, name)[rows] = paths_first(tiled, len(paths))
-        self._tiles = self._prev = self._scratch = None
+        self._tiles = self._prev = None
 
     def first_stoppage_week(self) -> np.ndarray:
         """[P, M, S] weeks from the first shock to the first stoppage (inf: none)."""
@@ -192,7 +191,7 @@ class PathSummary(_Base):
 def _summary_month(n, t, threshold, price, inv_p0, outside_w, mpo, secondary, new_supply,
                    unmet_el_m, red_el_m, phys_s, red_s, need_s, peak, peak_outside, low,
                    low_outside, secondary_sum, new_supply_sum, unmet_el, reduction_el, unmet,
-                   reduction, need, first, prev, scratch):
+                   reduction, need, first, prev):
     """One month of PathSummary for the n paths of a block (every array tiled, the kernel's
     layout, but secondary and new_supply [n, ...] paths first). A sector's first stoppage is
     interpolated within the month from last month's share."""
@@ -200,7 +199,7 @@ def _summary_month(n, t, threshold, price, inv_p0, outside_w, mpo, secondary, ne
     S = phys_s.shape[2]
     for b in prange(nb):
         nq = min(W, n - b * W)
-        out = scratch[b, 0]
+        out = np.empty(W)  # the outside zone's price ratio, by lane
         for e in range(E):
             for q in range(nq):
                 out[q] = 0.0
