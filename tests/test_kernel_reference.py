@@ -195,7 +195,7 @@ def test_demand_thrifts_a_grade_by_its_elements_or_itself(engine):
     factor = rng.uniform(0.8, 1.2, (M, L, P))
     need, want = np.zeros((M, L, P)), np.zeros((M, L, P))
     kernel.demand(st, np.zeros((M, I, P)), sub, factor, need, want, np.empty((M, I, P)),
-                  np.empty((M, E + G, P)), P)
+                  np.empty((M, E + G, P)), np.empty(P), np.empty(P), P)
     weights = np.zeros((G, E))  # grade -> value weight of each element
     for g in range(G):
         for k in range(st.gw_ptr[g], st.gw_ptr[g + 1]):

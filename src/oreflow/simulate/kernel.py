@@ -31,11 +31,12 @@ paths innermost, [tile, ..., lane] (`tiles`; `paths_first` gives [paths, ...] ba
 phase loops over the base year's entries once and, inside, over the lanes, which LLVM turns
 into vector instructions (a tile's data is contiguous, so the loops' trip count and strides
 are plain). The phases take one tile's arrays [..., lane] and the number n of lanes in use.
-Calls to exp and log stay scalar, in loops of their own. The phases loop over the non-zero
-entries of the sparse base year (`Static`: grade compositions, controlled links, swarf
-routes, an origin's links, as index lists built once) and keep their scratch space per
-tile. Every path runs the same operations in the same order as it would alone, so results
-are identical however paths are split into tiles, chunks or runs.
+exp runs over the lanes too (`vecmath.exp_lanes`, glibc's results to the last bit); calls
+to log stay scalar, in loops of their own. The phases loop over the non-zero entries of the
+sparse base year (`Static`: grade compositions, controlled links, swarf routes, an origin's
+links, as index lists built once) and keep their scratch space per tile. Every path runs the
+same operations in the same order as it would alone, so results are identical however paths
+are split into tiles, chunks or runs.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
+
+from oreflow.simulate.vecmath import exp_lanes
 
 OX, MET, MAG = 0, 1, 2
 
@@ -232,20 +235,21 @@ def month_prices(st, lr, out_price, n):
         for e in range(E):
             base = st.price0[m, e]
             if base > 0:
+                exp_lanes(lr[m, e], out_price[m, e], n)
                 for q in range(n):
-                    out_price[m, e, q] = np.exp(lr[m, e, q]) * base
+                    out_price[m, e, q] *= base
             else:
                 for q in range(n):
                     out_price[m, e, q] = 0.0
 
 
 @njit(**JIT)
-def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff, n):
+def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff, x, y, n):
     """Need (base x shifts x (1 - substitution)) and want (need x price^elasticity) of every
     line, and the wants summed by item. A magnet grade is thrifted as much as the elements
     in it are (value-weighted), or as the grade itself is when magnets are scarcer:
     `sub_eff` [M, E + G, lanes] is the substitution each line reads (elements, then
-    grades)."""
+    grades). Scratch: x, y [lanes]."""
     M, L = st.demand0.shape
     E = st.price0.shape[1]
     G = st.gw_ptr.shape[0] - 1
@@ -278,10 +282,11 @@ def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff, n):
             for q in range(n):
                 out_need[m, l, q] = d0 * dem_factor[m, l, q] * (1.0 - sub_eff[m, si, q])
             if eps != 0.0:
-                for q in range(n):  # (a loop of its own: exp is not vectorised)
-                    lrl = lr[m, i, q]
-                    out_want[m, l, q] = (out_need[m, l, q] * np.exp(eps * lrl) if lrl != 0.0
-                                         else out_need[m, l, q])
+                for q in range(n):
+                    x[q] = eps * lr[m, i, q]
+                exp_lanes(x, y, n)
+                for q in range(n):
+                    out_want[m, l, q] = out_need[m, l, q] * y[q]
             else:
                 for q in range(n):
                     out_want[m, l, q] = out_need[m, l, q]
@@ -834,8 +839,7 @@ def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_ex
                     target[E + e, q] = target[e, q]
         for k in range(st.gw_used.shape[0]):  # metal price ratios, once
             e, mi = st.gw_used[k], st.gw_used_metal[k]
-            for q in range(n):
-                phi[e, q] = np.exp(target[mi, q])
+            exp_lanes(target[mi], phi[e], n)
         for g in range(G):
             for q in range(n):
                 cost[q] = 0.0
@@ -862,8 +866,11 @@ def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_ex
 @njit(inline="always", **JIT)
 def _substitute(lr, sub, ratio, full_ratio, sub_rate, sub_max, n):
     """Substitution `sub` [lanes] grows by sub_rate x the ramp of the price ratio exp(lr)."""
-    for q in range(n):  # (a loop of its own: exp is not vectorised)
-        ratio[q] = np.exp(lr[q]) if lr[q] > 0.0 or full_ratio <= 1.0 else 1.0
+    exp_lanes(lr, ratio, n)
+    if full_ratio > 1.0:
+        for q in range(n):
+            if not lr[q] > 0.0:
+                ratio[q] = 1.0
     for q in range(n):
         ramp = min(max((ratio[q] - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
         sub[q] = min(sub_max, sub[q] + sub_rate * ramp)
@@ -902,7 +909,7 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
     v1, v2, v3 = np.empty(W), np.empty(W), np.empty(W)
     out_pipeline, out_expected = np.empty((M, I, W)), np.empty((M, I, W))  # licences'
     month_prices(st, lr, out_price, n)
-    demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff, n)  # 1
+    demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff, v1, v2, n)  # 1
     orders(st, S, B, plan, out_want, purch, req, ask, n)  # 2
     for j in range(NL):  # 3. licences
         for q in range(n):
