@@ -250,7 +250,7 @@ class Engine:
                               leakage=leak, ctl_ptr=ctl_ptr.astype(np.uint64),
                               ctl_j=ctl_j.astype(np.uint64), target=target)
         # month buffers, reused (observers read a month's arrays during on_month only)
-        inflow = np.zeros((n, M, I))
+        inflow = np.zeros((n, M, I)) if sh.holdings else None
         no_secondary = np.zeros((n, M, E))
         released = np.zeros((n, M, I))
         kin = {k: kernel.tiles(n, *shape) for k, shape in (
@@ -275,15 +275,13 @@ class Engine:
                 kernel.to_tiles(ahead, k_ahead)
             # inflow: new supply, recycling, stockpile releases (only the oxide columns and
             # the released cells are ever non-zero; adding zeros is skipped, exactly)
-            if sh.holdings:
-                inflow[:] = 0.0
-            else:
-                inflow[:, :, :E] = 0.0
-            inflow[:, :, :E] += resp[:, None, :] * ns.land[None]
             secondary = rec.secondary(mid) if rec is not None else no_secondary
-            if rec is not None:
-                inflow[:, :, :E] += secondary
-            if sh.holdings:
+            first = {}
+            if sh.holdings:  # paths first: releases follow last month's shortfalls
+                inflow[:] = 0.0
+                inflow[:, :, :E] += resp[:, None, :] * ns.land[None]
+                if rec is not None:
+                    inflow[:, :, :E] += secondary
                 released = np.zeros((n, M, I))
                 for h, hold in zip(sh.holdings, holdings, strict=True):
                     ratio = np.exp(st["lr"][:, h.market, h.item].reshape(-1)[:n])
@@ -294,7 +292,11 @@ class Engine:
                     hold -= take
                     released[:, h.market, h.item] += take
                 inflow += released
-            kernel.to_tiles(inflow, kin["inflow"])
+                kernel.to_tiles(inflow, kin["inflow"])
+                first["inflow_t"] = inflow
+            else:
+                kernel.oxide_inflow(n, resp, ns.land, secondary if rec is not None
+                                    else no_secondary[:0], kin["inflow"])
             kernel.step(self.static, ctl, n, st["S"], st["C"], st["B"], st["plan"], st["lr"],
                         st["sub"], st["swarf_last"], st["short_imp"], queue,
                         kin["conc_in"], kin["cap"], kin["dem_factor"], kin["inflow"],
@@ -308,7 +310,7 @@ class Engine:
             view = MonthView(
                 t=t, paths=paths, base=b, first_shock_month=sh.first_start,
                 mined_lost_t=inp["mined_lost"], secondary_t=secondary, new_supply_t=resp,
-                releases_t=released, inflow_t=inflow, concentrate_in_t=inp["conc_in"],
+                releases_t=released, concentrate_in_t=inp["conc_in"], **first,
                 tiled={
                     "price_usd_per_kg": out["price"], "production_t": out["prod"],
                     "imports_t": out["imp"], "exports_t": out["exp"],

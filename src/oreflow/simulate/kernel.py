@@ -189,6 +189,26 @@ def to_tiles(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+@njit(parallel=True, **JIT)
+def oxide_inflow(n, new_supply, land, secondary, out):
+    """This month's oxide inflow into `out` [tile, M, I, lane], columns e < E (the others
+    stay as they are): new supply [n, E] landed in the markets by `land` [M, E], plus
+    recycled oxide `secondary` [n, M, E] (none if it has no paths), added from 0 in that
+    order."""
+    W = out.shape[-1]
+    M, E = land.shape
+    recycled = secondary.shape[0] > 0
+    for b in prange(out.shape[0]):
+        for q in range(min(W, n - b * W)):
+            p = b * W + q
+            for m in range(M):
+                for e in range(E):
+                    x = 0.0 + new_supply[p, e] * land[m, e]
+                    if recycled:
+                        x += secondary[p, m, e]
+                    out[b, m, e, q] = x
+
+
 @njit(inline="always", **JIT)
 def _interp(x, grid_lo, grid_step, values):
     """Linear interpolation on a uniform grid, clamped at both ends."""
