@@ -25,7 +25,7 @@ from oreflow.scenario import Scenario
 from oreflow.simulate import kernel
 from oreflow.simulate.market import MAG, MET, OX, MarketBase
 from oreflow.simulate.new_supply import NewSupply
-from oreflow.simulate.observers import MonthView, Observer
+from oreflow.simulate.observers import BalanceCheck, MonthView, Observer
 from oreflow.simulate.recycling import RecyclingBase, recycling_base
 from oreflow.simulate.shocks import SampledShocks, month_inputs, sample_shocks
 
@@ -238,6 +238,11 @@ class Engine:
             else None
         for obs in observers:
             obs.start_block(self, paths)
+        checks = [o for o in observers if isinstance(o, BalanceCheck)]
+        if len(checks) > 1:
+            raise ValueError("a run takes one BalanceCheck")
+        balance = checks[0].kernel_arrays() if checks else (
+            kernel.tiles(0, M, I), kernel.tiles(0, M, E), kernel.tiles(0, M, L), np.zeros(0))
         last_short = kernel.tiles(n, M, I)
         inp = None
         ctl_ptr, ctl_j = kernel.csr(cov > 0)
@@ -305,7 +310,7 @@ class Engine:
                         out["cons"], out["need"], out["want"], out["price"], out["conc_used"],
                         out["filed"], out["approved"], out["short_item"], out["phys_el"],
                         out["red_el"], out["phys_sec"], out["red_sec"], out["need_sec"],
-                        out["unsold"])
+                        out["unsold"], *balance)
             last_short = out["short_item"]
             view = MonthView(
                 t=t, paths=paths, base=b, first_shock_month=sh.first_start,

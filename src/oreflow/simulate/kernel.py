@@ -46,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from oreflow.simulate.balance import balance_tile
 from oreflow.simulate.vecmath import exp_lanes
 
 OX, MET, MAG = 0, 1, 2
@@ -976,10 +977,14 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
          slot,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
          out_price, out_conc_used, out_filed, out_approved, out_short_item, out_phys_el,
-         out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold):
+         out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold,
+         bal_S, bal_C, bal_B, bal_worst):
     """One month for the n_paths paths of a chunk, every array in tiles [tile, ...,
-    lane]; a task runs a tile."""
+    lane]; a task runs a tile. Then, unless bal_worst is empty, the independent balance
+    (`balance.balance_tile`) on the tile while it is in cache: its own stocks bal_S, bal_C,
+    bal_B take the month's flows, and bal_worst [tile] gets the largest gap."""
     W = S.shape[-1]
+    check = bal_worst.shape[0] > 0
     for b in prange(S.shape[0]):
         n = min(W, n_paths - b * W)
         step_tile(st, ctl, n, S[b], C[b], B[b], plan[b], lr[b], sub[b], swarf_last[b],
@@ -990,3 +995,8 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
                    out_filed[b], out_approved[b], out_short_item[b], out_phys_el[b],
                    out_red_el[b], out_phys_sec[b], out_red_sec[b], out_need_sec[b],
                    out_unsold[b])
+        if check:
+            bal_worst[b] = balance_tile(
+                n, bal_S[b], bal_C[b], bal_B[b], out_prod[b], inflow[b], out_imp[b],
+                out_exp[b], out_drawn[b], out_unsold[b], out_del[b], out_cons[b], conc_in[b],
+                out_conc_used[b], st.line_item, S[b], C[b], B[b], np.empty(W), np.empty(W))

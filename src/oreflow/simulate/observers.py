@@ -267,79 +267,30 @@ class PathBands(_Base):
 
 class BalanceCheck(_Base):
     """Stocks rebuilt from cumulative flows, independently of the step, against the stocks
-    the step carries: merchant (production + inflow + imports - exports - inputs used -
-    deliveries), concentrate (arrivals - used) and end users' (deliveries - consumption).
-    Keeps the largest relative gap over every month, path, region and item."""
+    the step carries (`balance`): merchant, concentrate and end users'. Keeps the largest
+    relative gap over every month, path, region and item. The engine runs it inside the
+    kernel's loop over tiles (`kernel_arrays`); this observer holds its state."""
 
     def __init__(self, base: MarketBase, conc0: np.ndarray):
         self.base, self.conc0 = base, conc0
         self.max_rel = 0.0
-        onehot = np.zeros((len(base.line_item), base.n_items))
-        onehot[np.arange(len(base.line_item)), base.line_item] = 1.0
-        self.line_to_item = onehot
         self.scale = max(float(base.stock0.sum()), 1.0)
 
     def start_block(self, engine, paths: np.ndarray) -> None:
         n = len(paths)
         b = self.base
-        self.n = n
         self.S = tiles(n, *b.stock0.shape, fill=b.stock0)
         self.C = tiles(n, *self.conc0.shape, fill=self.conc0)
         self.B = tiles(n, *b.buyer_stock0.shape, fill=b.buyer_stock0)
+        self.worst = np.full(len(self.S), -1.0)  # [tile] this month's largest gap
+
+    def kernel_arrays(self) -> tuple[np.ndarray, ...]:
+        """Its running stocks and the month's largest gap by tile, for `kernel.step`."""
+        return self.S, self.C, self.B, self.worst
 
     def on_month(self, v: MonthView) -> None:
-        b = v.tiled
-        worst = _balance_month(
-            self.n, self.S, self.C, self.B, b("production_t"), b("inflow_t"), b("imports_t"),
-            b("exports_t"), b("inputs_used_t"), b("unsold_t"), b("deliveries_t"),
-            b("consumption_t"), b("concentrate_in_t"), b("concentrate_used_t"),
-            self.base.line_item, b("stock_t"), b("concentrate_stock_t"),
-            b("buyer_stock_t")) / self.scale
-        self.max_rel = max(self.max_rel, float(worst))
-
-
-@njit(parallel=True, **JIT)
-def _balance_month(n, S, C, B, prod, inflow, imp, exp_, used, unsold, deliv, cons, conc_in,
-                   conc_used, line_item, stock, conc_stock, buyer_stock):
-    """One month of the independent balance, fused over a block's tiles of paths (the
-    kernel's layout): stocks rebuilt from the flows, and the largest gap to the stocks the
-    step carries (inf if not finite)."""
-    nb, M, I, W = S.shape
-    L, E = deliv.shape[2], C.shape[2]
-    worst = np.zeros(nb)
-    for b in prange(nb):
-        nq = min(W, n - b * W)
-        w = 0.0
-        for m in range(M):
-            for i in range(I):
-                for q in range(nq):
-                    S[b, m, i, q] += (prod[b, m, i, q] + inflow[b, m, i, q] + imp[b, m, i, q]
-                                      - exp_[b, m, i, q] - used[b, m, i, q]
-                                      - unsold[b, m, i, q])
-            for l in range(L):
-                it = line_item[l]
-                for q in range(nq):
-                    S[b, m, it, q] -= deliv[b, m, l, q]
-                    B[b, m, l, q] += deliv[b, m, l, q] - cons[b, m, l, q]
-            for e in range(E):
-                for q in range(nq):
-                    C[b, m, e, q] += conc_in[b, m, e, q] - conc_used[b, m, e, q]
-            for i in range(I):
-                for q in range(nq):
-                    w = _gap(w, S[b, m, i, q] - stock[b, m, i, q])
-            for l in range(L):
-                for q in range(nq):
-                    w = _gap(w, B[b, m, l, q] - buyer_stock[b, m, l, q])
-            for e in range(E):
-                for q in range(nq):
-                    w = _gap(w, C[b, m, e, q] - conc_stock[b, m, e, q])
-        worst[b] = w
-    return worst.max() if nb > 0 else 0.0
-
-
-@njit(inline="always", **JIT)
-def _gap(w, d):
-    d = abs(d)
-    if d != d:
-        return np.inf
-    return d if d > w else w
+        worst = self.worst.max(initial=0.0)
+        if (self.worst < 0).any():
+            raise RuntimeError("the engine did not run the balance check this month")
+        self.max_rel = max(self.max_rel, float(worst) / self.scale)
+        self.worst[:] = -1.0

@@ -8,6 +8,9 @@ exp(x) = 2^(k/128) (1 + tail + poly(r)), a table of 2^(j/128) rebuilt here from 
 and the fused multiply-adds glibc's x86-64 build makes. So results are those of glibc's exp on
 x86-64 with FMA to the last bit (tests/test_vecmath.py), and on every machine the same: the
 fused multiply-add is exact by definition, wherever it runs.
+
+Numba caches the kernel's machine code with this module's functions compiled in, and checks
+only kernel.py's date: after editing this file, delete src/oreflow/simulate/__pycache__.
 """
 
 from __future__ import annotations
