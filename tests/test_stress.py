@@ -59,6 +59,44 @@ def test_independent_balance_holds_in_every_builtin_scenario(network, name):
     assert ds.attrs["max_rel_balance_residual"] < 1e-9
 
 
+class _Wants:
+    """Observer: want summed over paths and months (reads a month's outputs)."""
+
+    def __init__(self):
+        self.want = 0.0
+
+    def start_block(self, engine, paths):
+        pass
+
+    def end_block(self, engine, paths):
+        pass
+
+    def on_month(self, v: MonthView):
+        self.want += v.want_t.sum()
+
+
+def test_results_are_the_same_whether_or_not_a_months_outputs_are_kept(network):
+    """With only the totals and the balance check (run inside the kernel) a run keeps a
+    month's outputs in scratch a tile per thread; an observer that reads them makes the
+    engine keep them all. The per-path results are the same either way, to the bit."""
+    wants = _Wants()
+    alone = run_stress("licensing-2025-04", paths=70, seed=5, months=24, network=network,
+                       bands=False)
+    read = run_stress("licensing-2025-04", paths=70, seed=5, months=24, network=network,
+                      bands=False, observers=[wants])
+    assert wants.want > 0
+    for k in alone.data_vars:
+        np.testing.assert_array_equal(alone[k].values, read[k].values, err_msg=k)
+    assert alone.attrs["max_rel_balance_residual"] == read.attrs["max_rel_balance_residual"]
+
+
+def test_month_view_says_an_output_was_not_kept():
+    v = MonthView(t=0, paths=np.arange(3), base=None, first_shock_month=np.zeros(3),
+                  tiled={})
+    with pytest.raises(AttributeError, match="want_t was not kept"):
+        _ = v.want_t
+
+
 class _Licences:
     """Observer: licence requests filed and approvals per month, summed over paths."""
 

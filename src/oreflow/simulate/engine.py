@@ -19,15 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
+from numba import get_num_threads
 from scipy import stats
 
 from oreflow.scenario import Scenario
 from oreflow.simulate import kernel
 from oreflow.simulate.market import MAG, MET, OX, MarketBase
 from oreflow.simulate.new_supply import NewSupply
-from oreflow.simulate.observers import BalanceCheck, MonthView, Observer
+from oreflow.simulate.observers import BalanceCheck, MonthView, Observer, PathSummary
 from oreflow.simulate.recycling import RecyclingBase, recycling_base
 from oreflow.simulate.shocks import SampledShocks, month_inputs, sample_shocks
+from oreflow.simulate.totals import no_totals
 
 COVER_GRID = 512
 """Points of the buyers' cover table (months drawn -> share of stock left, share dry)."""
@@ -223,7 +225,13 @@ class Engine:
                             kernel.tiles(n, max(K, 1), dtype=np.int64))
         frac = kernel.to_tiles(review - np.floor(review), kernel.tiles(n, max(K, 1)))
         S_ = len(b.sectors)
-        out = {k: kernel.tiles(n, M, shape) for k, shape in (
+        # the month's outputs, kept for observers that read them and for stockpile releases
+        # (they follow last month's shortfalls); the balance check and the per-path totals
+        # read them inside the kernel, which otherwise needs only a tile per thread
+        keep = bool(sh.holdings) or any(not isinstance(o, (BalanceCheck, PathSummary))
+                                        for o in observers)
+        n_out = n if keep else get_num_threads() * kernel.LANES
+        out = {k: kernel.tiles(n_out, M, shape) for k, shape in (
             ("prod", I), ("imp", I), ("exp", I), ("drawn", I), ("del", L), ("cons", L),
             ("need", L), ("want", L), ("price", E), ("conc_used", E), ("filed", I),
             ("approved", I), ("short_item", I), ("phys_el", E), ("red_el", E),
@@ -238,11 +246,14 @@ class Engine:
             else None
         for obs in observers:
             obs.start_block(self, paths)
+        # observers of every path every month run inside the kernel's loop over tiles
         checks = [o for o in observers if isinstance(o, BalanceCheck)]
-        if len(checks) > 1:
-            raise ValueError("a run takes one BalanceCheck")
+        summaries = [o for o in observers if isinstance(o, PathSummary)]
+        if len(checks) > 1 or len(summaries) > 1:
+            raise ValueError("a run takes at most one BalanceCheck and one PathSummary")
         balance = checks[0].kernel_arrays() if checks else (
             kernel.tiles(0, M, I), kernel.tiles(0, M, E), kernel.tiles(0, M, L), np.zeros(0))
+        totals = summaries[0].kernel_totals() if summaries else no_totals(M, E, len(b.sectors))
         last_short = kernel.tiles(n, M, I)
         inp = None
         ctl_ptr, ctl_j = kernel.csr(cov > 0)
@@ -310,27 +321,29 @@ class Engine:
                         out["cons"], out["need"], out["want"], out["price"], out["conc_used"],
                         out["filed"], out["approved"], out["short_item"], out["phys_el"],
                         out["red_el"], out["phys_sec"], out["red_sec"], out["need_sec"],
-                        out["unsold"], *balance)
+                        out["unsold"], *balance, totals, np.ascontiguousarray(secondary),
+                        np.ascontiguousarray(resp), keep)
             last_short = out["short_item"]
             view = MonthView(
                 t=t, paths=paths, base=b, first_shock_month=sh.first_start,
                 mined_lost_t=inp["mined_lost"], secondary_t=secondary, new_supply_t=resp,
                 releases_t=released, concentrate_in_t=inp["conc_in"], **first,
-                tiled={
-                    "price_usd_per_kg": out["price"], "production_t": out["prod"],
-                    "imports_t": out["imp"], "exports_t": out["exp"],
-                    "inputs_used_t": out["drawn"], "inflow_t": kin["inflow"],
-                    "deliveries_t": out["del"], "consumption_t": out["cons"],
-                    "need_t": out["need"], "want_t": out["want"],
-                    "concentrate_in_t": kin["conc_in"], "concentrate_used_t": out["conc_used"],
-                    "stock_t": st["S"], "concentrate_stock_t": st["C"],
-                    "buyer_stock_t": st["B"], "licence_filed_t": out["filed"],
-                    "licence_approved_t": out["approved"],
-                    "unmet_physical_element_t": out["phys_el"],
-                    "demand_reduction_element_t": out["red_el"],
-                    "unmet_physical_sector_t": out["phys_sec"],
-                    "demand_reduction_sector_t": out["red_sec"],
-                    "need_sector_t": out["need_sec"], "unsold_t": out["unsold"]})
+                tiled={"inflow_t": kin["inflow"], "concentrate_in_t": kin["conc_in"],
+                       "stock_t": st["S"], "concentrate_stock_t": st["C"],
+                       "buyer_stock_t": st["B"], **({
+                           "price_usd_per_kg": out["price"], "production_t": out["prod"],
+                           "imports_t": out["imp"], "exports_t": out["exp"],
+                           "inputs_used_t": out["drawn"], "deliveries_t": out["del"],
+                           "consumption_t": out["cons"], "need_t": out["need"],
+                           "want_t": out["want"], "concentrate_used_t": out["conc_used"],
+                           "licence_filed_t": out["filed"],
+                           "licence_approved_t": out["approved"],
+                           "unmet_physical_element_t": out["phys_el"],
+                           "demand_reduction_element_t": out["red_el"],
+                           "unmet_physical_sector_t": out["phys_sec"],
+                           "demand_reduction_sector_t": out["red_sec"],
+                           "need_sector_t": out["need_sec"], "unsold_t": out["unsold"]}
+                           if keep else {})})
             for obs in observers:
                 obs.on_month(view)
             # responses outside the month kernel: new supply after its lead time, recycling

@@ -44,9 +44,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import get_thread_id, njit, prange
 
 from oreflow.simulate.balance import balance_tile
+from oreflow.simulate.totals import totals_tile
 from oreflow.simulate.vecmath import exp_lanes
 
 OX, MET, MAG = 0, 1, 2
@@ -978,25 +979,35 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
          out_price, out_conc_used, out_filed, out_approved, out_short_item, out_phys_el,
          out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold,
-         bal_S, bal_C, bal_B, bal_worst):
+         bal_S, bal_C, bal_B, bal_worst, totals, secondary, new_supply, keep_outputs):
     """One month for the n_paths paths of a chunk, every array in tiles [tile, ...,
-    lane]; a task runs a tile. Then, unless bal_worst is empty, the independent balance
-    (`balance.balance_tile`) on the tile while it is in cache: its own stocks bal_S, bal_C,
-    bal_B take the month's flows, and bal_worst [tile] gets the largest gap."""
+    lane]; a task runs a tile. Then, on the tile while it is in cache, the observers that
+    read every path every month: unless bal_worst is empty, the independent balance
+    (`balance.balance_tile`: its own stocks bal_S, bal_C, bal_B take the month's flows,
+    bal_worst [tile] gets the largest gap), and unless `totals` has no tiles the per-path
+    totals (`totals.totals_tile`; secondary [paths, M, E] and new_supply [paths, E] are the
+    month's recycled and new oxide, paths first). Without `keep_outputs` the outputs have a
+    tile per thread, scratch that each tile's month overwrites (nothing else reads them)."""
     W = S.shape[-1]
     check = bal_worst.shape[0] > 0
+    total = totals.month.shape[0] > 0
     for b in prange(S.shape[0]):
         n = min(W, n_paths - b * W)
+        o = np.int64(b) if keep_outputs else np.int64(get_thread_id())
         step_tile(st, ctl, n, S[b], C[b], B[b], plan[b], lr[b], sub[b], swarf_last[b],
                    short_imp[b], queue[b], conc_in[b], cap[b], dem_factor[b], inflow[b],
                    ctl_active[b], approval[b], ahead[b], review_n0[b], review_frac[b], slot,
-                   out_prod[b], out_imp[b], out_exp[b], out_drawn[b], out_del[b],
-                   out_cons[b], out_need[b], out_want[b], out_price[b], out_conc_used[b],
-                   out_filed[b], out_approved[b], out_short_item[b], out_phys_el[b],
-                   out_red_el[b], out_phys_sec[b], out_red_sec[b], out_need_sec[b],
-                   out_unsold[b])
+                   out_prod[o], out_imp[o], out_exp[o], out_drawn[o], out_del[o],
+                   out_cons[o], out_need[o], out_want[o], out_price[o], out_conc_used[o],
+                   out_filed[o], out_approved[o], out_short_item[o], out_phys_el[o],
+                   out_red_el[o], out_phys_sec[o], out_red_sec[o], out_need_sec[o],
+                   out_unsold[o])
         if check:
             bal_worst[b] = balance_tile(
-                n, bal_S[b], bal_C[b], bal_B[b], out_prod[b], inflow[b], out_imp[b],
-                out_exp[b], out_drawn[b], out_unsold[b], out_del[b], out_cons[b], conc_in[b],
-                out_conc_used[b], st.line_item, S[b], C[b], B[b], np.empty(W), np.empty(W))
+                n, bal_S[b], bal_C[b], bal_B[b], out_prod[o], inflow[b], out_imp[o],
+                out_exp[o], out_drawn[o], out_unsold[o], out_del[o], out_cons[o], conc_in[b],
+                out_conc_used[o], st.line_item, S[b], C[b], B[b], np.empty(W), np.empty(W))
+        if total:
+            totals_tile(n, slot, b, totals, out_price[o], secondary, new_supply, out_phys_el[o],
+                        out_red_el[o], out_phys_sec[o], out_red_sec[o], out_need_sec[o],
+                        np.empty(W))

@@ -13,12 +13,16 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
-from numba import njit, prange
 
-from oreflow.simulate.kernel import JIT, paths_first, tiles
+from oreflow.simulate.kernel import LANES, paths_first, tiles
 from oreflow.simulate.market import MarketBase
+from oreflow.simulate.totals import Totals
 
 WEEKS_PER_MONTH = 52.0 / 12.0
+
+
+NOT_KEPT = ("the engine keeps a month's outputs only when an observer other than "
+            "BalanceCheck and PathSummary (which run inside the kernel) is given")
 
 
 class MonthView:
@@ -79,6 +83,8 @@ class MonthView:
 
     def tiled(self, name: str) -> np.ndarray:
         """The engine's array `name` in the kernel's layout (read only)."""
+        if name not in self._tiled:
+            raise AttributeError(f"MonthView.{name} was not kept: {NOT_KEPT}")
         return self._tiled[name]
 
     def __getattr__(self, name: str) -> np.ndarray:
@@ -86,7 +92,7 @@ class MonthView:
             raise AttributeError(name)
         got = self._first.get(name)
         if got is None:
-            got = self._first[name] = paths_first(self._tiled[name], len(self.paths))
+            got = self._first[name] = paths_first(self.tiled(name), len(self.paths))
         return got
 
     @property
@@ -143,12 +149,12 @@ class PathSummary(_Base):
         self.inv_p0 = np.divide(1.0, base.price0, out=np.zeros_like(base.price0),
                                 where=base.price0 > 0)
         # per path over the whole run, [P, ...]; a block of paths keeps its totals in the
-        # kernel's layout (`_TOTALS`, tiled) while it runs and copies them here at its end
+        # kernel's layout (`totals.Totals`) while it runs and copies them here at its end
         for name, dims, init in self._TOTALS:
             shape = {"ME": (M, E), "MS": (M, S), "E": (E,)}[dims]
             setattr(self, name, np.full((paths, *shape), init))
         self.first_shock = np.full(paths, np.nan)
-        self._tiles = self._prev = None
+        self._totals = None
 
     _TOTALS = (("peak", "ME", np.nan), ("low", "ME", np.nan), ("peak_outside", "E", np.nan),
                ("low_outside", "E", np.nan), ("unmet", "MS", 0.0), ("reduction", "MS", 0.0),
@@ -158,82 +164,33 @@ class PathSummary(_Base):
 
     def start_block(self, engine, paths: np.ndarray) -> None:
         n = len(paths)
-        self._tiles = {name: tiles(n, *getattr(self, name).shape[1:], fill=np.full(
+        running = {name: tiles(n, *getattr(self, name).shape[1:], fill=np.full(
             getattr(self, name).shape[1:], init)) for name, _, init in self._TOTALS}
-        self._prev = tiles(n, *self.unmet.shape[1:])  # last month's share stopped
+        self._totals = Totals(
+            threshold=float(self.threshold), inv_p0=self.inv_p0, outside_w=self.outside_w,
+            metal_per_oxide=np.ascontiguousarray(self.base.metal_per_oxide, dtype=float),
+            month=np.full((n + LANES - 1) // LANES, -1.0),
+            prev=tiles(n, *self.unmet.shape[1:]), **running)  # prev: last month's share short
+
+    def kernel_totals(self) -> Totals:
+        """The block's running totals, for `kernel.step` to keep."""
+        return self._totals
 
     def on_month(self, v: MonthView) -> None:
-        i = v.paths - self.offset
-        b, k = v.tiled, self._tiles
-        _summary_month(len(i), float(v.t), self.threshold, b("price_usd_per_kg"),
-                       self.inv_p0, self.outside_w, self.base.metal_per_oxide,
-                       v.secondary_t, v.new_supply_t, b("unmet_physical_element_t"),
-                       b("demand_reduction_element_t"), b("unmet_physical_sector_t"),
-                       b("demand_reduction_sector_t"), b("need_sector_t"), k["peak"],
-                       k["peak_outside"], k["low"], k["low_outside"], k["secondary"],
-                       k["new_supply"], k["unmet_el"], k["reduction_el"], k["unmet"],
-                       k["reduction"], k["need"], k["first"], self._prev)
-        self.first_shock[i] = v.first_shock_month
+        if (self._totals.month != v.t).any():
+            raise RuntimeError("the engine did not keep the totals this month")
+        self.first_shock[v.paths - self.offset] = v.first_shock_month
 
     def end_block(self, engine, paths: np.ndarray) -> None:
         rows = paths - self.offset
-        for name, tiled in self._tiles.items():
-            getattr(self, name)[rows] = paths_first(tiled, len(paths))
-        self._tiles = self._prev = None
+        for name, _, _ in self._TOTALS:
+            getattr(self, name)[rows] = paths_first(getattr(self._totals, name), len(paths))
+        self._totals = None
 
     def first_stoppage_week(self) -> np.ndarray:
         """[P, M, S] weeks from the first shock to the first stoppage (inf: none)."""
         start = np.nan_to_num(self.first_shock, nan=0.0)[:, None, None]
         return np.maximum(self.first - start, 0.0) * WEEKS_PER_MONTH
-
-
-@njit(parallel=True, **JIT)
-def _summary_month(n, t, threshold, price, inv_p0, outside_w, mpo, secondary, new_supply,
-                   unmet_el_m, red_el_m, phys_s, red_s, need_s, peak, peak_outside, low,
-                   low_outside, secondary_sum, new_supply_sum, unmet_el, reduction_el, unmet,
-                   reduction, need, first, prev):
-    """One month of PathSummary for the n paths of a block (every array tiled, the kernel's
-    layout, but secondary and new_supply [n, ...] paths first). A sector's first stoppage is
-    interpolated within the month from last month's share."""
-    nb, M, E, W = price.shape
-    S = phys_s.shape[2]
-    for b in prange(nb):
-        nq = min(W, n - b * W)
-        out = np.empty(W)  # the outside zone's price ratio, by lane
-        for e in range(E):
-            for q in range(nq):
-                out[q] = 0.0
-            for m in range(M):
-                w, inv = outside_w[m, e], inv_p0[m, e]
-                for q in range(nq):
-                    ratio = price[b, m, e, q] * inv
-                    if inv > 0.0 and not ratio <= peak[b, m, e, q]:
-                        peak[b, m, e, q] = ratio  # also replaces the initial NaN
-                    if inv > 0.0 and not ratio >= low[b, m, e, q]:
-                        low[b, m, e, q] = ratio
-                    out[q] += ratio * w
-                    unmet_el[b, m, e, q] += unmet_el_m[b, m, e, q]
-                    reduction_el[b, m, e, q] += red_el_m[b, m, e, q]
-                    secondary_sum[b, e, q] += secondary[b * W + q, m, e] * mpo[e]
-            for q in range(nq):
-                if not out[q] <= peak_outside[b, e, q]:
-                    peak_outside[b, e, q] = out[q]
-                if not out[q] >= low_outside[b, e, q]:
-                    low_outside[b, e, q] = out[q]
-                new_supply_sum[b, e, q] += new_supply[b * W + q, e] * mpo[e]
-        for m in range(M):
-            for s_ in range(S):
-                for q in range(nq):
-                    ph, nd = phys_s[b, m, s_, q], need_s[b, m, s_, q]
-                    unmet[b, m, s_, q] += ph
-                    reduction[b, m, s_, q] += red_s[b, m, s_, q]
-                    need[b, m, s_, q] += nd
-                    share = ph / nd if nd > 0.0 else 0.0
-                    before = prev[b, m, s_, q]
-                    if share >= threshold and first[b, m, s_, q] == np.inf:
-                        f = (threshold - before) / (share - before) if share > before else 1.0
-                        first[b, m, s_, q] = t + min(max(f, 0.0), 1.0)
-                    prev[b, m, s_, q] = share
 
 
 BAND_PATHS = 1_000
