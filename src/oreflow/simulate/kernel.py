@@ -31,12 +31,12 @@ paths innermost, [tile, ..., lane] (`tiles`; `paths_first` gives [paths, ...] ba
 phase loops over the base year's entries once and, inside, over the lanes, which LLVM turns
 into vector instructions (a tile's data is contiguous, so the loops' trip count and strides
 are plain). The phases take one tile's arrays [..., lane] and the number n of lanes in use.
-exp runs over the lanes too (`vecmath.exp_lanes`, glibc's results to the last bit); calls
-to log stay scalar, in loops of their own. The phases loop over the non-zero entries of the
-sparse base year (`Static`: grade compositions, controlled links, swarf routes, an origin's
-links, as index lists built once) and keep their scratch space per tile. Every path runs the
-same operations in the same order as it would alone, so results are identical however paths
-are split into tiles, chunks or runs.
+exp and log run over the lanes too (`vecmath`, glibc's results to the last bit). The
+phases loop over the non-zero entries of the sparse base year (`Static`: grade
+compositions, controlled links, swarf routes, an origin's links, as index lists built once)
+and keep their scratch space per tile. Every path runs the same operations in the same order
+as it would alone, so results are identical however paths are split into tiles, chunks or
+runs.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from numba import get_thread_id, njit, prange
 
 from oreflow.simulate.balance import balance_tile
 from oreflow.simulate.totals import totals_tile
-from oreflow.simulate.vecmath import exp_lanes
+from oreflow.simulate.vecmath import exp_lanes, log_lanes
 
 OX, MET, MAG = 0, 1, 2
 
@@ -801,7 +801,7 @@ def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, o
 
 @njit(**JIT)
 def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_exp,
-           out_expected, out_pipeline, out_unsold, held_b, target, phi, cost, n):
+           out_expected, out_pipeline, out_unsold, held_b, target, phi, cost, lg, n):
     """Holders price each item by the supply they can expect over `horizon` months (stocks
     held by merchants and end users, the licence pipeline, this month's production, imports
     and inflows, kept up) against current use (final wants, the next stage's input, exports
@@ -809,7 +809,7 @@ def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_ex
     elasticity (substitution over the horizon included), take what it can expect. Quotes
     move part of the way each month; metal costs at least its oxide, a magnet grade at
     least its metals. Then substitution responds (phase 8). Scratch: held_b, target
-    [I, lanes], phi [E, lanes], cost [lanes]."""
+    [I, lanes], phi [E, lanes], cost, lg [lanes]."""
     M, I = st.S0.shape
     L = st.demand0.shape[1]
     E = st.price0.shape[1]
@@ -849,11 +849,12 @@ def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_ex
                           + inflow[m, i, q] - out_unsold[m, i, q])
                 x = (held + out_pipeline[m, i, q] + horizon * supply) / (horizon * cost[q])
                 target[i, q] = max(x / r0, 1e-12)
-            for q in range(n):  # (a loop of its own: log is not vectorised)
+            log_lanes(target[i], lg, n)
+            for q in range(n):
                 if cost[q] <= 0.0:
                     target[i, q] = 0.0
                 else:
-                    t_ = np.log(target[i, q]) / eps
+                    t_ = lg[q] / eps
                     target[i, q] = min(max(t_, -log_cap), log_cap)
         for e in range(E):  # cost floors: metal >= oxide, grade >= its metals
             for q in range(n):
@@ -870,8 +871,9 @@ def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_ex
                 if v > 0.0:
                     for q in range(n):
                         cost[q] += v * phi[e, q]
+            log_lanes(cost, lg, n)
             for q in range(n):
-                floor = np.log(cost[q]) if cost[q] > 0.0 else 0.0
+                floor = lg[q] if cost[q] > 0.0 else 0.0
                 if target[2 * E + g, q] < floor:
                     target[2 * E + g, q] = floor
         for i in range(I):
@@ -969,7 +971,7 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
     shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, out_phys_el,
               out_red_el, out_phys_sec, out_red_sec, out_need_sec, v1, v2, n)
     prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_exp,
-           out_expected, out_pipeline, out_unsold, held_b, target, phi, v1, n)  # 7, 8
+           out_expected, out_pipeline, out_unsold, held_b, target, phi, v1, v2, n)  # 7, 8
 
 
 @njit(parallel=True, **JIT)

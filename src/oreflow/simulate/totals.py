@@ -69,22 +69,30 @@ def totals_tile(n, t, b, tot, price, secondary, new_supply, unmet_el_m, red_el_m
             out[q] = 0.0
         for m in range(M):
             w, inv = outside_w[m, e], inv_p0[m, e]
+            if inv > 0.0:
+                for q in range(n):
+                    ratio = price[m, e, q] * inv
+                    p, lo = peak[m, e, q], low[m, e, q]
+                    peak[m, e, q] = ratio if not ratio <= p else p  # replaces the initial NaN
+                    low[m, e, q] = ratio if not ratio >= lo else lo
+                    out[q] += ratio * w
+            else:
+                for q in range(n):
+                    out[q] += price[m, e, q] * inv * w
             for q in range(n):
-                ratio = price[m, e, q] * inv
-                if inv > 0.0 and not ratio <= peak[m, e, q]:
-                    peak[m, e, q] = ratio  # also replaces the initial NaN
-                if inv > 0.0 and not ratio >= low[m, e, q]:
-                    low[m, e, q] = ratio
-                out[q] += ratio * w
                 tot.unmet_el[b, m, e, q] += unmet_el_m[m, e, q]
                 tot.reduction_el[b, m, e, q] += red_el_m[m, e, q]
-                tot.secondary[b, e, q] += secondary[b * W + q, m, e] * mpo[e]
         for q in range(n):
-            if not out[q] <= peak_outside[e, q]:
-                peak_outside[e, q] = out[q]
-            if not out[q] >= low_outside[e, q]:
-                low_outside[e, q] = out[q]
-            tot.new_supply[b, e, q] += new_supply[b * W + q, e] * mpo[e]
+            p, lo = peak_outside[e, q], low_outside[e, q]
+            peak_outside[e, q] = out[q] if not out[q] <= p else p
+            low_outside[e, q] = out[q] if not out[q] >= lo else lo
+    for q in range(n):  # recycled and new oxide, paths first (each sum in region order)
+        p = b * W + q
+        for m in range(M):
+            for e in range(E):
+                tot.secondary[b, e, q] += secondary[p, m, e] * mpo[e]
+        for e in range(E):
+            tot.new_supply[b, e, q] += new_supply[p, e] * mpo[e]
     first, prev, threshold = tot.first[b], tot.prev[b], tot.threshold
     for m in range(M):
         for s_ in range(S):
@@ -94,9 +102,9 @@ def totals_tile(n, t, b, tot, price, secondary, new_supply, unmet_el_m, red_el_m
                 tot.reduction[b, m, s_, q] += red_s[m, s_, q]
                 tot.need[b, m, s_, q] += nd
                 share = ph / nd if nd > 0.0 else 0.0
-                before = prev[m, s_, q]
-                if share >= threshold and first[m, s_, q] == np.inf:
-                    f = (threshold - before) / (share - before) if share > before else 1.0
-                    first[m, s_, q] = t + min(max(f, 0.0), 1.0)
+                before, was = prev[m, s_, q], first[m, s_, q]
+                f = (threshold - before) / (share - before) if share > before else 1.0
+                stops = share >= threshold and was == np.inf
+                first[m, s_, q] = t + min(max(f, 0.0), 1.0) if stops else was
                 prev[m, s_, q] = share
     tot.month[b] = t
