@@ -348,9 +348,9 @@ class Engine:
                 obs.on_month(view)
             # responses outside the month kernel: new supply after its lead time, recycling
             # [P, E] outside price ratio (exp of a contiguous copy: numpy's vector loop)
-            r_out = np.exp(np.ascontiguousarray(st["lr"][:, :, :E]))
-            r_out *= self.outside_weight[None, :, :, None]
-            r_out = kernel.paths_first(r_out.sum(1), n)
+            r_out = np.empty((n, E))
+            kernel.outside_ratio(np.exp(np.ascontiguousarray(st["lr"][:, :, :E])),
+                                 self.outside_weight, n, r_out)
             signal_hist[t % (lead + 1)] = ns.basket_ratio(r_out)
             full = beh.substitution_full_price_ratio
             ramp = np.clip((signal_hist[(t + 1) % (lead + 1)] - 1.0) / (full - 1.0), 0.0, 1.0)
@@ -508,9 +508,8 @@ class _RecyclingState:
         self.feed = coll * pre * rb.eol_t_magnet
         self.cap = cap + self.cap_resp
         extra = np.maximum(rb.recovered_share(coll, pre, self.cap) - self.share0, 0.0)
-        out = np.zeros((n, self.M, self.eol.shape[1]))
-        for r in range(len(rb.regions)):
-            out[:, self.market[r]] += extra[:, r:r + 1] * self.eol[r][None]
+        out = np.empty((n, self.M, self.eol.shape[1]))
+        kernel.land_secondary(extra, self.market, self.eol, out)
         return out
 
     def respond(self, t: int, r_out: np.ndarray) -> None:

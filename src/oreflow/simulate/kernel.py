@@ -211,6 +211,38 @@ def oxide_inflow(n, new_supply, land, secondary, out):
                     out[b, m, e, q] = x
 
 
+@njit(parallel=True, **JIT)
+def outside_ratio(ratio, weight, n, out):
+    """out [n, E] (paths first): the outside zone's price ratio, sum over regions m of
+    ratio [tile, M, E, lane] x weight [M, E], summed as numpy sums an axis (from the first
+    term, in region order)."""
+    nt, M, E, W = ratio.shape
+    for b in prange(nt):
+        for q in range(min(W, n - b * W)):
+            for e in range(E):
+                acc = ratio[b, 0, e, q] * weight[0, e]
+                for m in range(1, M):
+                    acc += ratio[b, m, e, q] * weight[m, e]
+                out[b * W + q, e] = acc
+
+
+@njit(parallel=True, **JIT)
+def land_secondary(extra, market, eol, out):
+    """out [n, M, E]: recycled oxide in each market, extra [n, R] (share of each recycling
+    region's end-of-life flow recovered above the base year) x eol [R, E], added from 0 in
+    region order."""
+    n, R = extra.shape
+    M, E = out.shape[1], out.shape[2]
+    for p in prange(n):
+        for m in range(M):
+            for e in range(E):
+                out[p, m, e] = 0.0
+        for r in range(R):
+            m = market[r]
+            for e in range(E):
+                out[p, m, e] += extra[p, r] * eol[r, e]
+
+
 @njit(inline="always", **JIT)
 def _interp(x, grid_lo, grid_step, values):
     """Linear interpolation on a uniform grid, clamped at both ends."""
