@@ -39,10 +39,11 @@ def copy_bandwidth_gb_s(n_bytes: int = 1 << 30, repeats: int = 3) -> float:
 
 
 def kernel_bytes(scenario: str, paths: int = 64) -> dict:
-    """Bytes per path of every per-path array `kernel.step` receives (blocks of paths,
-    [block, ..., lane]), by role in its signature: state (read and written every month),
-    month inputs (read), outputs (written; the observers read them once more), and the
-    shared base year. `paths` is a whole number of blocks: no padding is counted."""
+    """Bytes per path of every per-path array `kernel.step` receives (tiles of paths,
+    [tile, ..., lane]), by role in its signature: state (read and written every month),
+    month inputs (read), outputs (written; observers read them once more), and the shared
+    base year. Counted in a run that keeps the outputs (monthly bands read them); `paths` is
+    a whole number of tiles: no padding is counted."""
     from oreflow.simulate import kernel, run_stress
 
     names = list(inspect.signature(kernel.step.py_func).parameters)
@@ -70,12 +71,17 @@ def kernel_bytes(scenario: str, paths: int = 64) -> dict:
     by_role = {role: sum(seen.get(n, 0) for n in group)
                for role, group in (("state", state), ("inputs", inputs), ("outputs", outputs))}
     touched = 2 * by_role["state"] + by_role["inputs"] + 2 * by_role["outputs"]
+    # without observers that read a month's outputs (the command without --out), the
+    # balance check and the totals read them inside the kernel: the outputs stay in a tile
+    # per thread (in cache) and memory sees only the state and the inputs
+    in_scratch = 2 * by_role["state"] + by_role["inputs"]
     return {"state_bytes_per_path": by_role["state"],
             "input_bytes_per_path_month": by_role["inputs"],
             "output_bytes_per_path_month": by_role["outputs"],
             "static_bytes_shared": seen.get("static", 0),
             "bytes_touched_per_path_month": touched,
-            "ratio_to_state_floor": round(touched / (2 * by_role["state"]), 2)}
+            "ratio_to_state_floor": round(touched / (2 * by_role["state"]), 2),
+            "bytes_touched_per_path_month_outputs_in_scratch": in_scratch}
 
 
 def one_case(paths: int, months: int, scenario: str) -> dict:

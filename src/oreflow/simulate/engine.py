@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
 from numba import get_num_threads
-from scipy import stats
+from scipy.special import gammainc, gammaincc
 
 from oreflow.scenario import Scenario
 from oreflow.simulate import kernel
@@ -81,8 +82,9 @@ def buyer_cover_table(mean: float, cv: float) -> tuple[float, np.ndarray, np.nda
     k = 1.0 / max(cv, 1e-6) ** 2
     scale = mean / k
     z = np.linspace(0.0, mean * (1 + 8 * cv), COVER_GRID)
-    cdf = stats.gamma.cdf(z, k, scale=scale)
-    left = (mean * stats.gamma.sf(z, k + 1, scale=scale) - z * stats.gamma.sf(z, k, scale=scale))
+    x = z / scale  # gamma(k, scale) cdf and survival, as regularized incomplete gammas
+    cdf = gammainc(k, x)
+    left = mean * gammaincc(k + 1, x) - z * gammaincc(k, x)
     return float(z[1] - z[0]), np.clip(left / mean, 0.0, 1.0), cdf
 
 
@@ -189,13 +191,31 @@ class Engine:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            self._run_block(paths, observers, progress)
+            threads = max(get_num_threads(), 1)
+            with ThreadPoolExecutor(threads) as pool:
+                self._run_block(paths, observers, progress, pool, threads)
         finally:
             if enabled:
                 gc.enable()
 
-    def _run_block(self, paths: np.ndarray, observers: Sequence[Observer],
-                   progress=None) -> None:
+    @staticmethod
+    def _exp_oxide(lr: np.ndarray, E: int, pool: ThreadPoolExecutor, parts: int
+                   ) -> np.ndarray:
+        """exp of the oxide columns of lr [tile, M, I, lane]: numpy's vector exp on
+        contiguous copies, the tiles split between the pool's threads (numpy lets go of the
+        GIL; an element's exp does not depend on where the array is split)."""
+        out = np.empty((lr.shape[0], lr.shape[1], E, lr.shape[3]))
+        cut = np.linspace(0, len(lr), parts + 1).astype(int)
+
+        def part(a: int, b: int) -> None:
+            np.exp(np.ascontiguousarray(lr[a:b, :, :E]), out=out[a:b])
+
+        for f in [pool.submit(part, a, b) for a, b in zip(cut[:-1], cut[1:], strict=True)]:
+            f.result()
+        return out
+
+    def _run_block(self, paths: np.ndarray, observers: Sequence[Observer], progress,
+                   pool: ThreadPoolExecutor, threads: int) -> None:
         b, beh = self.base, self.beh
         paths = np.asarray(paths, dtype=np.int64)
         n, E, M, I, L = len(paths), self.E, self.M, self.I, self.L
@@ -349,7 +369,7 @@ class Engine:
             # responses outside the month kernel: new supply after its lead time, recycling
             # [P, E] outside price ratio (exp of a contiguous copy: numpy's vector loop)
             r_out = np.empty((n, E))
-            kernel.outside_ratio(np.exp(np.ascontiguousarray(st["lr"][:, :, :E])),
+            kernel.outside_ratio(self._exp_oxide(st["lr"], E, pool, threads),
                                  self.outside_weight, n, r_out)
             signal_hist[t % (lead + 1)] = ns.basket_ratio(r_out)
             full = beh.substitution_full_price_ratio
