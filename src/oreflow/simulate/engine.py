@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
+import numba
 import numpy as np
 from numba import get_num_threads
 from scipy.special import gammainc, gammaincc
@@ -250,7 +251,7 @@ class Engine:
         # read them inside the kernel, which otherwise needs only a tile per thread
         keep = bool(sh.holdings) or any(not isinstance(o, (BalanceCheck, PathSummary))
                                         for o in observers)
-        n_out = n if keep else get_num_threads() * kernel.LANES
+        n_out = n if keep else numba.config.NUMBA_NUM_THREADS * kernel.LANES  # any thread id
         out = {k: kernel.tiles(n_out, M, shape) for k, shape in (
             ("prod", I), ("imp", I), ("exp", I), ("drawn", I), ("del", L), ("cons", L),
             ("need", L), ("want", L), ("price", E), ("conc_used", E), ("filed", I),

@@ -30,7 +30,9 @@ class MonthView:
     S sectors. Flows are t a month (t REO-eq; magnet items t of finished magnet), stocks
     end-of-month. Every array below has a leading paths axis [P, ...] (a copy made when first
     read); `tiled(name)` gives the engine's own array in the kernel's layout ([tile, ...,
-    lane], `kernel.tiles`) without a copy, for observers that run every month on every path.
+    lane], `kernel.tiles`) without a copy. The month's outputs (prices, flows, shortfalls)
+    are there only when some observer besides BalanceCheck and PathSummary, which run
+    inside the kernel, is given (`NOT_KEPT`).
     """
 
     t: int
