@@ -415,7 +415,15 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
                 out_pipeline[m, i, q] = 0.0
                 out_expected[m, i, q] = 0.0
     now = slot % Lq
+    back_at = np.empty(Lq, np.int64)  # the queue's month `back` months ago
+    for back in range(Lq):
+        back_at[back] = (slot - back) % Lq
+    at0, at1, backs = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
     for k in range(K):
+        for q in range(n):  # each lane's months decided now and its months under review
+            n0 = review_n0[k, q]
+            at0[q], at1[q] = (slot - n0) % Lq, (slot - n0 - 1) % Lq
+            backs[q] = min(n0, Lq)
         for c in range(ctl_ptr[k], ctl_ptr[k + 1]):
             j = ctl_j[c]
             cv = cov[k, j]
@@ -426,7 +434,6 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
                 n0 = review_n0[k, q]
                 fr = review_frac[k, q]
                 on = ctl_active[k, q]
-                at0, at1 = (slot - n0) % Lq, (slot - n0 - 1) % Lq
                 r = req[j, q]
                 if on:
                     queue[now, c, q] = r * cv
@@ -434,8 +441,8 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
                     eff[j, q] = r * (1.0 - cv)
                 else:
                     queue[now, c, q] = 0.0
-                q0 = queue[at0, c, q] if n0 < Lq else 0.0
-                q1 = queue[at1, c, q] if n0 + 1 < Lq else 0.0
+                q0 = queue[at0[q], c, q] if n0 < Lq else 0.0
+                q1 = queue[at1[q], c, q] if n0 + 1 < Lq else 0.0
                 processed = (1.0 - fr) * q0 + fr * q1
                 share = approval[k, f, q] if on else 1.0
                 ok = processed * share
@@ -451,8 +458,8 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
                 counted = min(r * cv, coming * quota) if quota > 0.0 else r * cv * coming
                 out_expected[d, i, q] += counted - flowing
                 pending = fr * q0
-                for back in range(min(n0, Lq)):
-                    pending += queue[(slot - back) % Lq, c, q]
+                for back in range(backs[q]):
+                    pending += queue[back_at[back], c, q]
                 out_pipeline[d, i, q] += pending * coming
 
 
