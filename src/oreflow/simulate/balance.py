@@ -9,8 +9,7 @@ kernel's loop over tiles, on each tile right after its month, while the tile's a
 still in cache (`kernel.step`; read from memory afterwards it cost as much as a third of the
 step). `observers.BalanceCheck` holds its state and reports the largest gap.
 
-Numba caches the kernel's machine code with this module's functions compiled in, and checks
-only kernel.py's date: after editing this file, delete src/oreflow/simulate/__pycache__.
+After editing this file, delete src/oreflow/simulate/__pycache__ (see jit.py).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-JIT = {"cache": True, "error_model": "numpy"}
+from oreflow.simulate.jit import JIT
 
 
 @njit(**JIT)

@@ -47,15 +47,11 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from oreflow.simulate.balance import balance_tile
+from oreflow.simulate.jit import JIT
 from oreflow.simulate.totals import totals_tile
 from oreflow.simulate.vecmath import exp_lanes, log_lanes
 
 OX, MET, MAG = 0, 1, 2
-
-JIT = {"cache": True, "error_model": "numpy"}
-"""Compilation options of every phase. error_model "numpy": a float division by zero gives
-inf or nan instead of raising, which spares a test and a branch on every division (every
-division here is guarded, so the results are those of the default model)."""
 
 COVER_BUCKETS = 1024
 """Buckets of the index that speeds up the inverse of the buyers' cover table (a power of

@@ -6,8 +6,7 @@ and the month each sector first stops. `kernel.step` runs `totals_tile` on each 
 after its month, while the tile's arrays are still in cache; `observers.PathSummary` holds
 the totals (`Totals`, in the kernel's layout) and copies them out per path at a block's end.
 
-Numba caches the kernel's machine code with this module's functions compiled in, and checks
-only kernel.py's date: after editing this file, delete src/oreflow/simulate/__pycache__.
+After editing this file, delete src/oreflow/simulate/__pycache__ (see jit.py).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-JIT = {"cache": True, "error_model": "numpy"}
+from oreflow.simulate.jit import JIT
 
 
 class Totals(NamedTuple):

@@ -13,8 +13,7 @@ search that cannot be redone here). So results are those of glibc's exp and log 
 with FMA to the last bit (tests/test_vecmath.py), and on every machine the same: the fused
 multiply-add is exact by definition, wherever it runs.
 
-Numba caches the kernel's machine code with this module's functions compiled in, and checks
-only kernel.py's date: after editing this file, delete src/oreflow/simulate/__pycache__.
+After editing this file, delete src/oreflow/simulate/__pycache__ (see jit.py).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core.extending import intrinsic
 
-JIT = {"cache": True, "error_model": "numpy"}
+from oreflow.simulate.jit import JIT
 
 
 def _exp_table() -> np.ndarray:
