@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numba
 import numpy as np
-from numba import get_num_threads
 from scipy.special import gammainc, gammaincc
 
 from oreflow.scenario import Scenario
@@ -192,31 +190,12 @@ class Engine:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            threads = max(get_num_threads(), 1)
-            with ThreadPoolExecutor(threads) as pool:
-                self._run_block(paths, observers, progress, pool, threads)
+            self._run_block(paths, observers, progress)
         finally:
             if enabled:
                 gc.enable()
 
-    @staticmethod
-    def _exp_oxide(lr: np.ndarray, E: int, pool: ThreadPoolExecutor, parts: int
-                   ) -> np.ndarray:
-        """exp of the oxide columns of lr [tile, M, I, lane]: numpy's vector exp on
-        contiguous copies, the tiles split between the pool's threads (numpy lets go of the
-        GIL; an element's exp does not depend on where the array is split)."""
-        out = np.empty((lr.shape[0], lr.shape[1], E, lr.shape[3]))
-        cut = np.linspace(0, len(lr), parts + 1).astype(int)
-
-        def part(a: int, b: int) -> None:
-            np.exp(np.ascontiguousarray(lr[a:b, :, :E]), out=out[a:b])
-
-        for f in [pool.submit(part, a, b) for a, b in zip(cut[:-1], cut[1:], strict=True)]:
-            f.result()
-        return out
-
-    def _run_block(self, paths: np.ndarray, observers: Sequence[Observer], progress,
-                   pool: ThreadPoolExecutor, threads: int) -> None:
+    def _run_block(self, paths: np.ndarray, observers: Sequence[Observer], progress) -> None:
         b, beh = self.base, self.beh
         paths = np.asarray(paths, dtype=np.int64)
         n, E, M, I, L = len(paths), self.E, self.M, self.I, self.L
@@ -334,6 +313,7 @@ class Engine:
             else:
                 kernel.oxide_inflow(n, resp, ns.land, secondary if rec is not None
                                     else no_secondary[:0], kin["inflow"])
+            r_out = np.empty((n, E))  # [P, E]
             kernel.step(self.static, ctl, n, st["S"], st["C"], st["B"], st["plan"], st["lr"],
                         st["sub"], st["swarf_last"], st["short_imp"], queue,
                         kin["conc_in"], kin["cap"], kin["dem_factor"], kin["inflow"],
@@ -343,7 +323,7 @@ class Engine:
                         out["filed"], out["approved"], out["short_item"], out["phys_el"],
                         out["red_el"], out["phys_sec"], out["red_sec"], out["need_sec"],
                         out["unsold"], *balance, totals, np.ascontiguousarray(secondary),
-                        np.ascontiguousarray(resp), keep)
+                        np.ascontiguousarray(resp), keep, self.outside_weight, r_out)
             last_short = out["short_item"]
             view = MonthView(
                 t=t, paths=paths, base=b, first_shock_month=sh.first_start,
@@ -367,11 +347,8 @@ class Engine:
                            if keep else {})})
             for obs in observers:
                 obs.on_month(view)
-            # responses outside the month kernel: new supply after its lead time, recycling
-            # [P, E] outside price ratio (exp of a contiguous copy: numpy's vector loop)
-            r_out = np.empty((n, E))
-            kernel.outside_ratio(self._exp_oxide(st["lr"], E, pool, threads),
-                                 self.outside_weight, n, r_out)
+            # responses outside the month kernel to the month's outside price ratio r_out
+            # (kept by the kernel): new supply after its lead time, recycling
             signal_hist[t % (lead + 1)] = ns.basket_ratio(r_out)
             full = beh.substitution_full_price_ratio
             ramp = np.clip((signal_hist[(t + 1) % (lead + 1)] - 1.0) / (full - 1.0), 0.0, 1.0)

@@ -207,19 +207,22 @@ def oxide_inflow(n, new_supply, land, secondary, out):
                     out[b, m, e, q] = x
 
 
-@njit(parallel=True, **JIT)
-def outside_ratio(ratio, weight, n, out):
-    """out [n, E] (paths first): the outside zone's price ratio, sum over regions m of
-    ratio [tile, M, E, lane] x weight [M, E], summed as numpy sums an axis (from the first
-    term, in region order)."""
-    nt, M, E, W = ratio.shape
-    for b in prange(nt):
-        for q in range(min(W, n - b * W)):
-            for e in range(E):
-                acc = ratio[b, 0, e, q] * weight[0, e]
-                for m in range(1, M):
-                    acc += ratio[b, m, e, q] * weight[m, e]
-                out[b * W + q, e] = acc
+@njit(**JIT)
+def outside_ratio_tile(n, first, lr, weight, out, ratio, acc):
+    """out[first + q, e] for the tile's first n lanes: the outside zone's price ratio of
+    element e, sum over regions m of exp(lr[m, e]) x weight [M, E], from the first region
+    in region order (the kernel's exp, `vecmath.exp_lanes`, as the month's prices)."""
+    M, E = weight.shape
+    for e in range(E):
+        exp_lanes(lr[0, e], ratio, n)
+        for q in range(n):
+            acc[q] = ratio[q] * weight[0, e]
+        for m in range(1, M):
+            exp_lanes(lr[m, e], ratio, n)
+            for q in range(n):
+                acc[q] += ratio[q] * weight[m, e]
+        for q in range(n):
+            out[first + q, e] = acc[q]
 
 
 @njit(parallel=True, **JIT)
@@ -1016,7 +1019,8 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
          out_price, out_conc_used, out_filed, out_approved, out_short_item, out_phys_el,
          out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold,
-         bal_S, bal_C, bal_B, bal_worst, totals, secondary, new_supply, keep_outputs):
+         bal_S, bal_C, bal_B, bal_worst, totals, secondary, new_supply, keep_outputs,
+         outside_w, outside_ratio_out):
     """One month for the n_paths paths of a chunk, every array in tiles [tile, ...,
     lane]; a task runs a tile. Then, on the tile while it is in cache, the observers that
     read every path every month: unless bal_worst is empty, the independent balance
@@ -1024,10 +1028,13 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
     bal_worst [tile] gets the largest gap), and unless `totals` has no tiles the per-path
     totals (`totals.totals_tile`; secondary [paths, M, E] and new_supply [paths, E] are the
     month's recycled and new oxide, paths first). Without `keep_outputs` the outputs have a
-    tile per thread, scratch that each tile's month overwrites (nothing else reads them)."""
+    tile per thread, scratch that each tile's month overwrites (nothing else reads them).
+    Last, unless outside_ratio_out [paths, E] has no rows, the outside zone's price ratio at
+    the month's end (`outside_ratio_tile`), which the responses after the month read."""
     W = S.shape[-1]
     check = bal_worst.shape[0] > 0
     total = totals.month.shape[0] > 0
+    ratio = outside_ratio_out.shape[0] > 0
     for b in prange(S.shape[0]):
         n = min(W, n_paths - b * W)
         o = np.int64(b) if keep_outputs else np.int64(get_thread_id())
@@ -1048,3 +1055,6 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
             totals_tile(n, slot, b, totals, out_price[o], secondary, new_supply, out_phys_el[o],
                         out_red_el[o], out_phys_sec[o], out_red_sec[o], out_need_sec[o],
                         np.empty(W))
+        if ratio:
+            outside_ratio_tile(n, b * W, lr[b], outside_w, outside_ratio_out, np.empty(W),
+                               np.empty(W))
