@@ -152,6 +152,44 @@ def test_results_do_not_depend_on_chunks_or_blocks(network):
         np.testing.assert_array_equal(joined, a[v].values, err_msg=v)
 
 
+class _MonthCounter:
+    """An observer that does not say it is thread_safe: blocks then run one after the other."""
+
+    def __init__(self):
+        self.months = 0
+
+    def start_block(self, engine, paths):
+        pass
+
+    def on_month(self, view):
+        self.months += 1
+
+    def end_block(self, engine, paths):
+        pass
+
+
+@pytest.mark.skipif(__import__("numba").get_num_threads() < 2, reason="needs two threads")
+def test_blocks_side_by_side_give_the_results_of_blocks_in_turn(network):
+    """With two threads and thread_safe observers, blocks run side by side with the serial
+    kernels; an observer that is not thread_safe makes them run in turn with the kernel
+    parallel over tiles. Same per-path results, bands, balance; a block with the serial
+    kernels refuses an observer that is not thread_safe."""
+    from oreflow.simulate.engine import Engine
+
+    counter = _MonthCounter()
+    side = run_stress("licensing-2025-04", paths=90, seed=6, months=18, network=network,
+                      chunk=30)
+    turn = run_stress("licensing-2025-04", paths=90, seed=6, months=18, network=network,
+                      chunk=30, observers=[counter])
+    assert counter.months == 3 * 18  # three blocks of 30, in turn
+    for v in side.data_vars:
+        np.testing.assert_array_equal(side[v].values, turn[v].values, err_msg=v)
+    assert side.attrs["max_rel_balance_residual"] == turn.attrs["max_rel_balance_residual"]
+    engine = Engine.__new__(Engine)
+    with pytest.raises(ValueError, match="thread_safe"):
+        engine.run_block(np.arange(4), [counter], serial=True)
+
+
 def test_a_run_without_bands_has_the_same_totals_and_headline(network):
     """The monthly bands only feed the report and saved files: skipping them changes no
     per-path total and no headline figure."""

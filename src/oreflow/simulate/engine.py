@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 import numba
@@ -184,18 +185,18 @@ class Engine:
                              self.beh.leakage)
 
     def run_block(self, paths: np.ndarray, observers: Sequence[Observer],
-                  progress=None) -> None:
-        # the month loop allocates many large arrays and no reference cycles: the cyclic
-        # garbage collector would only rescan them
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            self._run_block(paths, observers, progress)
-        finally:
-            if enabled:
-                gc.enable()
+                  progress=None, serial: bool = False) -> None:
+        """Run the paths `paths` (global indices) over the horizon. `serial`: the kernels run
+        on this thread alone and without the GIL (`kernel.SERIAL`), for blocks run side by
+        side on threads of their own; their observers must then be `thread_safe`."""
+        if serial and not all(getattr(o, "thread_safe", False) for o in observers):
+            raise ValueError("blocks run side by side take only thread_safe observers")
+        with no_gc():
+            self._run_block(paths, observers, progress,
+                            kernel.SERIAL if serial else kernel.PARALLEL)
 
-    def _run_block(self, paths: np.ndarray, observers: Sequence[Observer], progress) -> None:
+    def _run_block(self, paths: np.ndarray, observers: Sequence[Observer], progress,
+                   kern: kernel.Kernels) -> None:
         b, beh = self.base, self.beh
         paths = np.asarray(paths, dtype=np.int64)
         n, E, M, I, L = len(paths), self.E, self.M, self.I, self.L
@@ -222,15 +223,16 @@ class Engine:
         for k, c in enumerate(sh.controls):
             review[:, k] = c.review
         n0 = kernel.to_tiles(np.floor(review).astype(np.int64),
-                            kernel.tiles(n, max(K, 1), dtype=np.int64))
-        frac = kernel.to_tiles(review - np.floor(review), kernel.tiles(n, max(K, 1)))
+                            kernel.tiles(n, max(K, 1), dtype=np.int64), kern.serial)
+        frac = kernel.to_tiles(review - np.floor(review), kernel.tiles(n, max(K, 1)),
+                               kern.serial)
         S_ = len(b.sectors)
         # the month's outputs, kept for observers that read them and for stockpile releases
         # (they follow last month's shortfalls); the balance check and the per-path totals
         # read them inside the kernel, which otherwise needs only a tile per thread
         keep = bool(sh.holdings) or any(not isinstance(o, (BalanceCheck, PathSummary))
                                         for o in observers)
-        n_out = n if keep else numba.config.NUMBA_NUM_THREADS * kernel.LANES  # any thread id
+        n_out = n if keep else kernel.LANES * (1 if kern.serial else numba.config.NUMBA_NUM_THREADS)
         out = {k: kernel.tiles(n_out, M, shape) for k, shape in (
             ("prod", I), ("imp", I), ("exp", I), ("drawn", I), ("del", L), ("cons", L),
             ("need", L), ("want", L), ("price", E), ("conc_used", E), ("filed", I),
@@ -242,7 +244,7 @@ class Engine:
         resp = np.zeros((n, E))
         lead = max(int(round(beh.supply_response_lead_months)), 0)
         signal_hist = np.ones((lead + 1, n, len(ns.ore_volume)))
-        rec = _RecyclingState(self.recycling, sh, n, b, beh) if self.recycling is not None \
+        rec = _RecyclingState(self.recycling, sh, n, b, beh, kern) if self.recycling is not None \
             else None
         for obs in observers:
             obs.start_block(self, paths)
@@ -277,8 +279,8 @@ class Engine:
         for t in range(self.months):
             mid = t + 0.5
             inp, written = month_inputs(sh, b, t, n, self.conc_base, inp)
-            for k in written & kin.keys():  # into the kernel's layout
-                kernel.to_tiles(inp[k], kin[k])
+            for name in written & kin.keys():  # into the kernel's layout
+                kernel.to_tiles(inp[name], kin[name], kern.serial)
             if sh.controls:
                 active = np.zeros((n, K), np.bool_)
                 approval, ahead = np.ones((n, K, 3)), np.ones((n, K, 3))
@@ -286,9 +288,9 @@ class Engine:
                     active[:, k] = c.active(mid)
                     approval[:, k] = c.approval(mid)
                     ahead[:, k] = c.expected_approval(mid, beh.expectation_horizon_months)
-                kernel.to_tiles(active, k_active)
-                kernel.to_tiles(approval, k_approval)
-                kernel.to_tiles(ahead, k_ahead)
+                kernel.to_tiles(active, k_active, kern.serial)
+                kernel.to_tiles(approval, k_approval, kern.serial)
+                kernel.to_tiles(ahead, k_ahead, kern.serial)
             # inflow: new supply, recycling, stockpile releases (only the oxide columns and
             # the released cells are ever non-zero; adding zeros is skipped, exactly)
             secondary = rec.secondary(mid) if rec is not None else no_secondary
@@ -308,22 +310,22 @@ class Engine:
                     hold -= take
                     released[:, h.market, h.item] += take
                 inflow += released
-                kernel.to_tiles(inflow, kin["inflow"])
+                kernel.to_tiles(inflow, kin["inflow"], kern.serial)
                 first["inflow_t"] = inflow
             else:
-                kernel.oxide_inflow(n, resp, ns.land, secondary if rec is not None
-                                    else no_secondary[:0], kin["inflow"])
+                kern.oxide_inflow(n, resp, ns.land, secondary if rec is not None
+                                  else no_secondary[:0], kin["inflow"])
             r_out = np.empty((n, E))  # [P, E]
-            kernel.step(self.static, ctl, n, st["S"], st["C"], st["B"], st["plan"], st["lr"],
-                        st["sub"], st["swarf_last"], st["short_imp"], queue,
-                        kin["conc_in"], kin["cap"], kin["dem_factor"], kin["inflow"],
-                        k_active, k_approval, k_ahead, n0, frac, t,
-                        out["prod"], out["imp"], out["exp"], out["drawn"], out["del"],
-                        out["cons"], out["need"], out["want"], out["price"], out["conc_used"],
-                        out["filed"], out["approved"], out["short_item"], out["phys_el"],
-                        out["red_el"], out["phys_sec"], out["red_sec"], out["need_sec"],
-                        out["unsold"], *balance, totals, np.ascontiguousarray(secondary),
-                        np.ascontiguousarray(resp), keep, self.outside_weight, r_out)
+            kern.step(self.static, ctl, n, st["S"], st["C"], st["B"], st["plan"], st["lr"],
+                      st["sub"], st["swarf_last"], st["short_imp"], queue,
+                      kin["conc_in"], kin["cap"], kin["dem_factor"], kin["inflow"],
+                      k_active, k_approval, k_ahead, n0, frac, t,
+                      out["prod"], out["imp"], out["exp"], out["drawn"], out["del"],
+                      out["cons"], out["need"], out["want"], out["price"], out["conc_used"],
+                      out["filed"], out["approved"], out["short_item"], out["phys_el"],
+                      out["red_el"], out["phys_sec"], out["red_sec"], out["need_sec"],
+                      out["unsold"], *balance, totals, np.ascontiguousarray(secondary),
+                      np.ascontiguousarray(resp), keep, self.outside_weight, r_out)
             last_short = out["short_item"]
             view = MonthView(
                 t=t, paths=paths, base=b, first_shock_month=sh.first_start,
@@ -361,6 +363,20 @@ class Engine:
                 progress(n)
         for obs in observers:
             obs.end_block(self, paths)
+
+
+@contextmanager
+def no_gc():
+    """The cyclic garbage collector off: the month loop allocates many large arrays and no
+    reference cycles, so it would only rescan them. Nests (and blocks on threads of their
+    own run inside one: only the outermost turns it back on)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _static(b: MarketBase, W: np.ndarray, links, order: np.ndarray, grade_w: np.ndarray,
@@ -449,8 +465,9 @@ class _RecyclingState:
     policies ramp collection, pre-processing and capacity; capacity also grows after a lead
     time while the value of recycled output is high (docs/model.md, section 5)."""
 
-    def __init__(self, rb: RecyclingBase, sh: SampledShocks, n: int, b: MarketBase, beh):
-        self.rb, self.n, self.beh = rb, n, beh
+    def __init__(self, rb: RecyclingBase, sh: SampledShocks, n: int, b: MarketBase, beh,
+                 k: kernel.Kernels):
+        self.rb, self.n, self.beh, self.k = rb, n, beh, k
         self.policies = []
         for r in sh.recycling:
             if r.region not in rb.regions:
@@ -507,7 +524,7 @@ class _RecyclingState:
         self.cap = cap + self.cap_resp
         extra = np.maximum(rb.recovered_share(coll, pre, self.cap) - self.share0, 0.0)
         out = np.empty((n, self.M, self.eol.shape[1]))
-        kernel.land_secondary(extra, self.market, self.eol, out)
+        self.k.land_secondary(extra, self.market, self.eol, out)
         return out
 
     def respond(self, t: int, r_out: np.ndarray) -> None:

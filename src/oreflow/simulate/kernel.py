@@ -37,10 +37,16 @@ compositions, controlled links, swarf routes, an origin's links, as index lists 
 and keep their scratch space per tile. Every path runs the same operations in the same order
 as it would alone, so results are identical however paths are split into tiles, chunks or
 runs.
+
+Every function with a `prange` also has a serial twin (`SERIAL`, compiled without the GIL)
+for blocks of paths run side by side, one a thread (`run.run_stress`): then each thread
+keeps its block's tiles to itself and the Python between two months of one block overlaps
+another block's month.
 """
 
 from __future__ import annotations
 
+import types
 from typing import NamedTuple
 
 import numpy as np
@@ -179,11 +185,11 @@ def _to_tiles(src, dst):
             dst[b, :, q] = src[b * W + q]
 
 
-def to_tiles(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+def to_tiles(x: np.ndarray, out: np.ndarray, serial: bool = False) -> np.ndarray:
     """Write paths-first x [n, *shape] into the `tiles` array out; returns out."""
     n = x.shape[0]
-    _to_tiles(np.ascontiguousarray(x).reshape(n, -1), out.reshape(out.shape[0], -1,
-                                                                    out.shape[-1]))
+    (_to_tiles_serial if serial else _to_tiles)(
+        np.ascontiguousarray(x).reshape(n, -1), out.reshape(out.shape[0], -1, out.shape[-1]))
     return out
 
 
@@ -1058,3 +1064,29 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
         if ratio:
             outside_ratio_tile(n, b * W, lr[b], outside_w, outside_ratio_out, np.empty(W),
                                np.empty(W))
+
+
+def _serial(parallel):
+    """The serial twin of a `prange` function: the same code compiled without the GIL and
+    without numba's threads (prange runs as range), under its own name (numba names its cache
+    files after the function, not after the options it was compiled with)."""
+    f = parallel.py_func
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial")
+    twin.__qualname__, twin.__doc__ = f.__qualname__ + "_serial", f.__doc__
+    return njit(nogil=True, **JIT)(twin)
+
+
+_to_tiles_serial = _serial(_to_tiles)
+
+
+class Kernels(NamedTuple):
+    """The functions a block of paths runs each month, parallel over tiles or serial."""
+
+    serial: bool
+    step: object
+    oxide_inflow: object
+    land_secondary: object
+
+
+PARALLEL = Kernels(False, step, oxide_inflow, land_secondary)
+SERIAL = Kernels(True, _serial(step), _serial(oxide_inflow), _serial(land_secondary))

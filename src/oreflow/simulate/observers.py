@@ -10,6 +10,7 @@ observers or read the finished result.
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
 import numpy as np
@@ -109,6 +110,10 @@ class MonthView:
 
 
 class Observer(Protocol):
+    """Sees every month of every block of paths. One that sets `thread_safe = True` may see
+    blocks run side by side on threads (`run.run_stress`): it keeps a block's state per
+    thread and writes only its paths' rows."""
+
     def start_block(self, engine, paths: np.ndarray) -> None: ...
 
     def on_month(self, view: MonthView) -> None: ...
@@ -156,7 +161,9 @@ class PathSummary(_Base):
             shape = {"ME": (M, E), "MS": (M, S), "E": (E,)}[dims]
             setattr(self, name, np.full((paths, *shape), init))
         self.first_shock = np.full(paths, np.nan)
-        self._totals = None
+        self._block = threading.local()  # the running block's totals, per thread
+
+    thread_safe = True
 
     _TOTALS = (("peak", "ME", np.nan), ("low", "ME", np.nan), ("peak_outside", "E", np.nan),
                ("low_outside", "E", np.nan), ("unmet", "MS", 0.0), ("reduction", "MS", 0.0),
@@ -168,7 +175,7 @@ class PathSummary(_Base):
         n = len(paths)
         running = {name: tiles(n, *getattr(self, name).shape[1:], fill=np.full(
             getattr(self, name).shape[1:], init)) for name, _, init in self._TOTALS}
-        self._totals = Totals(
+        self._block.totals = Totals(
             threshold=float(self.threshold), inv_p0=self.inv_p0, outside_w=self.outside_w,
             metal_per_oxide=np.ascontiguousarray(self.base.metal_per_oxide, dtype=float),
             month=np.full((n + LANES - 1) // LANES, -1.0),
@@ -176,18 +183,18 @@ class PathSummary(_Base):
 
     def kernel_totals(self) -> Totals:
         """The block's running totals, for `kernel.step` to keep."""
-        return self._totals
+        return self._block.totals
 
     def on_month(self, v: MonthView) -> None:
-        if (self._totals.month != v.t).any():
+        if (self._block.totals.month != v.t).any():
             raise RuntimeError("the engine did not keep the totals this month")
         self.first_shock[v.paths - self.offset] = v.first_shock_month
 
     def end_block(self, engine, paths: np.ndarray) -> None:
-        rows = paths - self.offset
+        rows, totals = paths - self.offset, self._block.totals
         for name, _, _ in self._TOTALS:
-            getattr(self, name)[rows] = paths_first(getattr(self._totals, name), len(paths))
-        self._totals = None
+            getattr(self, name)[rows] = paths_first(getattr(totals, name), len(paths))
+        del self._block.totals
 
     def first_stoppage_week(self) -> np.ndarray:
         """[P, M, S] weeks from the first shock to the first stoppage (inf: none)."""
@@ -209,6 +216,8 @@ class PathBands(_Base):
                  keep: int = BAND_PATHS):
         self.name, self.extract, self.keep = name, extract, keep
         self.values = np.full((keep, months, *shape), np.nan, np.float32)
+
+    thread_safe = True  # writes only the rows of its block's paths
 
     def on_month(self, v: MonthView) -> None:
         sel = v.paths < self.keep
@@ -234,22 +243,28 @@ class BalanceCheck(_Base):
         self.base, self.conc0 = base, conc0
         self.max_rel = 0.0
         self.scale = max(float(base.stock0.sum()), 1.0)
+        self._block = threading.local()  # the running block's stocks, per thread
+        self._lock = threading.Lock()
+
+    thread_safe = True
 
     def start_block(self, engine, paths: np.ndarray) -> None:
         n = len(paths)
-        b = self.base
-        self.S = tiles(n, *b.stock0.shape, fill=b.stock0)
-        self.C = tiles(n, *self.conc0.shape, fill=self.conc0)
-        self.B = tiles(n, *b.buyer_stock0.shape, fill=b.buyer_stock0)
-        self.worst = np.full(len(self.S), -1.0)  # [tile] this month's largest gap
+        b, blk = self.base, self._block
+        blk.S = tiles(n, *b.stock0.shape, fill=b.stock0)
+        blk.C = tiles(n, *self.conc0.shape, fill=self.conc0)
+        blk.B = tiles(n, *b.buyer_stock0.shape, fill=b.buyer_stock0)
+        blk.worst = np.full(len(blk.S), -1.0)  # [tile] this month's largest gap
 
     def kernel_arrays(self) -> tuple[np.ndarray, ...]:
         """Its running stocks and the month's largest gap by tile, for `kernel.step`."""
-        return self.S, self.C, self.B, self.worst
+        blk = self._block
+        return blk.S, blk.C, blk.B, blk.worst
 
     def on_month(self, v: MonthView) -> None:
-        worst = self.worst.max(initial=0.0)
-        if (self.worst < 0).any():
+        worst = self._block.worst
+        if (worst < 0).any():
             raise RuntimeError("the engine did not run the balance check this month")
-        self.max_rel = max(self.max_rel, float(worst) / self.scale)
-        self.worst[:] = -1.0
+        with self._lock:
+            self.max_rel = max(self.max_rel, float(worst.max(initial=0.0)) / self.scale)
+        worst[:] = -1.0

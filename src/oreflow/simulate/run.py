@@ -2,22 +2,27 @@
 
 `run_stress` simulates paths in chunks (to bound memory) and hands every month to the
 observers; a `block` of global path indices runs part of a larger run, and its per-path
-results are those the whole run gives for the same paths.
+results are those the whole run gives for the same paths. `run_blocks` runs the chunks side
+by side, one a thread, when it can.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numba
 import numpy as np
 import xarray as xr
 
 from oreflow.finite import check_result_finite
 from oreflow.network import Network
 from oreflow.scenario import Scenario, load_scenario
-from oreflow.simulate.engine import Behaviour, Engine
+from oreflow.simulate.engine import Behaviour, Engine, no_gc
+from oreflow.simulate.kernel import LANES
 from oreflow.simulate.market import market_base
 from oreflow.simulate.observers import BAND_PATHS, BalanceCheck, Observer, PathBands, PathSummary
 from oreflow.simulate.results import (  # noqa: F401 (API)
@@ -33,6 +38,46 @@ DEFAULT_CHUNK = 4_000
 
 class RunError(ValueError):
     """A run that cannot start, or whose result is not finite; the message says why."""
+
+
+def run_blocks(engine: Engine, lo: int, hi: int, chunk: int, observers: Sequence[Observer],
+               progress: Callable[[int], None] | None = None) -> None:
+    """Run the paths with global index lo..hi-1 in blocks of at most `chunk` paths. With
+    more than one of numba's threads and observers that are all `thread_safe`, the blocks
+    run side by side, one a thread, each with the serial kernels (`kernel.SERIAL`): the
+    Python between one block's months then overlaps another block's months, which the
+    kernel parallel over tiles leaves idle. Otherwise they run one after the other, the
+    kernel parallel over tiles. The results are the same either way: a path's months do not
+    depend on the block it runs in. `progress(k)`: k more path-months done."""
+    chunk, threads = max(1, chunk), numba.get_num_threads()
+    n = hi - lo
+    count = -(-n // chunk)  # blocks, a multiple of the threads so that none waits at the end
+    count = -(-count // threads) * threads
+    size = -(-n // count)
+    size = -(-size // LANES) * LANES  # whole tiles
+    side = threads > 1 and size < n and all(getattr(o, "thread_safe", False)
+                                             for o in observers)
+    if not side:
+        for start in range(lo, hi, chunk):
+            engine.run_block(np.arange(start, min(start + chunk, hi)), observers, progress)
+        return
+    lock = threading.Lock()
+
+    def tick(k: int) -> None:
+        if progress is not None:
+            with lock:
+                progress(k)
+
+    blocks = [np.arange(s, min(s + size, hi)) for s in range(lo, hi, size)]
+    with no_gc(), ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(engine.run_block, idx, observers, tick, True) for idx in blocks]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def _bands(engine: Engine, block: tuple[int, int]) -> dict[str, tuple[tuple[str, ...],
@@ -125,15 +170,11 @@ def run_stress(scenario: str | Path | Scenario, paths: int = 1000, seed: int = 0
         notes.append("elements are commodities, in t of each chain's basis (" + bases + "); the "
                      "'oxide' price is the price of each chain's first traded item (engine slot "
                      "'separation', chain_stages.csv), per kg of basis")
-    for start in range(lo, hi, max(1, chunk)):
-        idx = np.arange(start, min(start + chunk, hi))
-        if start == lo:
-            sh = engine.shocks(idx[:1])
-            for c in sh.controls:
-                if c.widened:
-                    notes.append("a control on magnets covers the grades that contain a "
-                                 f"controlled element: {', '.join(c.widened)}")
-        engine.run_block(idx, watchers, tick)
+    for c in engine.shocks(np.arange(lo, lo + 1)).controls:
+        if c.widened:
+            notes.append("a control on magnets covers the grades that contain a "
+                         f"controlled element: {', '.join(c.widened)}")
+    run_blocks(engine, lo, hi, chunk, watchers, tick)
     notes.extend(unpriced_notes(base))
     if beh.arbitrage_rate <= 0 and len(base.regions) > 2:
         notes.append("prices of the importing regions are linked only by re-sourcing unmet "

@@ -92,6 +92,7 @@ def run_task(task: Task) -> dict:
     balance residual and the dataset version the worker used."""
     from oreflow.simulate.engine import Engine
     from oreflow.simulate.observers import BalanceCheck, PathSummary
+    from oreflow.simulate.run import run_blocks
     from oreflow.sweep.design import apply_parameters
 
     if task.threads is not None:
@@ -106,8 +107,7 @@ def run_task(task: Task) -> dict:
     n = task.stop - task.start
     summ = PathSummary(base, n, sc.months, beh.stoppage_threshold, offset=task.start)
     balance = BalanceCheck(base, engine.conc_base)
-    for lo in range(task.start, task.stop, DEFAULT_CHUNK):
-        engine.run_block(np.arange(lo, min(lo + DEFAULT_CHUNK, task.stop)), [summ, balance])
+    run_blocks(engine, task.start, task.stop, DEFAULT_CHUNK, [summ, balance])
     out = {
         "price_peak_ratio_outside": summ.peak_outside.astype(np.float32),
         "unmet_physical_t": summ.unmet.astype(np.float32),
