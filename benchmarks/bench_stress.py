@@ -51,23 +51,25 @@ def kernel_bytes(scenario: str, paths: int = 64) -> dict:
     inputs = names[names.index("conc_in"):names.index("slot")]
     outputs = [n for n in names if n.startswith("out_")]
     seen: dict[str, int] = {}
-    real = kernel.step
+    real = kernel.PARALLEL, kernel.SERIAL  # blocks in turn, blocks side by side
 
-    def counting(*args):
-        P = args[names.index("n_paths")]
-        nb = args[names.index("S")].shape[0]
-        for n, a in zip(names, args, strict=True):
-            if isinstance(a, np.ndarray) and a.ndim > 1 and a.shape[0] == nb:
-                seen[n] = max(seen.get(n, 0), a.nbytes // P)
-            elif n == "st":
-                seen["static"] = sum(x.nbytes for x in a if isinstance(x, np.ndarray))
-        return real(*args)
+    def counting(step):
+        def count(*args):
+            P = args[names.index("n_paths")]
+            nb = args[names.index("S")].shape[0]
+            for n, a in zip(names, args, strict=True):
+                if isinstance(a, np.ndarray) and a.ndim > 1 and a.shape[0] == nb:
+                    seen[n] = max(seen.get(n, 0), a.nbytes // P)
+                elif n == "st":
+                    seen["static"] = sum(x.nbytes for x in a if isinstance(x, np.ndarray))
+            return step(*args)
+        return count
 
-    kernel.step = counting
+    kernel.PARALLEL, kernel.SERIAL = (k._replace(step=counting(k.step)) for k in real)
     try:
         run_stress(scenario, paths=paths, months=3, seed=1)
     finally:
-        kernel.step = real
+        kernel.PARALLEL, kernel.SERIAL = real
     by_role = {role: sum(seen.get(n, 0) for n in group)
                for role, group in (("state", state), ("inputs", inputs), ("outputs", outputs))}
     touched = 2 * by_role["state"] + by_role["inputs"] + 2 * by_role["outputs"]
