@@ -651,3 +651,24 @@ def test_shocks_that_start_and_end_mid_run_reach_the_month_they_act_in(network):
         np.testing.assert_allclose(m[t]["ev_need"], 0.5 * m[2]["ev_need"], rtol=0.01)
     assert (m[7]["separated"] > 0.95 * m[2]["separated"]).all()
     assert (m[7]["ev_need"] > 0.95 * m[2]["ev_need"]).all()
+
+
+def test_the_benchmark_counts_the_bytes_the_kernel_receives():
+    """benchmarks/bench_stress.py counts the bytes of the arrays the step receives, whichever
+    way the blocks run (it wraps kernel.PARALLEL and kernel.SERIAL): the state it counts is
+    the merchant, concentrate and buyers' stocks at least, and each wrapper is put back."""
+    import importlib.util
+    from pathlib import Path
+
+    from oreflow.simulate import kernel
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_stress.py"
+    spec = importlib.util.spec_from_file_location("bench_stress", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    before = kernel.PARALLEL, kernel.SERIAL
+    got = bench.kernel_bytes("licensing-2025-04")
+    assert (kernel.PARALLEL, kernel.SERIAL) == before
+    M, I, L = 7, 36, 60  # the default network's regions, items, demand lines
+    assert got["state_bytes_per_path"] >= 8 * M * (I + L)
+    assert got["output_bytes_per_path_month"] > 0 and got["ratio_to_state_floor"] > 1
