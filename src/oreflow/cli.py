@@ -19,7 +19,7 @@ from rich.table import Table
 from oreflow.io import atomic_write_text, json_records
 
 # numpy asks the kernel for huge pages for every large array; where transparent huge pages
-# are compacted on demand (defrag "madvise", the default of many virtual machines) the first
+# are compacted on demand (defrag "madvise", as on the project's machine) the first
 # touch of fresh memory then waits for compaction: a stress run of 100,000 paths spent 1.3 s
 # more system time and took 2.8% longer (paired runs on the project's 2-core machine).
 # Commands are one process each, so this is decided here, before numpy is imported; an
