@@ -15,6 +15,37 @@ def test_embedded_dataset_validates(dataset):
     assert set(tables) == set(TABLES)
 
 
+def test_validated_tables_are_kept_for_the_next_process_and_only_for_these_files(
+        tmp_path, monkeypatch):
+    """The embedded dataset is validated once for its files and code: a later process reads
+    the same tables back; a cache that cannot be read is validated again and rewritten; a
+    changed table file gives another key (its tables are validated anew)."""
+    import shutil
+
+    from oreflow.data import load
+
+    monkeypatch.setattr(load, "VALIDATED_CACHE_DIR", tmp_path / "cache")
+    fresh = load._load(load.TABLES_DIR)
+    first = load._load_embedded.__wrapped__()  # validates, writes the cache
+    (written,) = (tmp_path / "cache").glob("dataset-*.pickle")
+    again = load._load_embedded.__wrapped__()  # reads it
+    for ds in (first, again):
+        assert ds.version == fresh.version and set(ds.tables) == set(fresh.tables)
+        for name in fresh.tables:
+            pd.testing.assert_frame_equal(ds[name], fresh[name], check_exact=True)
+    written.write_bytes(b"not a pickle")
+    assert load._load_embedded.__wrapped__().version == fresh.version
+    assert written.read_bytes() != b"not a pickle"  # rewritten
+    key = load._validated_key(None)
+    copy = tmp_path / "tables"
+    shutil.copytree(load.TABLES_DIR, copy)
+    monkeypatch.setattr(load, "TABLES_DIR", copy)
+    assert load._validated_key(None) == key
+    f = copy / TABLES["sources"].file
+    f.write_text(f.read_text() + "\n")
+    assert load._validated_key(None) != key
+
+
 def test_every_row_is_sourced(dataset):
     known = set(dataset["sources"]["source_id"])
     for name, table in TABLES.items():
