@@ -205,7 +205,8 @@ class Engine:
         # the state, the month's inputs and outputs in the kernel's layout (kernel.tiles)
         st = {k: kernel.tiles(n, *v.shape, fill=v) for k, v in (
             ("S", b.stock0), ("C", self.conc_base), ("B", b.buyer_stock0), ("plan", self.plan0),
-            ("lr", np.zeros((M, I))), ("sub", np.zeros((M, E + self.G))),
+            ("lr", np.zeros((M, I))), ("ratio", np.ones((M, E))),  # ratio: exp(lr[:, :E])
+            ("sub", np.zeros((M, E + self.G))),
             ("swarf_last", self.swarf0), ("short_imp", np.zeros((M, I))))}
         lq = int(np.ceil(max([np.nanmax(c.review) for c in sh.controls] or [0.0]))) + 2
         lo, ld, li = self.links
@@ -317,7 +318,7 @@ class Engine:
                                   else no_secondary[:0], kin["inflow"])
             r_out = np.empty((n, E))  # [P, E]
             kern.step(self.static, ctl, n, st["S"], st["C"], st["B"], st["plan"], st["lr"],
-                      st["sub"], st["swarf_last"], st["short_imp"], queue,
+                      st["ratio"], st["sub"], st["swarf_last"], st["short_imp"], queue,
                       kin["conc_in"], kin["cap"], kin["dem_factor"], kin["inflow"],
                       k_active, k_approval, k_ahead, n0, frac, t,
                       out["prod"], out["imp"], out["exp"], out["drawn"], out["del"],

@@ -214,19 +214,17 @@ def oxide_inflow(n, new_supply, land, secondary, out):
 
 
 @njit(**JIT)
-def outside_ratio_tile(n, first, lr, weight, out, ratio, acc):
+def outside_ratio_tile(n, first, ratio, weight, out, acc):
     """out[first + q, e] for the tile's first n lanes: the outside zone's price ratio of
-    element e, sum over regions m of exp(lr[m, e]) x weight [M, E], from the first region
-    in region order (the kernel's exp, `vecmath.exp_lanes`, as the month's prices)."""
+    element e, sum over regions m of ratio[m, e] (the oxide's price over base, kept by
+    `prices`) x weight [M, E], from the first region in region order."""
     M, E = weight.shape
     for e in range(E):
-        exp_lanes(lr[0, e], ratio, n)
         for q in range(n):
-            acc[q] = ratio[q] * weight[0, e]
+            acc[q] = ratio[0, e, q] * weight[0, e]
         for m in range(1, M):
-            exp_lanes(lr[m, e], ratio, n)
             for q in range(n):
-                acc[q] += ratio[q] * weight[m, e]
+                acc[q] += ratio[m, e, q] * weight[m, e]
         for q in range(n):
             out[first + q, e] = acc[q]
 
@@ -287,16 +285,16 @@ def _months_drawn(remaining, frac_left, bucket_lo, bucket_hi):
 
 
 @njit(**JIT)
-def month_prices(st, lr, out_price, n):
-    """Prices at the start of the month: the element's is its separated product's (oxide)."""
+def month_prices(st, ratio, out_price, n):
+    """Prices at the start of the month: the element's is its separated product's (oxide),
+    base x ratio [M, E, lanes] (exp of the oxide's log price ratio, kept by `prices`)."""
     M, E = st.price0.shape
     for m in range(M):
         for e in range(E):
             base = st.price0[m, e]
             if base > 0:
-                exp_lanes(lr[m, e], out_price[m, e], n)
                 for q in range(n):
-                    out_price[m, e, q] *= base
+                    out_price[m, e, q] = ratio[m, e, q] * base
             else:
                 for q in range(n):
                     out_price[m, e, q] = 0.0
@@ -844,7 +842,7 @@ def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, o
 
 
 @njit(**JIT)
-def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_exp,
+def prices(st, S, B, plan, lr, ratio, sub, want_item, inflow, out_prod, out_imp, out_exp,
            out_expected, out_pipeline, out_unsold, held_b, target, phi, cost, lg, n):
     """Holders price each item by the supply they can expect over `horizon` months (stocks
     held by merchants and end users, the licence pipeline, this month's production, imports
@@ -852,8 +850,9 @@ def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_ex
     shipped), relative to the base year; the price that makes the market's demand, at its
     elasticity (substitution over the horizon included), take what it can expect. Quotes
     move part of the way each month; metal costs at least its oxide, a magnet grade at
-    least its metals. Then substitution responds (phase 8). Scratch: held_b, target
-    [I, lanes], phi [E, lanes], cost, lg [lanes]."""
+    least its metals. Then substitution responds (phase 8). ratio [M, E, lanes] keeps the
+    oxides' new price ratios exp(lr) (the next month's prices and the outside ratio read
+    them). Scratch: held_b, target [I, lanes], phi [E, lanes], cost, lg [lanes]."""
     M, I = st.S0.shape
     L = st.demand0.shape[1]
     E = st.price0.shape[1]
@@ -925,22 +924,22 @@ def prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_ex
                 lr[m, i, q] = a_smooth * lr[m, i, q] + (1.0 - a_smooth) * target[i, q]
         # ---- 8. respond: substitution ramps up with the price ratio (0 at or below base)
         for e in range(E):
-            _substitute(lr[m, e], sub[m, e], cost, full_ratio, sub_rate, sub_max, n)
+            exp_lanes(lr[m, e], ratio[m, e], n)
+            _substitute(lr[m, e], sub[m, e], ratio[m, e], full_ratio, sub_rate, sub_max, n)
         for g in range(G):
+            exp_lanes(lr[m, 2 * E + g], cost, n)
             _substitute(lr[m, 2 * E + g], sub[m, E + g], cost, full_ratio, sub_rate, sub_max,
                         n)
 
 
 @njit(inline="always", **JIT)
 def _substitute(lr, sub, ratio, full_ratio, sub_rate, sub_max, n):
-    """Substitution `sub` [lanes] grows by sub_rate x the ramp of the price ratio exp(lr)."""
-    exp_lanes(lr, ratio, n)
-    if full_ratio > 1.0:
-        for q in range(n):
-            if not lr[q] > 0.0:
-                ratio[q] = 1.0
+    """Substitution `sub` [lanes] grows by sub_rate x the ramp of the price ratio
+    ratio = exp(lr) (read only; taken as 1 where lr <= 0 when full_ratio > 1)."""
+    at_base = full_ratio > 1.0
     for q in range(n):
-        ramp = min(max((ratio[q] - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
+        r = 1.0 if at_base and not lr[q] > 0.0 else ratio[q]
+        ramp = min(max((r - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
         sub[q] = min(sub_max, sub[q] + sub_rate * ramp)
 
 
@@ -948,7 +947,7 @@ def _substitute(lr, sub, ratio, full_ratio, sub_rate, sub_max, n):
 def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outputs
         st, ctl, n,
         # state (in/out)
-        S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
+        S, C, B, plan, lr, ratio, sub, swarf_last, short_imp, queue,
         # month inputs
         conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0,
         review_frac, slot,
@@ -976,7 +975,7 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
     into, gap = np.empty((M, W)), np.empty((M, W))
     v1, v2, v3 = np.empty(W), np.empty(W), np.empty(W)
     out_pipeline, out_expected = np.empty((M, I, W)), np.empty((M, I, W))  # licences'
-    month_prices(st, lr, out_price, n)
+    month_prices(st, ratio, out_price, n)
     demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff, v1, v2, n)  # 1
     orders(st, S, B, plan, out_want, purch, req, ask, n)  # 2
     for j in range(NL):  # 3. licences
@@ -1014,12 +1013,12 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
         out_del, out_cons, v1, v2, v3, n)  # 6
     shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, out_phys_el,
               out_red_el, out_phys_sec, out_red_sec, out_need_sec, v1, v2, n)
-    prices(st, S, B, plan, lr, sub, want_item, inflow, out_prod, out_imp, out_exp,
+    prices(st, S, B, plan, lr, ratio, sub, want_item, inflow, out_prod, out_imp, out_exp,
            out_expected, out_pipeline, out_unsold, held_b, target, phi, v1, v2, n)  # 7, 8
 
 
 @njit(parallel=True, **JIT)
-def step(st, ctl, n_paths, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
+def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp, queue,
          conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0, review_frac,
          slot,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
@@ -1040,14 +1039,14 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
     W = S.shape[-1]
     check = bal_worst.shape[0] > 0
     total = totals.month.shape[0] > 0
-    ratio = outside_ratio_out.shape[0] > 0
+    outside = outside_ratio_out.shape[0] > 0
     for b in prange(S.shape[0]):
         n = min(W, n_paths - b * W)
         o = np.int64(b) if keep_outputs else np.int64(get_thread_id())
-        step_tile(st, ctl, n, S[b], C[b], B[b], plan[b], lr[b], sub[b], swarf_last[b],
-                   short_imp[b], queue[b], conc_in[b], cap[b], dem_factor[b], inflow[b],
-                   ctl_active[b], approval[b], ahead[b], review_n0[b], review_frac[b], slot,
-                   out_prod[o], out_imp[o], out_exp[o], out_drawn[o], out_del[o],
+        step_tile(st, ctl, n, S[b], C[b], B[b], plan[b], lr[b], ratio[b], sub[b],
+                   swarf_last[b], short_imp[b], queue[b], conc_in[b], cap[b], dem_factor[b],
+                   inflow[b], ctl_active[b], approval[b], ahead[b], review_n0[b], review_frac[b],
+                   slot, out_prod[o], out_imp[o], out_exp[o], out_drawn[o], out_del[o],
                    out_cons[o], out_need[o], out_want[o], out_price[o], out_conc_used[o],
                    out_filed[o], out_approved[o], out_short_item[o], out_phys_el[o],
                    out_red_el[o], out_phys_sec[o], out_red_sec[o], out_need_sec[o],
@@ -1061,9 +1060,8 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, sub, swarf_last, short_imp, queue,
             totals_tile(n, slot, b, totals, out_price[o], secondary, new_supply, out_phys_el[o],
                         out_red_el[o], out_phys_sec[o], out_red_sec[o], out_need_sec[o],
                         np.empty(W))
-        if ratio:
-            outside_ratio_tile(n, b * W, lr[b], outside_w, outside_ratio_out, np.empty(W),
-                               np.empty(W))
+        if outside:
+            outside_ratio_tile(n, b * W, ratio[b], outside_w, outside_ratio_out, np.empty(W))
 
 
 def _serial(parallel):
