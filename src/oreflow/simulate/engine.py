@@ -184,6 +184,15 @@ class Engine:
         return sample_shocks(self.scenario, self.base, self.network, self.seed, paths,
                              self.beh.leakage)
 
+    @staticmethod
+    def keeps_outputs(observers: Sequence[Observer], holdings: bool) -> bool:
+        """Whether a block keeps every path's month outputs: for observers other than the
+        balance check and the per-path totals (which read them inside the kernel) and for
+        stockpile releases (which follow last month's shortfalls); otherwise they stay in a
+        tile of scratch per thread."""
+        return holdings or any(not isinstance(o, (BalanceCheck, PathSummary))
+                               for o in observers)
+
     def run_block(self, paths: np.ndarray, observers: Sequence[Observer],
                   progress=None, serial: bool = False) -> None:
         """Run the paths `paths` (global indices) over the horizon. `serial`: the kernels run
@@ -231,8 +240,7 @@ class Engine:
         # the month's outputs, kept for observers that read them and for stockpile releases
         # (they follow last month's shortfalls); the balance check and the per-path totals
         # read them inside the kernel, which otherwise needs only a tile per thread
-        keep = bool(sh.holdings) or any(not isinstance(o, (BalanceCheck, PathSummary))
-                                        for o in observers)
+        keep = self.keeps_outputs(observers, bool(sh.holdings))
         n_out = n if keep else kernel.LANES * (1 if kern.serial else numba.config.NUMBA_NUM_THREADS)
         out = {k: kernel.tiles(n_out, M, shape) for k, shape in (
             ("prod", I), ("imp", I), ("exp", I), ("drawn", I), ("del", L), ("cons", L),

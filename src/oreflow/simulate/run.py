@@ -42,19 +42,23 @@ class RunError(ValueError):
 
 def run_blocks(engine: Engine, lo: int, hi: int, chunk: int, observers: Sequence[Observer],
                progress: Callable[[int], None] | None = None) -> None:
-    """Run the paths with global index lo..hi-1, at most `chunk` paths at a time. With
-    more than one of numba's threads and observers that are all `thread_safe`, blocks of
-    about chunk / threads paths run side by side, one a thread, each with the serial kernels
-    (`kernel.SERIAL`): the Python between one block's months then overlaps another block's
-    months, where the kernel parallel over tiles would leave a core idle. Otherwise blocks
-    of `chunk` paths run one after the other, the kernel parallel over tiles. The results
-    are the same either way: a path's months do not depend on the block it runs in.
-    `progress(k)`: k more path-months done."""
+    """Run the paths with global index lo..hi-1 in blocks of paths. With more than one of
+    numba's threads and observers that are all `thread_safe`, blocks run side by side, one a
+    thread, each with the serial kernels (`kernel.SERIAL`): the Python between one block's
+    months then overlaps another block's months, where the kernel parallel over tiles would
+    leave a core idle. Otherwise blocks of `chunk` paths run one after the other, the kernel
+    parallel over tiles. `chunk` bounds the paths in flight whose month outputs are kept
+    (`Engine.keeps_outputs`): side by side, those run in blocks of chunk / threads paths;
+    when the outputs stay in the kernel's scratch a path takes about a third of the memory
+    and blocks of `chunk` paths run side by side. The results are the same either way: a
+    path's months do not depend on the block it runs in. `progress(k)`: k more path-months
+    done."""
     chunk, threads = max(1, chunk), numba.get_num_threads()
     n = hi - lo
-    # side by side, `chunk` paths are in flight at once (the memory bound it is), in blocks
-    # of whole tiles, as many as a multiple of the threads so that none waits at the end
-    count = -(-n // max(LANES, -(-chunk // threads)))
+    keep = engine.keeps_outputs(observers, bool(engine.shocks(np.arange(lo, lo + 1)).holdings))
+    per = -(-chunk // threads) if keep else chunk
+    # blocks of whole tiles, as many as a multiple of the threads so that none waits at the end
+    count = -(-n // max(LANES, per))
     count = -(-count // threads) * threads
     size = -(-n // count)
     size = -(-size // LANES) * LANES
