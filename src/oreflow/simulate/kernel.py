@@ -39,7 +39,7 @@ as it would alone, so results are identical however paths are split into tiles, 
 runs.
 
 Every function with a `prange` also has a serial twin (`SERIAL`, compiled without the GIL)
-for blocks of paths run side by side, one a thread (`run.run_stress`): then each thread
+for blocks of paths run side by side, one a thread (`run.run_blocks`): then each thread
 keeps its block's tiles to itself and the Python between two months of one block overlaps
 another block's month.
 """

@@ -111,7 +111,7 @@ class MonthView:
 
 class Observer(Protocol):
     """Sees every month of every block of paths. One that sets `thread_safe = True` may see
-    blocks run side by side on threads (`run.run_stress`): it keeps a block's state per
+    blocks run side by side on threads (`run.run_blocks`): it keeps a block's state per
     thread and writes only its paths' rows."""
 
     def start_block(self, engine, paths: np.ndarray) -> None: ...
