@@ -22,8 +22,8 @@ The coefficients below are those values per element (/17), and the estimate is m
 by `SAFETY` (1.15). `benchmarks/bench_memory.py` repeats the measurement and prints the fit,
 to update them when the engine changes. A run without `--out` (no monthly bands, nothing
 else reading a month's outputs) keeps those outputs in the kernel's scratch and needs less
-(at 12,000 paths x 12 months 0.60 of the estimate, against 0.78 with `--out`); the estimate
-stays the budget for both.
+per path, so it runs twice the paths at once (`run.run_blocks`; at 12,000 paths x 12 months
+0.67 of the estimate, against 0.76 with `--out`); the estimate stays the budget for both.
 
 The budget defaults to `DEFAULT_FRACTION` of the machine's memory (physical memory from
 `os.sysconf`, or the cgroup limit if lower); `OREFLOW_MEMORY_BUDGET` (e.g. `8G`, `500M`, bytes)
@@ -41,7 +41,7 @@ BASE_BYTES = 382 * 2**20
 MEASURED_ELEMENTS = 17
 CHUNK_BYTES_PER_PATH_ELEMENT = 86_053 / MEASURED_ELEMENTS
 CHUNK_PATHS = 4_000
-"""Paths simulated at once: two threads x chunks of 2,000."""
+"""Paths simulated at once with the month's outputs kept: two threads x blocks of 2,000."""
 PATH_BYTES_PER_ELEMENT = (9_854 + 64 * MEASURED_ELEMENTS) / MEASURED_ELEMENTS
 """The fit, plus what was added after it: each path's lowest price ratios, 8 B for each of
 7 regions and the outside zone, per element."""
