@@ -186,9 +186,9 @@ def _load_embedded(base_year: int | None = None) -> Dataset:
     cache = VALIDATED_CACHE_DIR / f"dataset-{_validated_key(base_year)}.pickle"
     try:
         tables, version = pickle.loads(cache.read_bytes())
-        return Dataset(tables=tables, path=TABLES_DIR, version=version)
-    except (OSError, EOFError, ValueError, TypeError, AttributeError, ImportError,
-            pickle.UnpicklingError):
+        if isinstance(tables, dict) and isinstance(version, str):
+            return Dataset(tables=tables, path=TABLES_DIR, version=version)
+    except Exception:  # noqa: BLE001 - a cache: missing, truncated or foreign, validate again
         pass
     ds = _load(TABLES_DIR, base_year)  # raises DatasetError: nothing is cached
     try:
