@@ -248,3 +248,21 @@ def test_band_paths_agree_with_the_engine():
     from oreflow.simulate.observers import BAND_PATHS
 
     assert limits.BAND_PATHS == BAND_PATHS
+
+
+@pytest.mark.parametrize(("given", "advice"), [(None, "False"), ("1", "True")])
+def test_the_command_turns_numpys_huge_page_advice_off_unless_asked(given, advice):
+    """oreflow's commands import numpy without its huge-page advice (first touches of fresh
+    memory waited for compaction on the project's machine); an explicit
+    NUMPY_MADVISE_HUGEPAGE wins. A library user's numpy is left as numpy sets it."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if given is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = given
+
+    def advice_after(imports: str) -> str:
+        code = f"import {imports}\nprint(numpy._core.multiarray._get_madvise_hugepage())"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, env=env).stdout.split()[-1]
+
+    assert advice_after("oreflow.cli, numpy") == advice
+    assert advice_after("oreflow, numpy") == advice_after("numpy")

@@ -672,3 +672,38 @@ def test_the_benchmark_counts_the_bytes_the_kernel_receives():
     M, I, L = 7, 36, 60  # the default network's regions, items, demand lines
     assert got["state_bytes_per_path"] >= 8 * M * (I + L)
     assert got["output_bytes_per_path_month"] > 0 and got["ratio_to_state_floor"] > 1
+
+
+def test_the_kernel_keeps_exp_of_the_log_price_ratios_and_the_outside_ratio(network):
+    """After each month the kernel's `ratio` state is exp(lr) of the oxides (next month's
+    prices read it) and the outside ratio it hands the responses is their use-weighted sum
+    over the regions outside the controller (checked against numpy, every step of a run,
+    whichever way the blocks run)."""
+    from oreflow.simulate import kernel
+
+    names = list(__import__("inspect").signature(kernel.step.py_func).parameters)
+    seen = []
+    real = kernel.PARALLEL, kernel.SERIAL
+
+    def checking(step):
+        def check(*args):
+            step(*args)
+            a = dict(zip(names, args, strict=True))
+            n, ratio, lr = a["n_paths"], a["ratio"], a["lr"]
+            E = ratio.shape[2]
+            want = np.exp(lr[:, :, :E])
+            r = kernel.paths_first(ratio, n)
+            np.testing.assert_allclose(r, kernel.paths_first(want, n), rtol=4e-16, atol=0)
+            outside = (r * a["outside_w"][None]).sum(1)
+            np.testing.assert_allclose(a["outside_ratio_out"], outside, rtol=1e-14, atol=0)
+            seen.append(n)
+        return check
+
+    kernel.PARALLEL, kernel.SERIAL = (k._replace(step=checking(k.step)) for k in real)
+    try:
+        ds = run_stress("licensing-2025-04", paths=40, seed=2, months=8, network=network,
+                        bands=False)
+    finally:
+        kernel.PARALLEL, kernel.SERIAL = real
+    assert sum(seen) == 40 * 8
+    assert float(ds["price_peak_ratio_outside"].max()) > 1.01  # the prices did move

@@ -232,10 +232,9 @@ class Engine:
         review = np.zeros((n, max(K, 1)))
         for k, c in enumerate(sh.controls):
             review[:, k] = c.review
-        n0 = kernel.to_tiles(np.floor(review).astype(np.int64),
-                            kernel.tiles(n, max(K, 1), dtype=np.int64), kern.serial)
-        frac = kernel.to_tiles(review - np.floor(review), kernel.tiles(n, max(K, 1)),
-                               kern.serial)
+        n0 = kern.to_tiles(np.floor(review).astype(np.int64),
+                           kernel.tiles(n, max(K, 1), dtype=np.int64))
+        frac = kern.to_tiles(review - np.floor(review), kernel.tiles(n, max(K, 1)))
         S_ = len(b.sectors)
         # the month's outputs, kept for observers that read them and for stockpile releases
         # (they follow last month's shortfalls); the balance check and the per-path totals
@@ -289,7 +288,7 @@ class Engine:
             mid = t + 0.5
             inp, written = month_inputs(sh, b, t, n, self.conc_base, inp)
             for name in written & kin.keys():  # into the kernel's layout
-                kernel.to_tiles(inp[name], kin[name], kern.serial)
+                kern.to_tiles(inp[name], kin[name])
             if sh.controls:
                 active = np.zeros((n, K), np.bool_)
                 approval, ahead = np.ones((n, K, 3)), np.ones((n, K, 3))
@@ -297,9 +296,9 @@ class Engine:
                     active[:, k] = c.active(mid)
                     approval[:, k] = c.approval(mid)
                     ahead[:, k] = c.expected_approval(mid, beh.expectation_horizon_months)
-                kernel.to_tiles(active, k_active, kern.serial)
-                kernel.to_tiles(approval, k_approval, kern.serial)
-                kernel.to_tiles(ahead, k_ahead, kern.serial)
+                kern.to_tiles(active, k_active)
+                kern.to_tiles(approval, k_approval)
+                kern.to_tiles(ahead, k_ahead)
             # inflow: new supply, recycling, stockpile releases (only the oxide columns and
             # the released cells are ever non-zero; adding zeros is skipped, exactly)
             secondary = rec.secondary(mid) if rec is not None else no_secondary
@@ -319,7 +318,7 @@ class Engine:
                     hold -= take
                     released[:, h.market, h.item] += take
                 inflow += released
-                kernel.to_tiles(inflow, kin["inflow"], kern.serial)
+                kern.to_tiles(inflow, kin["inflow"])
                 first["inflow_t"] = inflow
             else:
                 kern.oxide_inflow(n, resp, ns.land, secondary if rec is not None

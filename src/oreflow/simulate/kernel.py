@@ -185,12 +185,20 @@ def _to_tiles(src, dst):
             dst[b, :, q] = src[b * W + q]
 
 
-def to_tiles(x: np.ndarray, out: np.ndarray, serial: bool = False) -> np.ndarray:
-    """Write paths-first x [n, *shape] into the `tiles` array out; returns out."""
-    n = x.shape[0]
-    (_to_tiles_serial if serial else _to_tiles)(
-        np.ascontiguousarray(x).reshape(n, -1), out.reshape(out.shape[0], -1, out.shape[-1]))
-    return out
+def _tiler(copy):
+    """`to_tiles` over the compiled copy loop `copy` (parallel or its serial twin)."""
+
+    def to_tiles(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Write paths-first x [n, *shape] into the `tiles` array out; returns out."""
+        n = x.shape[0]
+        copy(np.ascontiguousarray(x).reshape(n, -1),
+             out.reshape(out.shape[0], -1, out.shape[-1]))
+        return out
+
+    return to_tiles
+
+
+to_tiles = _tiler(_to_tiles)
 
 
 @njit(parallel=True, **JIT)
@@ -1034,12 +1042,11 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp,
     totals (`totals.totals_tile`; secondary [paths, M, E] and new_supply [paths, E] are the
     month's recycled and new oxide, paths first). Without `keep_outputs` the outputs have a
     tile per thread, scratch that each tile's month overwrites (nothing else reads them).
-    Last, unless outside_ratio_out [paths, E] has no rows, the outside zone's price ratio at
-    the month's end (`outside_ratio_tile`), which the responses after the month read."""
+    Last, outside_ratio_out [paths, E] gets the outside zone's price ratio at the month's
+    end (`outside_ratio_tile`), which the responses after the month read."""
     W = S.shape[-1]
     check = bal_worst.shape[0] > 0
     total = totals.month.shape[0] > 0
-    outside = outside_ratio_out.shape[0] > 0
     for b in prange(S.shape[0]):
         n = min(W, n_paths - b * W)
         o = np.int64(b) if keep_outputs else np.int64(get_thread_id())
@@ -1060,8 +1067,7 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp,
             totals_tile(n, slot, b, totals, out_price[o], secondary, new_supply, out_phys_el[o],
                         out_red_el[o], out_phys_sec[o], out_red_sec[o], out_need_sec[o],
                         np.empty(W))
-        if outside:
-            outside_ratio_tile(n, b * W, ratio[b], outside_w, outside_ratio_out, np.empty(W))
+        outside_ratio_tile(n, b * W, ratio[b], outside_w, outside_ratio_out, np.empty(W))
 
 
 def _serial(parallel):
@@ -1074,9 +1080,6 @@ def _serial(parallel):
     return njit(nogil=True, **JIT)(twin)
 
 
-_to_tiles_serial = _serial(_to_tiles)
-
-
 class Kernels(NamedTuple):
     """The functions a block of paths runs each month, parallel over tiles or serial."""
 
@@ -1084,7 +1087,9 @@ class Kernels(NamedTuple):
     step: object
     oxide_inflow: object
     land_secondary: object
+    to_tiles: object
 
 
-PARALLEL = Kernels(False, step, oxide_inflow, land_secondary)
-SERIAL = Kernels(True, _serial(step), _serial(oxide_inflow), _serial(land_secondary))
+PARALLEL = Kernels(False, step, oxide_inflow, land_secondary, to_tiles)
+SERIAL = Kernels(True, _serial(step), _serial(oxide_inflow), _serial(land_secondary),
+                 _tiler(_serial(_to_tiles)))
