@@ -133,12 +133,12 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
 
     prices = by_zone("price_peak_ratio")
     lows = by_zone("price_low_ratio") if "price_low_ratio" in ds else None  # older files: none
-    phys = ds["unmet_physical_t"].sel(region=sel).sum("region")
-    red = ds["demand_reduction_t"].sel(region=sel).sum("region")
-    first = ds["first_stoppage_week"].sel(region=sel).min("region")
-    by_region_phys = ds["unmet_physical_t"].sum("sector").median("path")
-    by_region_red = ds["demand_reduction_t"].sum("sector").median("path")
-    first_region = ds["first_stoppage_week"].min("sector").median("path")
+    phys = _reduce(ds["unmet_physical_t"].sel(region=sel), "sum", "region")
+    red = _reduce(ds["demand_reduction_t"].sel(region=sel), "sum", "region")
+    first = _reduce(ds["first_stoppage_week"].sel(region=sel), "min", "region")
+    by_region_phys = _reduce(ds["unmet_physical_t"], "sum", "sector").median("path")
+    by_region_red = _reduce(ds["demand_reduction_t"], "sum", "sector").median("path")
+    first_region = _reduce(ds["first_stoppage_week"], "min", "sector").median("path")
     sectors = [str(s) for s in ds["sector"].values]
     # a region without end use has no shortage to report: null, not a reassuring zero
     users = {r for r, u in zip(regions, has_end_use(ds), strict=True) if u}
@@ -215,7 +215,14 @@ def summary(ds: xr.Dataset, perspective: str | None = None,
 def has_end_use(ds: xr.Dataset) -> np.ndarray:
     """[region] bool: the region has end use on some path. A region without any has no
     shortage to report (null or n/a), not a zero that reads as unaffected."""
-    return (ds["need_t"].sum("sector").max("path") > 0).values
+    return (_reduce(_reduce(ds["need_t"], "sum", "sector"), "max", "path") > 0).values
+
+
+def _reduce(da: xr.DataArray, how: str, dim: str) -> xr.DataArray:
+    """`da.<how>(dim)`, skipping NaN only where `da` holds one: the same numbers, without
+    the masked copy of the whole array xarray makes to skip NaN (a 100,000-path summary
+    spent ~0.4 s on those copies)."""
+    return getattr(da, how)(dim, skipna=bool(np.isnan(da.values).any()))
 
 
 def _new_supply(ds: xr.Dataset) -> dict[str, float]:

@@ -85,13 +85,13 @@ def totals_tile(n, t, b, tot, price, secondary, new_supply, unmet_el_m, red_el_m
             p, lo = peak_outside[e, q], low_outside[e, q]
             peak_outside[e, q] = out[q] if not out[q] <= p else p
             low_outside[e, q] = out[q] if not out[q] >= lo else lo
-    for q in range(n):  # recycled and new oxide, paths first (each sum in region order)
-        p = b * W + q
+    first_path = b * W  # recycled and new oxide, paths first (each sum in region order)
+    for e in range(E):
         for m in range(M):
-            for e in range(E):
-                tot.secondary[b, e, q] += secondary[p, m, e] * mpo[e]
-        for e in range(E):
-            tot.new_supply[b, e, q] += new_supply[p, e] * mpo[e]
+            for q in range(n):
+                tot.secondary[b, e, q] += secondary[first_path + q, m, e] * mpo[e]
+        for q in range(n):
+            tot.new_supply[b, e, q] += new_supply[first_path + q, e] * mpo[e]
     first, prev, threshold = tot.first[b], tot.prev[b], tot.threshold
     for m in range(M):
         for s_ in range(S):
