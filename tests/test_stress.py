@@ -707,3 +707,36 @@ def test_the_kernel_keeps_exp_of_the_log_price_ratios_and_the_outside_ratio(netw
         kernel.PARALLEL, kernel.SERIAL = real
     assert sum(seen) == 40 * 8
     assert float(ds["price_peak_ratio_outside"].max()) > 1.01  # the prices did move
+
+
+def test_control_months_hand_computed():
+    """A control's state over a run of months (shocks.Control.months), by hand: path 0 starts
+    at month 2 and is announced at month 1; path 1 runs from month 0 at half the approval
+    path. Buyers expect the mean over the next two months of the approval in force (1 where
+    the control is not), from the month it is announced."""
+    from oreflow.simulate.shocks import Control
+
+    steps = np.array([[0.0, 0.2], [1.0, 0.6]])  # months since start -> share
+    full = np.array([[0.0, 1.0]])
+    c = Control(start=np.array([2.0, 0.0]), end=np.array([5.0, np.inf]),
+                scale=np.array([1.0, 0.5]), review=np.zeros(2), origin=0,
+                coverage=np.zeros((1, 1)), paths=[steps, steps, full], leakage=0.0,
+                announced=np.array([1.0, 0.0]))
+    got = c.months(0, 4, horizon=2)
+    assert got.active.tolist() == [[False, True], [False, True], [True, True], [True, True]]
+    np.testing.assert_allclose(got.approval[:, :, 0], [[0.2, 0.1], [0.2, 0.3], [0.2, 0.3],
+                                                       [0.6, 0.3]])
+    np.testing.assert_allclose(got.approval[:, :, 2], [[1.0, 0.5]] * 4)
+    np.testing.assert_allclose(got.expected[:, :, 0], [[1.0, 0.2], [0.6, 0.3], [0.4, 0.3],
+                                                       [0.6, 0.3]])
+    np.testing.assert_allclose(got.expected[:, :, 2], [[1.0, 0.5]] * 4)
+    # the same months asked in two runs give the same numbers
+    later = c.months(2, 4, horizon=2)
+    np.testing.assert_array_equal(later.expected, got.expected[2:])
+    # buyers reading their own path: the expected approval follows it, the approval does not
+    c.expected = np.array([[0.0, 0.5]])
+    got = c.months(0, 4, horizon=2)
+    np.testing.assert_allclose(got.approval[:, :, 0], [[0.2, 0.1], [0.2, 0.3], [0.2, 0.3],
+                                                       [0.6, 0.3]])
+    np.testing.assert_allclose(got.expected[:, :, 0], [[1.0, 0.25], [0.75, 0.25],
+                                                       [0.5, 0.25], [0.5, 0.25]])

@@ -35,6 +35,10 @@ from oreflow.simulate.totals import no_totals
 COVER_GRID = 512
 """Points of the buyers' cover table (months drawn -> share of stock left, share dry)."""
 
+CONTROL_MONTHS = 12
+"""Months of the licence controls' state computed at once (`shocks.Control.months`): a few
+array operations a year instead of a dozen a month, in a few MB per control and 4,000 paths."""
+
 
 @dataclass(frozen=True)
 class Behaviour:
@@ -290,15 +294,15 @@ class Engine:
             for name in written & kin.keys():  # into the kernel's layout
                 kern.to_tiles(inp[name], kin[name])
             if sh.controls:
-                active = np.zeros((n, K), np.bool_)
-                approval, ahead = np.ones((n, K, 3)), np.ones((n, K, 3))
-                for k, c in enumerate(sh.controls):
-                    active[:, k] = c.active(mid)
-                    approval[:, k] = c.approval(mid)
-                    ahead[:, k] = c.expected_approval(mid, beh.expectation_horizon_months)
-                kern.to_tiles(active, k_active)
-                kern.to_tiles(approval, k_approval)
-                kern.to_tiles(ahead, k_ahead)
+                w = t % CONTROL_MONTHS
+                if w == 0:  # the controls over the coming months, [month, path, control, ...]
+                    coming = [c.months(t, min(t + CONTROL_MONTHS, self.months),
+                                       beh.expectation_horizon_months) for c in sh.controls]
+                    active, approval, ahead = (np.stack(x, 2) for x in zip(*coming,
+                                                                          strict=True))
+                kern.to_tiles(active[w], k_active)
+                kern.to_tiles(approval[w], k_approval)
+                kern.to_tiles(ahead[w], k_ahead)
             # inflow: new supply, recycling, stockpile releases (only the oxide columns and
             # the released cells are ever non-zero; adding zeros is skipped, exactly)
             secondary = rec.secondary(mid) if rec is not None else no_secondary

@@ -8,6 +8,7 @@ scenario's structure. A shock is active in month t when start <= t + 1/2 < start
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,10 +50,6 @@ class Draws:
         return u
 
 
-MEMO_MONTHS = 64
-"""Approval arrays a control remembers (by month and path read)."""
-
-
 @dataclass
 class Control:
     start: np.ndarray  # [P]
@@ -68,49 +65,56 @@ class Control:
     quota: bool = False  # approval is a share of each link's base-year flow, not of requests
     expected: np.ndarray | None = None  # [K, 2] the path buyers expect, if not `paths`
     destination_specific: bool = False  # names its destinations (not `all`)
-    _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def approval(self, mid: float, expected: bool = False) -> np.ndarray:
-        """[P, 3] approval share per form in month midpoint `mid` (0 outside the control);
-        `expected`: the path buyers expect. The last few months asked are remembered (the
-        expected approval reads each month `horizon` times); callers do not modify them."""
-        return self._remember(("approval", mid, expected and self.expected is not None),
-                              lambda: self._approval(mid, expected))
+    def months(self, t0: int, t1: int, horizon: float) -> ControlMonths:
+        """The control in months t0..t1-1 (midpoints t + 0.5), for every path at once."""
+        mids = np.arange(t0, t1) + 0.5
+        ahead = max(int(round(horizon)), 1)
+        coming = np.arange(t0, t1 + ahead - 1) + 0.5  # every month some month looks at
+        # the approval buyers count on: the announced path in months the control is in
+        # force, 1 in the others; its mean over the coming `ahead` months, summed in order
+        active = self._active(coming)
+        announced = self._approval(coming, True)
+        term = np.where(active[..., None], announced, 1.0)
+        total = np.zeros((len(mids), *term.shape[1:]))
+        for h in range(ahead):
+            total += term[h:h + len(mids)]
+        known = mids[:, None] >= (self.announced if self.announced is not None else self.start)
+        approval = (announced[:len(mids)] if self.expected is None
+                    else self._approval(mids, False))
+        return ControlMonths(active[:len(mids)], approval,
+                             np.where(known[..., None], total / ahead, 1.0))
 
-    def _remember(self, key, make):
-        got = self._memo.get(key)
-        if got is None:
-            got = self._memo[key] = make()
-            while len(self._memo) > MEMO_MONTHS:
-                del self._memo[next(iter(self._memo))]
-        return got
+    def _active(self, mids: np.ndarray) -> np.ndarray:
+        return (mids[:, None] >= self.start) & (mids[:, None] < self.end)
 
-    def _approval(self, mid: float, expected: bool) -> np.ndarray:
-        since = mid - self.start
-        out = np.empty((len(since), 3))
+    def _approval(self, mids: np.ndarray, expected: bool) -> np.ndarray:
+        """[T, P, 3] approval share per form at month midpoints `mids` [T], by the months
+        since the control's start (whether it is in force is `_active`'s); `expected`: the
+        path buyers expect. Forms on the same path share it."""
+        since = np.maximum(mids[:, None] - self.start, 0.0)
+        out = np.empty((*since.shape, 3))
         paths = [self.expected] * 3 if expected and self.expected is not None else self.paths
         for f, pts in enumerate(paths):
-            idx = np.clip(np.searchsorted(pts[:, 0], np.maximum(since, 0.0), "right") - 1, 0,
-                          None)
-            out[:, f] = np.clip(pts[idx, 1] * self.scale, 0.0,
-                                QUOTA_MAX_SHARE if self.quota else 1.0)
+            same = next((g for g in range(f) if paths[g] is pts), None)
+            if same is not None:
+                out[..., f] = out[..., same]
+                continue
+            idx = np.clip(np.searchsorted(pts[:, 0], since, "right") - 1, 0, None)
+            out[..., f] = np.clip(pts[idx, 1] * self.scale, 0.0,
+                                  QUOTA_MAX_SHARE if self.quota else 1.0)
         return out
 
-    def active(self, mid: float) -> np.ndarray:
-        return (mid >= self.start) & (mid < self.end)
 
-    def expected_approval(self, mid: float, horizon: float) -> np.ndarray:
-        """[P, 3] mean approval share per form over the coming `horizon` months, as the
-        market reads the announced path (1 in months the control is not in force); 1 before
-        the control is announced."""
-        months = max(int(round(horizon)), 1)
-        total = np.zeros((len(self.start), 3))
-        for h in range(months):
-            m = mid + h
-            total += self._remember(("term", m), lambda m=m: np.where(
-                self.active(m)[:, None], self.approval(m, expected=True), 1.0))
-        known = mid >= (self.announced if self.announced is not None else self.start)
-        return np.where(known[:, None], total / months, 1.0)
+class ControlMonths(NamedTuple):
+    """A control over a run of months t, for every path p: whether it is in force [t, p],
+    its approval share per form (oxide, metal, magnet) [t, p, 3], and the approval buyers
+    expect over the coming months [t, p, 3] (the mean over `horizon` months of the announced
+    path, 1 in months it is not in force; 1 before it is announced)."""
+
+    active: np.ndarray
+    approval: np.ndarray
+    expected: np.ndarray
 
 
 @dataclass
