@@ -42,8 +42,8 @@ def kernel_bytes(scenario: str, paths: int = 64) -> dict:
     """Bytes per path of every per-path array `kernel.step` receives (tiles of paths,
     [tile, ..., lane]), by role in its signature: state (read and written every month),
     month inputs (read), outputs (written; observers read them once more), and the shared
-    base year. Counted in a run that keeps the outputs (monthly bands read them); `paths` is
-    a whole number of tiles: no padding is counted."""
+    base year. Counted in a run that keeps the outputs (monthly bands read them), per lane of
+    a tile (a block's last tile may be part padding: its lanes are counted, not its paths)."""
     from oreflow.simulate import kernel, run_stress
 
     names = list(inspect.signature(kernel.step.py_func).parameters)
@@ -55,11 +55,10 @@ def kernel_bytes(scenario: str, paths: int = 64) -> dict:
 
     def counting(step):
         def count(*args):
-            P = args[names.index("n_paths")]
             nb = args[names.index("S")].shape[0]
             for n, a in zip(names, args, strict=True):
                 if isinstance(a, np.ndarray) and a.ndim > 1 and a.shape[0] == nb:
-                    seen[n] = max(seen.get(n, 0), a.nbytes // P)
+                    seen[n] = max(seen.get(n, 0), a.nbytes // (nb * a.shape[-1]))
                 elif n == "st":
                     seen["static"] = sum(x.nbytes for x in a if isinstance(x, np.ndarray))
             return step(*args)

@@ -656,7 +656,8 @@ def test_shocks_that_start_and_end_mid_run_reach_the_month_they_act_in(network):
 def test_the_benchmark_counts_the_bytes_the_kernel_receives():
     """benchmarks/bench_stress.py counts the bytes of the arrays the step receives, whichever
     way the blocks run (it wraps kernel.PARALLEL and kernel.SERIAL): the state it counts is
-    the merchant, concentrate and buyers' stocks at least, and each wrapper is put back."""
+    the merchant, concentrate and buyers' stocks at least, the same however the paths fill
+    the tiles, and each wrapper is put back."""
     import importlib.util
     from pathlib import Path
 
@@ -672,6 +673,8 @@ def test_the_benchmark_counts_the_bytes_the_kernel_receives():
     M, I, L = 7, 36, 60  # the default network's regions, items, demand lines
     assert got["state_bytes_per_path"] >= 8 * M * (I + L)
     assert got["output_bytes_per_path_month"] > 0 and got["ratio_to_state_floor"] > 1
+    # per lane, whatever the blocks: a block whose last tile is mostly padding counts the same
+    assert bench.kernel_bytes("licensing-2025-04", paths=2 * kernel.LANES) == got
 
 
 def test_the_kernel_keeps_exp_of_the_log_price_ratios_and_the_outside_ratio(network):
