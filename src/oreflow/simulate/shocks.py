@@ -74,13 +74,13 @@ class Control:
         # the approval buyers count on: the announced path in months the control is in
         # force, 1 in the others; its mean over the coming `ahead` months, summed in order
         active = self._active(coming)
-        announced = self._approval(coming, True)
-        term = np.where(active[..., None], announced, 1.0)
+        counted = self._approval(coming, True)
+        term = np.where(active[..., None], counted, 1.0)
         total = np.zeros((len(mids), *term.shape[1:]))
         for h in range(ahead):
             total += term[h:h + len(mids)]
         known = mids[:, None] >= (self.announced if self.announced is not None else self.start)
-        approval = (announced[:len(mids)] if self.expected is None
+        approval = (counted[:len(mids)] if self.expected is None
                     else self._approval(mids, False))
         return ControlMonths(active[:len(mids)], approval,
                              np.where(known[..., None], total / ahead, 1.0))
@@ -91,15 +91,11 @@ class Control:
     def _approval(self, mids: np.ndarray, expected: bool) -> np.ndarray:
         """[T, P, 3] approval share per form at month midpoints `mids` [T], by the months
         since the control's start (whether it is in force is `_active`'s); `expected`: the
-        path buyers expect. Forms on the same path share it."""
+        path buyers expect."""
         since = np.maximum(mids[:, None] - self.start, 0.0)
         out = np.empty((*since.shape, 3))
         paths = [self.expected] * 3 if expected and self.expected is not None else self.paths
         for f, pts in enumerate(paths):
-            same = next((g for g in range(f) if paths[g] is pts), None)
-            if same is not None:
-                out[..., f] = out[..., same]
-                continue
             idx = np.clip(np.searchsorted(pts[:, 0], since, "right") - 1, 0, None)
             out[..., f] = np.clip(pts[idx, 1] * self.scale, 0.0,
                                   QUOTA_MAX_SHARE if self.quota else 1.0)
