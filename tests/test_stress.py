@@ -743,3 +743,17 @@ def test_control_months_hand_computed():
                                                        [0.6, 0.3]])
     np.testing.assert_allclose(got.expected[:, :, 0], [[1.0, 0.25], [0.75, 0.25],
                                                        [0.5, 0.25], [0.5, 0.25]])
+
+
+def test_summary_reductions_skip_nan_exactly_where_there_is_one():
+    """results._reduce skips NaN only where the array holds one: a NaN cell is left out of
+    its sum and max (not spread to them), and a NaN-free array gives numpy's plain sum."""
+    import xarray as xr
+
+    from oreflow.simulate.results import _reduce
+
+    a = xr.DataArray([[1.0, np.nan, 2.0], [3.0, 4.0, 5.0]], dims=("path", "region"))
+    np.testing.assert_array_equal(_reduce(a, "sum", "region").values, [3.0, 12.0])
+    np.testing.assert_array_equal(_reduce(a, "max", "path").values, [3.0, 4.0, 5.0])
+    b = a.fillna(0.25)
+    np.testing.assert_array_equal(_reduce(b, "sum", "region").values, b.values.sum(1))

@@ -27,7 +27,13 @@ from oreflow.scenario import Scenario
 from oreflow.simulate import kernel
 from oreflow.simulate.market import MAG, MET, OX, MarketBase
 from oreflow.simulate.new_supply import NewSupply
-from oreflow.simulate.observers import BalanceCheck, MonthView, Observer, PathSummary
+from oreflow.simulate.observers import (
+    BalanceCheck,
+    MonthView,
+    Observer,
+    PathSummary,
+    all_thread_safe,
+)
 from oreflow.simulate.recycling import RecyclingBase, recycling_base
 from oreflow.simulate.shocks import SampledShocks, month_inputs, sample_shocks
 from oreflow.simulate.totals import no_totals
@@ -202,7 +208,7 @@ class Engine:
         """Run the paths `paths` (global indices) over the horizon. `serial`: the kernels run
         on this thread alone and without the GIL (`kernel.SERIAL`), for blocks run side by
         side on threads of their own; their observers must then be `thread_safe`."""
-        if serial and not all(getattr(o, "thread_safe", False) for o in observers):
+        if serial and not all_thread_safe(observers):
             raise ValueError("blocks run side by side take only thread_safe observers")
         with no_gc():
             self._run_block(paths, observers, progress,

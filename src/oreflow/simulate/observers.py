@@ -121,6 +121,11 @@ class Observer(Protocol):
     def end_block(self, engine, paths: np.ndarray) -> None: ...
 
 
+def all_thread_safe(observers) -> bool:
+    """Whether every observer may see blocks run side by side (`Observer`)."""
+    return all(getattr(o, "thread_safe", False) for o in observers)
+
+
 class _Base:
     def start_block(self, engine, paths: np.ndarray) -> None:
         pass

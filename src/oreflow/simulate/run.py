@@ -24,7 +24,14 @@ from oreflow.scenario import Scenario, load_scenario
 from oreflow.simulate.engine import Behaviour, Engine, no_gc
 from oreflow.simulate.kernel import LANES
 from oreflow.simulate.market import market_base
-from oreflow.simulate.observers import BAND_PATHS, BalanceCheck, Observer, PathBands, PathSummary
+from oreflow.simulate.observers import (
+    BAND_PATHS,
+    BalanceCheck,
+    Observer,
+    PathBands,
+    PathSummary,
+    all_thread_safe,
+)
 from oreflow.simulate.results import (  # noqa: F401 (API)
     assemble,
     floor_note,
@@ -62,8 +69,7 @@ def run_blocks(engine: Engine, lo: int, hi: int, chunk: int, observers: Sequence
     count = -(-count // threads) * threads
     size = -(-n // count)
     size = -(-size // LANES) * LANES
-    side = threads > 1 and size < n and all(getattr(o, "thread_safe", False)
-                                             for o in observers)
+    side = threads > 1 and size < n and all_thread_safe(observers)
     if not side:
         for start in range(lo, hi, chunk):
             engine.run_block(np.arange(start, min(start + chunk, hi)), observers, progress)
