@@ -64,15 +64,17 @@ COVER_BUCKETS = 1024
 two, so that a share times COVER_BUCKETS is exact)."""
 
 
-LANES = 56
+LANES = 64
 """Paths in a tile, the unit a task runs: every per-path array is stored in tiles of LANES
 paths, [tile, ..., lane] (`tiles`), so that a task's data is contiguous and each phase's
-inner loops run over the lanes in vector registers. 56 was measured (whole command, paired,
-AVX-512 machine with 1 MB of L2 a core): at 20,000 paths 16 lanes 1.24x the time of 32, 48
-0.94x, 64 0.97x, 128 1.02x, 56 a little ahead of 48 and 64; at 100,000 paths 56 0.92x of 32
-and 64 within 1% of 56. Longer tiles spread each entry's loop overhead over more paths,
-until (likely) a tile's state and scratch (~70 kB a lane) no longer stay in the caches.
-Results do not depend on it."""
+inner loops run over the lanes in vector registers. Measured (whole command, paired, AVX-512
+machine with 1 MB of L2 a core): at 20,000 paths 16 lanes 1.24x the time of 32, 48 0.94x,
+64 0.97x, 128 1.02x, 56 ~3% ahead of 48 and of 64 (within the noise); at 100,000 paths 56
+0.92x of 32 and 64 within 1% of 56. Longer tiles spread each entry's loop overhead over more
+paths, until (likely) a tile's state and scratch (~70 kB a lane) no longer stay in the
+caches. 64 rather than 56: blocks of a power-of-two count of paths then fill whole tiles,
+shared evenly by the threads (a sweep of 256-path tasks took 1.1-1.3x as long with 56 lanes:
+5 tiles, of which one thread ran 3). Results do not depend on it."""
 
 
 class Static(NamedTuple):
