@@ -262,8 +262,9 @@ class Engine:
         resp = np.zeros((n, E))
         lead = max(int(round(beh.supply_response_lead_months)), 0)
         signal_hist = np.ones((lead + 1, n, len(ns.ore_volume)))
-        rec = _RecyclingState(self.recycling, sh, n, b, beh, kern) if self.recycling is not None \
+        rec = _RecyclingState(self.recycling, sh, n, b, beh) if self.recycling is not None \
             else None
+        rec_none = (np.zeros(M + 1, np.int64), np.zeros(0, np.int64), np.zeros((0, E)))
         for obs in observers:
             obs.start_block(self, paths)
         # observers of every path every month run inside the kernel's loop over tiles
@@ -287,7 +288,8 @@ class Engine:
                               ctl_j=ctl_j.astype(np.uint64), target=target)
         # month buffers, reused (observers read a month's arrays during on_month only)
         inflow = np.zeros((n, M, I)) if sh.holdings else None
-        no_secondary = np.zeros((n, M, E))
+        secondary = kernel.tiles(n, M, E)  # recycled oxide above the base year (0: none)
+        no_extra = np.zeros((n, 0))
         released = np.zeros((n, M, I))
         kin = {k: kernel.tiles(n, *shape) for k, shape in (
             ("conc_in", (M, E)), ("cap", (M, I)), ("dem_factor", (M, L)), ("inflow", (M, I)))}
@@ -311,13 +313,18 @@ class Engine:
                 kern.to_tiles(ahead[w], k_ahead)
             # inflow: new supply, recycling, stockpile releases (only the oxide columns and
             # the released cells are ever non-zero; adding zeros is skipped, exactly)
-            secondary = rec.secondary(mid) if rec is not None else no_secondary
+            if rec is not None:
+                kern.oxide_inflow(n, resp, ns.land, True, rec.extra(mid), rec.market_ptr,
+                                  rec.market_r, rec.eol, kin["inflow"], secondary)
+            else:
+                kern.oxide_inflow(n, resp, ns.land, False, no_extra, *rec_none, kin["inflow"],
+                                  secondary)
             first = {}
             if sh.holdings:  # paths first: releases follow last month's shortfalls
                 inflow[:] = 0.0
                 inflow[:, :, :E] += resp[:, None, :] * ns.land[None]
                 if rec is not None:
-                    inflow[:, :, :E] += secondary
+                    inflow[:, :, :E] += kernel.paths_first(secondary, n)
                 released = np.zeros((n, M, I))
                 for h, hold in zip(sh.holdings, holdings, strict=True):
                     ratio = np.exp(st["lr"][:, h.market, h.item].reshape(-1)[:n])
@@ -330,9 +337,6 @@ class Engine:
                 inflow += released
                 kern.to_tiles(inflow, kin["inflow"])
                 first["inflow_t"] = inflow
-            else:
-                kern.oxide_inflow(n, resp, ns.land, secondary if rec is not None
-                                  else no_secondary[:0], kin["inflow"])
             r_out = np.empty((n, E))  # [P, E]
             kern.step(self.static, ctl, n, st["S"], st["C"], st["B"], st["plan"], st["lr"],
                       st["ratio"], st["sub"], st["swarf_last"], st["short_imp"], queue,
@@ -342,14 +346,15 @@ class Engine:
                       out["cons"], out["need"], out["want"], out["price"], out["conc_used"],
                       out["filed"], out["approved"], out["short_item"], out["phys_el"],
                       out["red_el"], out["phys_sec"], out["red_sec"], out["need_sec"],
-                      out["unsold"], *balance, totals, np.ascontiguousarray(secondary),
+                      out["unsold"], *balance, totals, secondary,
                       np.ascontiguousarray(resp), keep, self.outside_weight, r_out)
             last_short = out["short_item"]
             view = MonthView(
                 t=t, paths=paths, base=b, first_shock_month=sh.first_start,
-                mined_lost_t=inp["mined_lost"], secondary_t=secondary, new_supply_t=resp,
+                mined_lost_t=inp["mined_lost"], new_supply_t=resp,
                 releases_t=released, concentrate_in_t=inp["conc_in"], **first,
                 tiled={"inflow_t": kin["inflow"], "concentrate_in_t": kin["conc_in"],
+                       "secondary_t": secondary,
                        "stock_t": st["S"], "concentrate_stock_t": st["C"],
                        "buyer_stock_t": st["B"], **({
                            "price_usd_per_kg": out["price"], "production_t": out["prod"],
@@ -483,9 +488,8 @@ class _RecyclingState:
     policies ramp collection, pre-processing and capacity; capacity also grows after a lead
     time while the value of recycled output is high (docs/model.md, section 5)."""
 
-    def __init__(self, rb: RecyclingBase, sh: SampledShocks, n: int, b: MarketBase, beh,
-                 k: kernel.Kernels):
-        self.rb, self.n, self.beh, self.k = rb, n, beh, k
+    def __init__(self, rb: RecyclingBase, sh: SampledShocks, n: int, b: MarketBase, beh):
+        self.rb, self.n, self.beh = rb, n, beh
         self.policies = []
         for r in sh.recycling:
             if r.region not in rb.regions:
@@ -516,19 +520,23 @@ class _RecyclingState:
                                   np.nan if r.preprocessing_yield is None
                                   else r.preprocessing_yield, cap))
         nets = b.network_regions
-        self.market = np.array([b.region_market[nets.index(r)] if r in nets else len(b.regions) - 1
-                                for r in rb.regions])
-        self.eol = rb.eol_t
+        market = np.array([b.region_market[nets.index(r)] if r in nets else len(b.regions) - 1
+                           for r in rb.regions], dtype=np.int64)
+        # each market's recycling regions, in region order (`kernel.oxide_inflow`)
+        self.market_ptr, self.market_r = kernel.csr(
+            np.arange(len(b.regions))[:, None] == market[None, :])
+        self.eol = np.array(rb.eol_t)  # writable: one compiled signature with rec_none
         self.share0 = rb.recovered_share(rb.collection_rate, rb.preprocessing_yield,
                                          rb.capacity_t_magnet)
         value = self.eol.sum(0) * b.price0[-1]
         self.weight = value / value.sum() if value.sum() > 0 else value
         self.cap_resp = np.zeros((n, len(rb.regions)))
         self.hist = np.ones((int(rb.lead_months.max()) + 1, n))
-        self.M = len(b.regions)
         self.feed = self.cap = None
 
-    def secondary(self, mid: float) -> np.ndarray:
+    def extra(self, mid: float) -> np.ndarray:
+        """[n, region] share of each region's end-of-life flow recovered above the base year
+        in the month with midpoint `mid` (`kernel.oxide_inflow` lands it in the markets)."""
         rb, n = self.rb, self.n
         coll = np.repeat(rb.collection_rate[None], n, 0)
         pre = np.repeat(rb.preprocessing_yield[None], n, 0)
@@ -540,10 +548,7 @@ class _RecyclingState:
                     arr[:, i] += frac * (target - arr[:, i])
         self.feed = coll * pre * rb.eol_t_magnet
         self.cap = cap + self.cap_resp
-        extra = np.maximum(rb.recovered_share(coll, pre, self.cap) - self.share0, 0.0)
-        out = np.empty((n, self.M, self.eol.shape[1]))
-        self.k.land_secondary(extra, self.market, self.eol, out)
-        return out
+        return np.maximum(rb.recovered_share(coll, pre, self.cap) - self.share0, 0.0)
 
     def respond(self, t: int, r_out: np.ndarray) -> None:
         rb = self.rb

@@ -186,10 +186,12 @@ def paths_first(a: np.ndarray, n: int) -> np.ndarray:
 
 @njit(parallel=True, **JIT)
 def _to_tiles(src, dst):
-    n, W = src.shape[0], dst.shape[-1]
+    n, F, W = src.shape[0], src.shape[1], dst.shape[-1]
     for b in prange(dst.shape[0]):
-        for q in range(min(W, n - b * W)):
-            dst[b, :, q] = src[b * W + q]
+        first = b * W
+        for f in range(F):  # element by element (a row slice per path cost ~5x more)
+            for q in range(min(W, n - first)):
+                dst[b, f, q] = src[first + q, f]
 
 
 def _tiler(copy):
@@ -209,23 +211,39 @@ to_tiles = _tiler(_to_tiles)
 
 
 @njit(parallel=True, **JIT)
-def oxide_inflow(n, new_supply, land, secondary, out):
+def oxide_inflow(n, new_supply, land, recycled, extra, rec_ptr, rec_r, eol, out, secondary):
     """This month's oxide inflow into `out` [tile, M, I, lane], columns e < E (the others
-    stay as they are): new supply [n, E] landed in the markets by `land` [M, E], plus
-    recycled oxide `secondary` [n, M, E] (none if it has no paths), added from 0 in that
-    order."""
+    stay as they are): new supply [n, E] landed in the markets by `land` [M, E], plus, if
+    `recycled`, the recycled oxide of each market, also written to `secondary` [tile, M, E,
+    lane]: extra [n, R] (share of each recycling region's end-of-life flow recovered above the
+    base year) x eol [R, E], over the market's recycling regions rec_r[rec_ptr[m]:rec_ptr[m +
+    1]] in region order. Each sum starts from 0 in that order."""
     W = out.shape[-1]
     M, E = land.shape
-    recycled = secondary.shape[0] > 0
+    R = extra.shape[1]
     for b in prange(out.shape[0]):
-        for q in range(min(W, n - b * W)):
-            p = b * W + q
-            for m in range(M):
-                for e in range(E):
-                    x = 0.0 + new_supply[p, e] * land[m, e]
-                    if recycled:
-                        x += secondary[p, m, e]
-                    out[b, m, e, q] = x
+        n_ = min(W, n - b * W)
+        ns, ex = np.empty((E, W)), np.empty((R, W))  # the tile's paths, lanes innermost
+        for q in range(n_):
+            for e in range(E):
+                ns[e, q] = new_supply[b * W + q, e]
+            for r in range(R):
+                ex[r, q] = extra[b * W + q, r]
+        for m in range(M):
+            for e in range(E):
+                lw = land[m, e]
+                for q in range(n_):
+                    out[b, m, e, q] = 0.0 + ns[e, q] * lw
+                if recycled:
+                    for q in range(n_):
+                        secondary[b, m, e, q] = 0.0
+                    for k in range(rec_ptr[m], rec_ptr[m + 1]):
+                        r = rec_r[k]
+                        v = eol[r, e]
+                        for q in range(n_):
+                            secondary[b, m, e, q] += ex[r, q] * v
+                    for q in range(n_):
+                        out[b, m, e, q] += secondary[b, m, e, q]
 
 
 @njit(**JIT)
@@ -242,23 +260,6 @@ def outside_ratio_tile(n, first, ratio, weight, out, acc):
                 acc[q] += ratio[m, e, q] * weight[m, e]
         for q in range(n):
             out[first + q, e] = acc[q]
-
-
-@njit(parallel=True, **JIT)
-def land_secondary(extra, market, eol, out):
-    """out [n, M, E]: recycled oxide in each market, extra [n, R] (share of each recycling
-    region's end-of-life flow recovered above the base year) x eol [R, E], added from 0 in
-    region order."""
-    n, R = extra.shape
-    M, E = out.shape[1], out.shape[2]
-    for p in prange(n):
-        for m in range(M):
-            for e in range(E):
-                out[p, m, e] = 0.0
-        for r in range(R):
-            m = market[r]
-            for e in range(E):
-                out[p, m, e] += extra[p, r] * eol[r, e]
 
 
 @njit(inline="always", **JIT)
@@ -1046,8 +1047,8 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp,
     read every path every month: unless bal_worst is empty, the independent balance
     (`balance.balance_tile`: its own stocks bal_S, bal_C, bal_B take the month's flows,
     bal_worst [tile] gets the largest gap), and unless `totals` has no tiles the per-path
-    totals (`totals.totals_tile`; secondary [paths, M, E] and new_supply [paths, E] are the
-    month's recycled and new oxide, paths first). Without `keep_outputs` the outputs have a
+    totals (`totals.totals_tile`; secondary [tile, M, E, lane] and new_supply [paths, E],
+    paths first, are the month's recycled and new oxide). Without `keep_outputs` the outputs have a
     tile per thread, scratch that each tile's month overwrites (nothing else reads them).
     Last, outside_ratio_out [paths, E] gets the outside zone's price ratio at the month's
     end (`outside_ratio_tile`), which the responses after the month read."""
@@ -1071,9 +1072,9 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp,
                 out_exp[o], out_drawn[o], out_unsold[o], out_del[o], out_cons[o], conc_in[b],
                 out_conc_used[o], st.line_item, S[b], C[b], B[b], np.empty(W), np.empty(W))
         if total:
-            totals_tile(n, slot, b, totals, out_price[o], secondary, new_supply, out_phys_el[o],
-                        out_red_el[o], out_phys_sec[o], out_red_sec[o], out_need_sec[o],
-                        np.empty(W))
+            totals_tile(n, slot, b, totals, out_price[o], secondary[b], new_supply,
+                        out_phys_el[o], out_red_el[o], out_phys_sec[o], out_red_sec[o],
+                        out_need_sec[o], np.empty(W))
         outside_ratio_tile(n, b * W, ratio[b], outside_w, outside_ratio_out, np.empty(W))
 
 
@@ -1093,10 +1094,9 @@ class Kernels(NamedTuple):
     serial: bool
     step: object
     oxide_inflow: object
-    land_secondary: object
     to_tiles: object
 
 
-PARALLEL = Kernels(False, step, oxide_inflow, land_secondary, to_tiles)
-SERIAL = Kernels(True, _serial(step), _serial(oxide_inflow), _serial(land_secondary),
+PARALLEL = Kernels(False, step, oxide_inflow, to_tiles)
+SERIAL = Kernels(True, _serial(step), _serial(oxide_inflow),
                  _tiler(_serial(_to_tiles)))

@@ -54,10 +54,10 @@ def no_totals(M: int, E: int, S: int) -> Totals:
 @njit(**JIT)
 def totals_tile(n, t, b, tot, price, secondary, new_supply, unmet_el_m, red_el_m, phys_s,
                 red_s, need_s, out):
-    """Month t for the first n lanes of tile b: tile arrays [..., lane], but secondary
-    [paths, M, E] and new_supply [paths, E] paths first (the tile's paths start at b x
-    lanes). A sector's first stoppage is interpolated within the month from last month's
-    share. Scratch: out [lanes] (the outside zone's price ratio)."""
+    """Month t for the first n lanes of tile b: tile arrays [..., lane], but new_supply
+    [paths, E] paths first (the tile's paths start at b x lanes). A sector's first stoppage
+    is interpolated within the month from last month's share. Scratch: out [lanes] (the
+    outside zone's price ratio)."""
     M, E, W = price.shape
     S = phys_s.shape[1]
     inv_p0, outside_w, mpo = tot.inv_p0, tot.outside_w, tot.metal_per_oxide
@@ -89,7 +89,7 @@ def totals_tile(n, t, b, tot, price, secondary, new_supply, unmet_el_m, red_el_m
     for e in range(E):
         for m in range(M):
             for q in range(n):
-                tot.secondary[b, e, q] += secondary[first_path + q, m, e] * mpo[e]
+                tot.secondary[b, e, q] += secondary[m, e, q] * mpo[e]
         for q in range(n):
             tot.new_supply[b, e, q] += new_supply[first_path + q, e] * mpo[e]
     first, prev, threshold = tot.first[b], tot.prev[b], tot.threshold
