@@ -63,11 +63,23 @@ def test_licences_match(engine):
     got = {k: np.zeros((M, I, P)) for k in ("filed", "approved", "pipeline", "expected")}
     kernel.licences(lanes(req), eff, q, slot, cov, quota0, ctl_ptr, ctl_j, lanes(active),
                     lanes(approval), lanes(ahead), lanes(n0), lanes(frac), form, ld, li,
-                    got["filed"], got["approved"], got["pipeline"], got["expected"], P)
+                    got["filed"], got["approved"], got["pipeline"], got["expected"], True, P)
     np.testing.assert_allclose(paths(eff), eff_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(paths(q), q_ref, rtol=1e-12, atol=1e-12)
     for k, v in got.items():
         np.testing.assert_allclose(paths(v), ref[k], rtol=1e-12, atol=1e-9, err_msg=k)
+    # without `keep` the filings and approvals (read only by observers) are left as they
+    # were, and nothing the month goes on with changes
+    eff2, q2 = lanes(req), lanes(queue)
+    got2 = {k: np.full((M, I, P), -7.0) for k in got}
+    kernel.licences(lanes(req), eff2, q2, slot, cov, quota0, ctl_ptr, ctl_j, lanes(active),
+                    lanes(approval), lanes(ahead), lanes(n0), lanes(frac), form, ld, li,
+                    got2["filed"], got2["approved"], got2["pipeline"], got2["expected"], False,
+                    P)
+    assert (got2["filed"] == -7.0).all() and (got2["approved"] == -7.0).all()
+    for a, b in ((eff2, eff), (q2, q), (got2["pipeline"], got["pipeline"]),
+                 (got2["expected"], got["expected"])):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("leak", [0.0, 0.4, 1.0])

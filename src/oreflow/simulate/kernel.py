@@ -411,7 +411,7 @@ def orders(st, S, B, plan, out_want, purch, req, ask, n):
 @njit(**JIT)
 def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, approval, ahead,
              review_n0, review_frac, item_form, link_d, link_i, out_filed, out_approved,
-             out_pipeline, out_expected, n):
+             out_pipeline, out_expected, keep, n):
     """Requests on controlled links join the queue [Lq, NC, paths] in month `slot` (column c
     is control k's link ctl_j[c], for c in ctl_ptr[k]:ctl_ptr[k + 1], the links with cov >
     0); what was filed `review` months earlier (split between two months) is decided now and
@@ -422,17 +422,19 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
     brings this month (the correction to this month's imports as a guide to the coming
     months). Where `quota0` [K, links] is positive the control is a quota: a link ships at
     most `approval` x quota0 (its base-year flow) of what is decided. Controls' state
-    (ctl_active, approval, ahead, review) differs by path: [K, (3,) paths]."""
+    (ctl_active, approval, ahead, review) differs by path: [K, (3,) paths]. `out_filed` and
+    `out_approved` (for observers) are written only if `keep`."""
     Lq = queue.shape[0]
     K = ctl_ptr.shape[0] - 1
     M, I = out_filed.shape[0], out_filed.shape[1]
     for m in range(M):
         for i in range(I):
             for q in range(n):
-                out_filed[m, i, q] = 0.0
-                out_approved[m, i, q] = 0.0
                 out_pipeline[m, i, q] = 0.0
                 out_expected[m, i, q] = 0.0
+                if keep:
+                    out_filed[m, i, q] = 0.0
+                    out_approved[m, i, q] = 0.0
     now = slot % Lq
     back_at = np.empty(Lq, np.int64)  # the queue's month `back` months ago
     for back in range(Lq):
@@ -456,7 +458,8 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
                 r = req[j, q]
                 if on:
                     queue[now, c, q] = r * cv
-                    out_filed[d, i, q] += r * cv
+                    if keep:
+                        out_filed[d, i, q] += r * cv
                     eff[j, q] = r * (1.0 - cv)
                 else:
                     queue[now, c, q] = 0.0
@@ -468,7 +471,8 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
                 if quota > 0.0 and on:
                     ok = min(processed, share * quota)
                 eff[j, q] += ok
-                out_approved[d, i, q] += ok
+                if keep:
+                    out_approved[d, i, q] += ok
                 # what buyers count on from this link over the coming months, against what
                 # it brings now: requests at the announced approval share (1 when no control
                 # is in force or announced), the applications under review at that share
@@ -804,11 +808,11 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, inflow, out_prod,
 
 @njit(**JIT)
 def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, out_phys_el,
-              out_red_el, out_phys_sec, out_red_sec, out_need_sec, short_l, red_l, n):
+              out_red_el, out_phys_sec, out_red_sec, out_need_sec, short_l, red_l, keep, n):
     """Output a region could not sell in the base year goes to unsold stock, from what it
     holds above target; then what the month leaves short, by item, element and sector (t
-    of element): physical (wanted, not consumed) and demand reduction (given up to price).
-    Scratch: short_l, red_l [lanes]."""
+    of element): physical (wanted, not consumed) and demand reduction (given up to price);
+    by item (`out_short_item`) only if `keep`. Scratch: short_l, red_l [lanes]."""
     M, I = st.S0.shape
     L = st.demand0.shape[1]
     E = out_phys_el.shape[1]
@@ -824,8 +828,9 @@ def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, o
             else:
                 for q in range(n):
                     out_unsold[m, i, q] = 0.0
-            for q in range(n):
-                out_short_item[m, i, q] = 0.0
+            if keep:
+                for q in range(n):
+                    out_short_item[m, i, q] = 0.0
         for e in range(E):
             for q in range(n):
                 out_phys_el[m, e, q] = 0.0
@@ -844,7 +849,9 @@ def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, o
                 red = max(out_need[m, l, q] - out_want[m, l, q], 0.0)
                 short_l[q] = short
                 red_l[q] = red
-                out_short_item[m, it, q] += short
+            if keep:
+                for q in range(n):
+                    out_short_item[m, it, q] += short_l[q]
             for h in range(st.line_h[l]):
                 e, f = st.line_e[l, h], st.line_f[l, h]
                 for q in range(n):
@@ -967,7 +974,8 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
         # month inputs
         conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0,
         review_frac, slot,
-        # outputs (overwritten)
+        # outputs (overwritten; out_filed, out_approved and out_short_item only if `keep`)
+        keep,
         out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
         out_price, out_conc_used, out_filed, out_approved, out_short_item, out_phys_el,
         out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold):
@@ -999,7 +1007,7 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
             eff[j, q] = req[j, q]
     licences(req, eff, queue, slot, ctl.cov, ctl.quota0, ctl.ctl_ptr, ctl.ctl_j, ctl_active,
              approval, ahead, review_n0, review_frac, st.item_form, st.link_d, st.link_i,
-             out_filed, out_approved, out_pipeline, out_expected, n)
+             out_filed, out_approved, out_pipeline, out_expected, keep, n)
     for o in range(M):  # what each origin is asked to make ready
         for i in range(I):
             own = st.own_share[o, i]
@@ -1028,7 +1036,7 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
         st.cls_first, st.frac_grid_step, st.frac_left, st.cdf, st.bucket_lo, st.bucket_hi,
         out_del, out_cons, v1, v2, v3, n)  # 6
     shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, out_phys_el,
-              out_red_el, out_phys_sec, out_red_sec, out_need_sec, v1, v2, n)
+              out_red_el, out_phys_sec, out_red_sec, out_need_sec, v1, v2, keep, n)
     prices(st, S, B, plan, lr, ratio, sub, want_item, inflow, out_prod, out_imp, out_exp,
            out_expected, out_pipeline, out_unsold, held_b, target, phi, v1, v2, n)  # 7, 8
 
@@ -1048,8 +1056,10 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp,
     (`balance.balance_tile`: its own stocks bal_S, bal_C, bal_B take the month's flows,
     bal_worst [tile] gets the largest gap), and unless `totals` has no tiles the per-path
     totals (`totals.totals_tile`; secondary [tile, M, E, lane] and new_supply [paths, E],
-    paths first, are the month's recycled and new oxide). Without `keep_outputs` the outputs have a
-    tile per thread, scratch that each tile's month overwrites (nothing else reads them).
+    paths first, are the month's recycled and new oxide). Without `keep_outputs` the outputs
+    have a tile per thread, scratch that each tile's month overwrites (nothing else reads
+    them), and those that neither the balance nor the totals read (licences filed and
+    approved, shortfall by item) are not written.
     Last, outside_ratio_out [paths, E] gets the outside zone's price ratio at the month's
     end (`outside_ratio_tile`), which the responses after the month read."""
     W = S.shape[-1]
@@ -1061,11 +1071,11 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp,
         step_tile(st, ctl, n, S[b], C[b], B[b], plan[b], lr[b], ratio[b], sub[b],
                    swarf_last[b], short_imp[b], queue[b], conc_in[b], cap[b], dem_factor[b],
                    inflow[b], ctl_active[b], approval[b], ahead[b], review_n0[b], review_frac[b],
-                   slot, out_prod[o], out_imp[o], out_exp[o], out_drawn[o], out_del[o],
-                   out_cons[o], out_need[o], out_want[o], out_price[o], out_conc_used[o],
-                   out_filed[o], out_approved[o], out_short_item[o], out_phys_el[o],
-                   out_red_el[o], out_phys_sec[o], out_red_sec[o], out_need_sec[o],
-                   out_unsold[o])
+                   slot, keep_outputs, out_prod[o], out_imp[o], out_exp[o], out_drawn[o],
+                   out_del[o], out_cons[o], out_need[o], out_want[o], out_price[o],
+                   out_conc_used[o], out_filed[o], out_approved[o], out_short_item[o],
+                   out_phys_el[o], out_red_el[o], out_phys_sec[o], out_red_sec[o],
+                   out_need_sec[o], out_unsold[o])
         if check:
             bal_worst[b] = balance_tile(
                 n, bal_S[b], bal_C[b], bal_B[b], out_prod[o], inflow[b], out_imp[o],
