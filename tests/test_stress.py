@@ -168,6 +168,44 @@ class _MonthCounter:
         pass
 
 
+class _ReadsEveryMonth:
+    """A thread_safe observer that reads a month's outputs in every block."""
+
+    thread_safe = True
+
+    def start_block(self, engine, paths):
+        pass
+
+    def on_month(self, view):
+        assert view.production_t.shape[0] == len(view.paths)
+
+    def end_block(self, engine, paths):
+        pass
+
+
+def test_blocks_without_banded_paths_keep_no_outputs_and_change_nothing(network, monkeypatch):
+    """The monthly bands read a month's outputs only in blocks with banded paths: the other
+    blocks leave them in the kernel's scratch, and the result is the one where every block
+    keeps them."""
+    from oreflow.simulate import run as run_module
+    from oreflow.simulate.engine import Engine
+    from oreflow.simulate.observers import PathBands
+
+    bands = PathBands("x", 3, (1,), None, keep=64)
+    assert Engine.keeps_outputs([bands], False, np.arange(0, 64))
+    assert not Engine.keeps_outputs([bands], False, np.arange(64, 128))
+    assert Engine.keeps_outputs([bands], True, np.arange(64, 128))  # stockpile releases
+    assert Engine.keeps_outputs([bands, _ReadsEveryMonth()], False, np.arange(64, 128))
+    monkeypatch.setattr(run_module, "BAND_PATHS", 40)
+    few = run_stress("licensing-2025-04", paths=200, seed=5, months=18, network=network,
+                     chunk=64)
+    every = run_stress("licensing-2025-04", paths=200, seed=5, months=18, network=network,
+                       chunk=64, observers=[_ReadsEveryMonth()])
+    assert "price_usd_per_kg" in few
+    for v in every.data_vars:
+        np.testing.assert_array_equal(few[v].values, every[v].values, err_msg=v)
+
+
 @pytest.mark.skipif(__import__("numba").get_num_threads() < 2, reason="needs two threads")
 def test_blocks_side_by_side_give_the_results_of_blocks_in_turn(network):
     """With two threads and thread_safe observers, blocks run side by side with the serial

@@ -33,6 +33,7 @@ from oreflow.simulate.observers import (
     Observer,
     PathSummary,
     all_thread_safe,
+    reads_outputs,
 )
 from oreflow.simulate.recycling import RecyclingBase, recycling_base
 from oreflow.simulate.shocks import SampledShocks, month_inputs, sample_shocks
@@ -195,13 +196,14 @@ class Engine:
                              self.beh.leakage)
 
     @staticmethod
-    def keeps_outputs(observers: Sequence[Observer], holdings: bool) -> bool:
-        """Whether a block keeps every path's month outputs: for observers other than the
-        balance check and the per-path totals (which read them inside the kernel) and for
-        stockpile releases (which follow last month's shortfalls); otherwise they stay in a
-        tile of scratch per thread."""
-        return holdings or any(not isinstance(o, (BalanceCheck, PathSummary))
-                               for o in observers)
+    def keeps_outputs(observers: Sequence[Observer], holdings: bool,
+                      paths: np.ndarray | None = None) -> bool:
+        """Whether the block of paths `paths` (None: some block) keeps every path's month
+        outputs: for observers that read them (`observers.reads_outputs`: not the balance
+        check and the per-path totals, which read them inside the kernel; the monthly bands
+        only in blocks with banded paths) and for stockpile releases (which follow last
+        month's shortfalls); otherwise they stay in a tile of scratch per thread."""
+        return holdings or any(reads_outputs(o, paths) for o in observers)
 
     def run_block(self, paths: np.ndarray, observers: Sequence[Observer],
                   progress=None, serial: bool = False) -> None:
@@ -249,7 +251,7 @@ class Engine:
         # the month's outputs, kept for observers that read them and for stockpile releases
         # (they follow last month's shortfalls); the balance check and the per-path totals
         # read them inside the kernel, which otherwise needs only a tile per thread
-        keep = self.keeps_outputs(observers, bool(sh.holdings))
+        keep = self.keeps_outputs(observers, bool(sh.holdings), paths)
         n_out = n if keep else kernel.LANES * (1 if kern.serial else numba.config.NUMBA_NUM_THREADS)
         out = {k: kernel.tiles(n_out, M, shape) for k, shape in (
             ("prod", I), ("imp", I), ("exp", I), ("drawn", I), ("del", L), ("cons", L),

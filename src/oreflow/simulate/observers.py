@@ -22,8 +22,8 @@ from oreflow.simulate.totals import Totals
 WEEKS_PER_MONTH = 52.0 / 12.0
 
 
-NOT_KEPT = ("the engine keeps a month's outputs only when an observer other than "
-            "BalanceCheck and PathSummary (which run inside the kernel) is given")
+NOT_KEPT = ("the engine keeps a block's month outputs only when some observer reads them in "
+            "that block (`reads_outputs`; BalanceCheck and PathSummary run inside the kernel)")
 
 
 class MonthView:
@@ -32,8 +32,7 @@ class MonthView:
     end-of-month. Every array below has a leading paths axis [P, ...] (a copy made when first
     read); `tiled(name)` gives the engine's own array in the kernel's layout ([tile, ...,
     lane], `kernel.tiles`) without a copy. The month's outputs (prices, flows, shortfalls)
-    are there only when some observer besides BalanceCheck and PathSummary, which run
-    inside the kernel, is given (`NOT_KEPT`).
+    are there only when some observer reads them in this block (`NOT_KEPT`).
     """
 
     t: int
@@ -112,7 +111,9 @@ class MonthView:
 class Observer(Protocol):
     """Sees every month of every block of paths. One that sets `thread_safe = True` may see
     blocks run side by side on threads (`run.run_blocks`): it keeps a block's state per
-    thread and writes only its paths' rows."""
+    thread and writes only its paths' rows. One that reads a month's outputs only for some
+    paths says which blocks it reads with `reads_outputs(paths) -> bool` (`reads_outputs`);
+    without it, the engine keeps the outputs of every block for it."""
 
     def start_block(self, engine, paths: np.ndarray) -> None: ...
 
@@ -124,6 +125,15 @@ class Observer(Protocol):
 def all_thread_safe(observers) -> bool:
     """Whether every observer may see blocks run side by side (`Observer`)."""
     return all(getattr(o, "thread_safe", False) for o in observers)
+
+
+def reads_outputs(observer, paths: np.ndarray | None = None) -> bool:
+    """Whether `observer` reads the month's outputs of the block of paths `paths` (None: of
+    some block). BalanceCheck and PathSummary run inside the kernel and read none."""
+    if isinstance(observer, (BalanceCheck, PathSummary)):
+        return False
+    says = getattr(observer, "reads_outputs", None)
+    return True if says is None or paths is None else bool(says(paths))
 
 
 class _Base:
@@ -223,6 +233,10 @@ class PathBands(_Base):
         self.values = np.full((keep, months, *shape), np.nan, np.float32)
 
     thread_safe = True  # writes only the rows of its block's paths
+
+    def reads_outputs(self, paths: np.ndarray) -> bool:
+        """Only a block with banded paths: the others' months go unread."""
+        return bool((paths < self.keep).any())
 
     def on_month(self, v: MonthView) -> None:
         sel = v.paths < self.keep
