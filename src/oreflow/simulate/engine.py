@@ -266,7 +266,6 @@ class Engine:
         signal_hist = np.ones((lead + 1, n, len(ns.ore_volume)))
         rec = _RecyclingState(self.recycling, sh, n, b, beh) if self.recycling is not None \
             else None
-        rec_none = (np.zeros(M + 1, np.int64), np.zeros(0, np.int64), np.zeros((0, E)))
         for obs in observers:
             obs.start_block(self, paths)
         # observers of every path every month run inside the kernel's loop over tiles
@@ -291,7 +290,9 @@ class Engine:
         # month buffers, reused (observers read a month's arrays during on_month only)
         inflow = np.zeros((n, M, I)) if sh.holdings else None
         secondary = kernel.tiles(n, M, E)  # recycled oxide above the base year (0: none)
-        no_extra = np.zeros((n, 0))
+        # (recycled, extra, each market's recycling regions, eol) for `kernel.oxide_inflow`
+        no_recycling = (False, np.zeros((n, 0)), np.zeros(M + 1, np.int64),
+                        np.zeros(0, np.int64), np.zeros((0, E)))
         released = np.zeros((n, M, I))
         kin = {k: kernel.tiles(n, *shape) for k, shape in (
             ("conc_in", (M, E)), ("cap", (M, I)), ("dem_factor", (M, L)), ("inflow", (M, I)))}
@@ -315,12 +316,9 @@ class Engine:
                 kern.to_tiles(ahead[w], k_ahead)
             # inflow: new supply, recycling, stockpile releases (only the oxide columns and
             # the released cells are ever non-zero; adding zeros is skipped, exactly)
-            if rec is not None:
-                kern.oxide_inflow(n, resp, ns.land, True, rec.extra(mid), rec.market_ptr,
-                                  rec.market_r, rec.eol, kin["inflow"], secondary)
-            else:
-                kern.oxide_inflow(n, resp, ns.land, False, no_extra, *rec_none, kin["inflow"],
-                                  secondary)
+            recycled = no_recycling if rec is None else (
+                True, rec.extra(mid), rec.market_ptr, rec.market_r, rec.eol)
+            kern.oxide_inflow(n, resp, ns.land, *recycled, kin["inflow"], secondary)
             first = {}
             if sh.holdings:  # paths first: releases follow last month's shortfalls
                 inflow[:] = 0.0
@@ -527,7 +525,7 @@ class _RecyclingState:
         # each market's recycling regions, in region order (`kernel.oxide_inflow`)
         self.market_ptr, self.market_r = kernel.csr(
             np.arange(len(b.regions))[:, None] == market[None, :])
-        self.eol = np.array(rb.eol_t)  # writable: one compiled signature with rec_none
+        self.eol = np.array(rb.eol_t)  # writable, as no_recycling's: one compiled signature
         self.share0 = rb.recovered_share(rb.collection_rate, rb.preprocessing_yield,
                                          rb.capacity_t_magnet)
         value = self.eol.sum(0) * b.price0[-1]
