@@ -58,7 +58,9 @@ def kernel_bytes(scenario: str, paths: int = 64) -> dict:
     [tile, ..., lane]), by role in its signature: state (read and written every month),
     month inputs (read), outputs (written; observers read them once more), and the shared
     base year. Counted in a run that keeps the outputs (monthly bands read them), per lane of
-    a tile (a block's last tile may be part padding: its lanes are counted, not its paths)."""
+    a tile (a block's last tile may be part padding: its lanes are counted, not its paths);
+    the demand factors only if the scenario shifts demand (else the kernel does not read
+    them)."""
     from oreflow.simulate import kernel, run_stress
 
     names = list(inspect.signature(kernel.step.py_func).parameters)
@@ -67,10 +69,14 @@ def kernel_bytes(scenario: str, paths: int = 64) -> dict:
     outputs = [n for n in names if n.startswith("out_")]
     seen: dict[str, int] = {}
 
+    only_if = {"dem_factor": "shifted"}  # inputs the kernel reads only when a flag is set
+
     def counting(step):
         def count(*args):
             nb = args[names.index("S")].shape[0]
             for n, a in zip(names, args, strict=True):
+                if n in only_if and not args[names.index(only_if[n])]:
+                    continue
                 if isinstance(a, np.ndarray) and a.ndim > 1 and a.shape[0] == nb:
                     seen[n] = max(seen.get(n, 0), a.nbytes // (nb * a.shape[-1]))
                 elif n == "st":

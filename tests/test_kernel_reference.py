@@ -206,8 +206,8 @@ def test_demand_thrifts_a_grade_by_its_elements_or_itself(engine):
     sub[:, E:] = np.where(np.arange(P) % 2 == 0, 0.6, 0.0)  # grades: even paths only
     factor = rng.uniform(0.8, 1.2, (M, L, P))
     need, want = np.zeros((M, L, P)), np.zeros((M, L, P))
-    kernel.demand(st, np.zeros((M, I, P)), sub, factor, need, want, np.empty((M, I, P)),
-                  np.empty((M, E + G, P)), np.empty(P), np.empty(P), P)
+    kernel.demand(st, np.zeros((M, I, P)), sub, factor, True, need, want,
+                  np.empty((M, I, P)), np.empty((M, E + G, P)), np.empty(P), np.empty(P), P)
     weights = np.zeros((G, E))  # grade -> value weight of each element
     for g in range(G):
         for k in range(st.gw_ptr[g], st.gw_ptr[g + 1]):
@@ -219,5 +219,13 @@ def test_demand_thrifts_a_grade_by_its_elements_or_itself(engine):
     np.testing.assert_allclose(need, np.where(st.demand0[:, :, None] > 0, expected, 0.0),
                                rtol=1e-12)
     np.testing.assert_array_equal(want, need)
+    # without demand shifts the kernel does not read the factors (all 1): the same need
+    need1, need_ = np.zeros((M, L, P)), np.zeros((M, L, P))
+    for shifted, out, f in ((True, need1, np.ones((M, L, P))),
+                            (False, need_, np.full((M, L, P), np.nan))):
+        kernel.demand(st, np.zeros((M, I, P)), sub, f, shifted, out, np.zeros((M, L, P)),
+                      np.empty((M, I, P)), np.empty((M, E + G, P)), np.empty(P),
+                      np.empty(P), P)
+    np.testing.assert_array_equal(need_, need1)
     magnet = st.line_sub >= E
     assert magnet.any() and (thrift[:, E:, 0] > thrift[:, E:, 1]).all()  # the grade's own

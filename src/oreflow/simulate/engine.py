@@ -341,7 +341,7 @@ class Engine:
             kern.step(self.static, ctl, n, st["S"], st["C"], st["B"], st["plan"], st["lr"],
                       st["ratio"], st["sub"], st["swarf_last"], st["short_imp"], queue,
                       kin["conc_in"], kin["cap"], kin["dem_factor"], kin["inflow"],
-                      k_active, k_approval, k_ahead, n0, frac, t,
+                      k_active, k_approval, k_ahead, n0, frac, t, bool(sh.shifts),
                       out["prod"], out["imp"], out["exp"], out["drawn"], out["del"],
                       out["cons"], out["need"], out["want"], out["price"], out["conc_used"],
                       out["filed"], out["approved"], out["short_item"], out["phys_el"],

@@ -317,7 +317,8 @@ def month_prices(st, ratio, out_price, n):
 
 
 @njit(**JIT)
-def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff, x, y, n):
+def demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_eff, x, y,
+           n):
     """Need (base x shifts x (1 - substitution)) and want (need x price^elasticity) of every
     line, and the wants summed by item. A magnet grade is thrifted as much as the elements
     in it are (value-weighted), or as the grade itself is when magnets are scarcer:
@@ -352,8 +353,12 @@ def demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff, x, y
             i = st.line_item[l]  # the line's own item (oxide, metal or magnet grade)
             si = st.line_sub[l]
             eps = st.elasticity[l]
-            for q in range(n):
-                out_need[m, l, q] = d0 * dem_factor[m, l, q] * (1.0 - sub_eff[m, si, q])
+            if shifted:
+                for q in range(n):
+                    out_need[m, l, q] = d0 * dem_factor[m, l, q] * (1.0 - sub_eff[m, si, q])
+            else:  # every factor is 1: d0 x 1 is d0, exactly
+                for q in range(n):
+                    out_need[m, l, q] = d0 * (1.0 - sub_eff[m, si, q])
             if eps != 0.0:
                 for q in range(n):
                     x[q] = eps * lr[m, i, q]
@@ -973,7 +978,7 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
         S, C, B, plan, lr, ratio, sub, swarf_last, short_imp, queue,
         # month inputs
         conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0,
-        review_frac, slot,
+        review_frac, slot, shifted,
         # outputs (overwritten; out_filed, out_approved and out_short_item only if `keep`)
         keep,
         out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
@@ -1000,7 +1005,8 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
     v1, v2, v3 = np.empty(W), np.empty(W), np.empty(W)
     out_pipeline, out_expected = np.empty((M, I, W)), np.empty((M, I, W))  # licences'
     month_prices(st, ratio, out_price, n)
-    demand(st, lr, sub, dem_factor, out_need, out_want, want_item, sub_eff, v1, v2, n)  # 1
+    demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_eff, v1, v2,
+           n)  # 1
     orders(st, S, B, plan, out_want, purch, req, ask, n)  # 2
     for j in range(NL):  # 3. licences
         for q in range(n):
@@ -1044,7 +1050,7 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
 @njit(parallel=True, **JIT)
 def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp, queue,
          conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0, review_frac,
-         slot,
+         slot, shifted,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
          out_price, out_conc_used, out_filed, out_approved, out_short_item, out_phys_el,
          out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold,
@@ -1071,7 +1077,7 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp,
         step_tile(st, ctl, n, S[b], C[b], B[b], plan[b], lr[b], ratio[b], sub[b],
                    swarf_last[b], short_imp[b], queue[b], conc_in[b], cap[b], dem_factor[b],
                    inflow[b], ctl_active[b], approval[b], ahead[b], review_n0[b], review_frac[b],
-                   slot, keep_outputs, out_prod[o], out_imp[o], out_exp[o], out_drawn[o],
+                   slot, shifted, keep_outputs, out_prod[o], out_imp[o], out_exp[o], out_drawn[o],
                    out_del[o], out_cons[o], out_need[o], out_want[o], out_price[o],
                    out_conc_used[o], out_filed[o], out_approved[o], out_short_item[o],
                    out_phys_el[o], out_red_el[o], out_phys_sec[o], out_red_sec[o],
