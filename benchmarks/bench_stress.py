@@ -59,8 +59,8 @@ def kernel_bytes(scenario: str, paths: int = 64) -> dict:
     month inputs (read), outputs (written; observers read them once more), and the shared
     base year. Counted in a run that keeps the outputs (monthly bands read them), per lane of
     a tile (a block's last tile may be part padding: its lanes are counted, not its paths);
-    the demand factors only if the scenario shifts demand (else the kernel does not read
-    them)."""
+    the demand factors and capacities only if a shock changes them (else the kernel does not
+    read them)."""
     from oreflow.simulate import kernel, run_stress
 
     names = list(inspect.signature(kernel.step.py_func).parameters)
@@ -69,7 +69,7 @@ def kernel_bytes(scenario: str, paths: int = 64) -> dict:
     outputs = [n for n in names if n.startswith("out_")]
     seen: dict[str, int] = {}
 
-    only_if = {"dem_factor": "shifted"}  # inputs the kernel reads only when a flag is set
+    only_if = {"dem_factor": "shifted", "cap": "capped"}  # read only when the flag is set
 
     def counting(step):
         def count(*args):

@@ -229,3 +229,32 @@ def test_demand_thrifts_a_grade_by_its_elements_or_itself(engine):
     np.testing.assert_array_equal(need_, need1)
     magnet = st.line_sub >= E
     assert magnet.any() and (thrift[:, E:, 0] > thrift[:, E:, 1]).all()  # the grade's own
+
+
+def test_production_without_capacity_shocks_reads_the_base_capacity(engine):
+    """When no shock changes capacity the kernel takes the base year's (`Static.cap0`)
+    instead of reading each path's: the same output, stocks and plans to the last bit."""
+    st = engine.static
+    M, I = engine.M, engine.I
+    E, G = st.price0.shape[1], len(st.gw_ptr) - 1
+    rng = np.random.default_rng(8)
+    start = {"S": st.S0[:, :, None] * rng.uniform(0, 2, (M, I, P)),
+             "C": rng.uniform(0, 50, (M, E, P)),
+             "plan": st.S0[:, :, None] * rng.uniform(0, 0.5, (M, I, P)),
+             "swarf": rng.uniform(0, 1, (M, E, P))}
+    orders = st.S0[:, :, None] * rng.uniform(0, 0.5, (M, I, P))
+    conc_in, inflow = rng.uniform(0, 5, (M, E, P)), rng.uniform(0, 1, (M, I, P))
+    got = []
+    for capped, cap in ((True, np.repeat(st.cap0[:, :, None], P, 2)),
+                        (False, np.full((M, I, P), np.nan))):
+        s = {k: v.copy() for k, v in start.items()}
+        out = {k: np.zeros(shape) for k, shape in (("prod", (M, I, P)), ("drawn", (M, I, P)),
+                                                    ("conc_used", (M, E, P)))}
+        kernel.produce(st, s["S"], s["C"], s["plan"], s["swarf"], orders, conc_in, cap, capped,
+                       inflow, out["prod"], out["drawn"], out["conc_used"], np.empty((G, P)),
+                       np.empty((E, P)), np.empty((E, P)), np.empty((M, E, P)), np.empty(P),
+                       np.empty(P), P)
+        got.append({**s, **out})
+    assert (got[0]["prod"] > 0).any()
+    for k in got[0]:
+        np.testing.assert_array_equal(got[1][k], got[0][k], err_msg=k)

@@ -88,6 +88,7 @@ class Static(NamedTuple):
     org_ptr: np.ndarray  # [M + 1] an origin's links: org_j[org_ptr[o]:org_ptr[o + 1]]
     org_j: np.ndarray
     S0: np.ndarray  # [M, I] merchant stock targets
+    cap0: np.ndarray  # [M, I] base-year capacity (every path's unless a shock changes it)
     B0: np.ndarray  # [M, L] buyers' stock targets
     demand0: np.ndarray  # [M, L]
     line_item: np.ndarray  # [L]
@@ -716,10 +717,11 @@ def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
 
 
 @njit(**JIT)
-def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, inflow, out_prod, out_drawn,
-            out_conc_used, want_g, need_e, phi, swarf_made, f_g, q_g, n):
+def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, capped, inflow, out_prod,
+            out_drawn, out_conc_used, want_g, need_e, phi, swarf_made, f_g, q_g, n):
     """Separation (from concentrate on hand), metal (from oxide) and magnets (from metal,
-    each grade limited by its scarcest element) move towards their orders within capacity;
+    each grade limited by its scarcest element) move towards their orders within capacity
+    (`cap`, or the base year's `st.cap0` when no shock changes capacity: `capped` false);
     swarf goes back to separation where it is recycled (kept unprocessed elsewhere: lost)."""
     M, I = st.S0.shape
     E = st.price0.shape[1]
@@ -734,11 +736,13 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, inflow, out_prod,
             for q in range(n):
                 swarf_made[m, e, q] = 0.0
         for e in range(E):  # separation (primary), from concentrate on hand
+            c0 = st.cap0[m, e]
             for q in range(n):
                 C[m, e, q] += conc_in[m, e, q]
                 target = orders_[m, e, q] - swarf_last[m, e, q]
                 plan[m, e, q] += kappa * (target - plan[m, e, q])
-                x = min(plan[m, e, q], cap[m, e, q], C[m, e, q] * ys)
+                c = cap[m, e, q] if capped else c0
+                x = min(plan[m, e, q], c, C[m, e, q] * ys)
                 x = max(x, 0.0)
                 used = x / ys
                 C[m, e, q] -= used
@@ -747,9 +751,11 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, inflow, out_prod,
                 S[m, e, q] += x + inflow[m, e, q]
         for e in range(E):  # metal, from oxide on hand
             i = E + e
+            c0 = st.cap0[m, i]
             for q in range(n):
                 plan[m, i, q] += kappa * (orders_[m, i, q] - plan[m, i, q])
-                x = max(min(plan[m, i, q], cap[m, i, q], S[m, e, q] * ym), 0.0)
+                c = cap[m, i, q] if capped else c0
+                x = max(min(plan[m, i, q], c, S[m, e, q] * ym), 0.0)
                 drawn = x / ym
                 S[m, e, q] -= drawn
                 out_drawn[m, e, q] += drawn
@@ -758,9 +764,11 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, inflow, out_prod,
         # magnets, from metal on hand: each grade is limited by its scarcest element
         for g in range(G):
             i = 2 * E + g
+            c0 = st.cap0[m, i]
             for q in range(n):
                 plan[m, i, q] += kappa * (orders_[m, i, q] - plan[m, i, q])
-                want_g[g, q] = max(min(plan[m, i, q], cap[m, i, q]), 0.0)
+                c = cap[m, i, q] if capped else c0
+                want_g[g, q] = max(min(plan[m, i, q], c), 0.0)
         for e in range(E):
             for q in range(n):
                 phi[e, q] = 1.0
@@ -978,7 +986,7 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
         S, C, B, plan, lr, ratio, sub, swarf_last, short_imp, queue,
         # month inputs
         conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0,
-        review_frac, slot, shifted,
+        review_frac, slot, shifted, capped,
         # outputs (overwritten; out_filed, out_approved and out_short_item only if `keep`)
         keep,
         out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
@@ -1023,7 +1031,8 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
         o, i = st.link_o[j], st.link_i[j]
         for q in range(n):
             orders_[o, i, q] += eff[j, q]
-    produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, inflow, out_prod, out_drawn,
+    produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, capped, inflow, out_prod,
+            out_drawn,
             out_conc_used, want_g, need_e, phi, swarf_made, v1, v2, n)  # 4
     ship(S, st.S0, eff, req, want_item, st.link_o, st.link_d, st.link_i, st.org_ptr,
          st.org_j, ctl_active, ctl.ctl_origin, ctl.leakage, short_imp, out_imp, out_exp,
@@ -1050,7 +1059,7 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
 @njit(parallel=True, **JIT)
 def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp, queue,
          conc_in, cap, dem_factor, inflow, ctl_active, approval, ahead, review_n0, review_frac,
-         slot, shifted,
+         slot, shifted, capped,
          out_prod, out_imp, out_exp, out_drawn, out_del, out_cons, out_need, out_want,
          out_price, out_conc_used, out_filed, out_approved, out_short_item, out_phys_el,
          out_red_el, out_phys_sec, out_red_sec, out_need_sec, out_unsold,
@@ -1077,11 +1086,11 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp,
         step_tile(st, ctl, n, S[b], C[b], B[b], plan[b], lr[b], ratio[b], sub[b],
                    swarf_last[b], short_imp[b], queue[b], conc_in[b], cap[b], dem_factor[b],
                    inflow[b], ctl_active[b], approval[b], ahead[b], review_n0[b], review_frac[b],
-                   slot, shifted, keep_outputs, out_prod[o], out_imp[o], out_exp[o], out_drawn[o],
-                   out_del[o], out_cons[o], out_need[o], out_want[o], out_price[o],
-                   out_conc_used[o], out_filed[o], out_approved[o], out_short_item[o],
-                   out_phys_el[o], out_red_el[o], out_phys_sec[o], out_red_sec[o],
-                   out_need_sec[o], out_unsold[o])
+                   slot, shifted, capped, keep_outputs, out_prod[o], out_imp[o], out_exp[o],
+                   out_drawn[o], out_del[o], out_cons[o], out_need[o], out_want[o],
+                   out_price[o], out_conc_used[o], out_filed[o], out_approved[o],
+                   out_short_item[o], out_phys_el[o], out_red_el[o], out_phys_sec[o],
+                   out_red_sec[o], out_need_sec[o], out_unsold[o])
         if check:
             bal_worst[b] = balance_tile(
                 n, bal_S[b], bal_C[b], bal_B[b], out_prod[o], inflow[b], out_imp[o],
