@@ -324,7 +324,8 @@ def demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_
     line, and the wants summed by item. A magnet grade is thrifted as much as the elements
     in it are (value-weighted), or as the grade itself is when magnets are scarcer:
     `sub_eff` [M, E + G, lanes] is the substitution each line reads (elements, then
-    grades). Scratch: x, y [lanes]."""
+    grades). The shifts `dem_factor` are read only if `shifted` (otherwise every factor is
+    1). Scratch: x, y [lanes]."""
     M, L = st.demand0.shape
     E = st.price0.shape[1]
     G = st.gw_ptr.shape[0] - 1
@@ -1076,7 +1077,9 @@ def step(st, ctl, n_paths, S, C, B, plan, lr, ratio, sub, swarf_last, short_imp,
     them), and those that neither the balance nor the totals read (licences filed and
     approved, shortfall by item) are not written.
     Last, outside_ratio_out [paths, E] gets the outside zone's price ratio at the month's
-    end (`outside_ratio_tile`), which the responses after the month read."""
+    end (`outside_ratio_tile`), which the responses after the month read. `shifted` and
+    `capped`: whether a shock changes the demand factors or the capacities (otherwise the
+    kernel reads neither: the factors are 1 and the capacities the base year's)."""
     W = S.shape[-1]
     check = bal_worst.shape[0] > 0
     total = totals.month.shape[0] > 0
