@@ -321,10 +321,8 @@ class Engine:
             kern.oxide_inflow(n, resp, ns.land, *recycled, kin["inflow"], secondary)
             first = {}
             if sh.holdings:  # paths first: releases follow last month's shortfalls
-                inflow[:] = 0.0
-                inflow[:, :, :E] += resp[:, None, :] * ns.land[None]
-                if rec is not None:
-                    inflow[:, :, :E] += kernel.paths_first(secondary, n)
+                inflow[:] = 0.0  # new and recycled oxide as the kernel just landed them
+                inflow[:, :, :E] = kernel.paths_first(kin["inflow"], n)[:, :, :E]
                 released = np.zeros((n, M, I))
                 for h, hold in zip(sh.holdings, holdings, strict=True):
                     ratio = np.exp(st["lr"][:, h.market, h.item].reshape(-1)[:n])
