@@ -25,8 +25,9 @@ runs them for every tile of a chunk in parallel (`prange`). The phases, in order
 Equations and parameters: docs/model.md, section 3. Units: t REO-eq a month (magnets: t of
 finished magnet).
 
-Layout and speed (issue 12, part 11). A path-month is ~10,000 small operations, so the step
-is bound by arithmetic. Every per-path array is stored in tiles of LANES paths with the
+Layout and speed (issue 12, part 11). A tile-month is ~20,800 loops over the tile's lanes
+(counted), most of them a few operations each, and their first reads of a tile's state each
+month wait on main memory (README, Speed). Every per-path array is stored in tiles of LANES paths with the
 paths innermost, [tile, ..., lane] (`tiles`; `paths_first` gives [paths, ...] back): a
 phase loops over the base year's entries once and, inside, over the lanes, which LLVM turns
 into vector instructions (a tile's data is contiguous, so the loops' trip count and strides
