@@ -27,11 +27,11 @@ finished magnet).
 
 Layout and speed (issue 12, part 11). A tile-month is ~20,800 loops over the tile's lanes
 (counted), most of them a few operations each, and their first reads of a tile's state each
-month wait on main memory (README, Speed). Every per-path array is stored in tiles of LANES paths with the
-paths innermost, [tile, ..., lane] (`tiles`; `paths_first` gives [paths, ...] back): a
-phase loops over the base year's entries once and, inside, over the lanes, which LLVM turns
-into vector instructions (a tile's data is contiguous, so the loops' trip count and strides
-are plain). The phases take one tile's arrays [..., lane] and the number n of lanes to
+month wait on main memory (README, Speed). Every per-path array is stored in tiles of
+LANES paths with the paths innermost, [tile, ..., lane] (`tiles`; `paths_first` gives
+[paths, ...] back): a phase loops over the base year's entries once and, inside, over the
+lanes, which LLVM turns into vector instructions (a tile's data is contiguous, so the loops'
+strides are plain). The phases take one tile's arrays [..., lane] and the number n of lanes to
 compute, which each phase asks numba to take as a constant (`literally`: it compiles a phase
 for each n it is given): the kernel gives LANES, every lane of a tile, padding included, so
 that every lane loop's trip count is known when compiled. With every array argument declared
