@@ -26,8 +26,8 @@ Equations and parameters: docs/model.md, section 3. Units: t REO-eq a month (mag
 finished magnet).
 
 Layout and speed (issue 12, part 11). A tile-month is ~20,800 loops over the tile's lanes
-(counted), most of them a few operations each, and their first reads of a tile's state each
-month wait on main memory (README, Speed). Every per-path array is stored in tiles of
+(counted), most of them a few operations each, which take several times what their
+arithmetic needs, waiting on loads (README, Speed). Every per-path array is stored in tiles of
 LANES paths with the paths innermost, [tile, ..., lane] (`tiles`; `paths_first` gives
 [paths, ...] back): a phase loops over the base year's entries once and, inside, over the
 lanes, which LLVM turns into vector instructions (a tile's data is contiguous, so the loops'
