@@ -795,3 +795,25 @@ def test_summary_reductions_skip_nan_exactly_where_there_is_one():
     np.testing.assert_array_equal(_reduce(a, "max", "path").values, [3.0, 4.0, 5.0])
     b = a.fillna(0.25)
     np.testing.assert_array_equal(_reduce(b, "sum", "region").values, b.values.sum(1))
+
+
+def test_the_kernel_refuses_tiles_of_another_lane_count(network, monkeypatch):
+    """The phases loop over kernel.LANES lanes without bounds checks, so `step` refuses
+    arrays in tiles of any other width instead of reading past them."""
+    from oreflow.simulate import kernel
+
+    calls = []
+
+    def capture(*args):
+        calls.append(args)
+        return real(*args)
+
+    real = kernel.SERIAL.step
+    monkeypatch.setattr(kernel, "SERIAL", kernel.SERIAL._replace(step=capture))
+    monkeypatch.setattr(kernel, "PARALLEL", kernel.PARALLEL._replace(step=capture))
+    run_stress("licensing-2025-04", paths=64, months=1, network=network, bands=False)
+    args = list(calls[0])
+    state = args[3]  # S [tile, M, I, lane]
+    args[3] = np.zeros((*state.shape[:-1], kernel.LANES // 2))
+    with pytest.raises(ValueError, match="tiles of LANES lanes"):
+        real(*args)

@@ -1051,8 +1051,7 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
         for q in range(LANES):
             orders_[o, i, q] += eff[j, q]
     produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, capped, inflow, out_prod,
-            out_drawn,
-            out_conc_used, want_g, need_e, phi, swarf_made, v1, v2, LANES)  # 4
+            out_drawn, out_conc_used, want_g, need_e, phi, swarf_made, v1, v2, LANES)  # 4
     ship(S, st.S0, eff, req, want_item, st.link_o, st.link_d, st.link_i, st.org_ptr,
          st.org_j, ctl_active, ctl.ctl_origin, ctl.leakage, short_imp, out_imp, out_exp,
          asked_out, fill_out, sent_by, sent_i, asked_i, spare, controlling, v1, LANES)  # 5
