@@ -207,7 +207,7 @@ def test_demand_thrifts_a_grade_by_its_elements_or_itself(engine):
     factor = rng.uniform(0.8, 1.2, (M, L, P))
     need, want = np.zeros((M, L, P)), np.zeros((M, L, P))
     kernel.demand(st, np.zeros((M, I, P)), sub, factor, True, need, want,
-                  np.empty((M, I, P)), np.empty((M, E + G, P)), np.empty(P), np.empty(P), P)
+                  np.empty((M, I, P)), np.empty((M, E + G, P)), P)
     weights = np.zeros((G, E))  # grade -> value weight of each element
     for g in range(G):
         for k in range(st.gw_ptr[g], st.gw_ptr[g + 1]):
@@ -224,8 +224,7 @@ def test_demand_thrifts_a_grade_by_its_elements_or_itself(engine):
     for shifted, out, f in ((True, need1, np.ones((M, L, P))),
                             (False, need_, np.full((M, L, P), np.nan))):
         kernel.demand(st, np.zeros((M, I, P)), sub, f, shifted, out, np.zeros((M, L, P)),
-                      np.empty((M, I, P)), np.empty((M, E + G, P)), np.empty(P),
-                      np.empty(P), P)
+                      np.empty((M, I, P)), np.empty((M, E + G, P)), P)
     np.testing.assert_array_equal(need_, need1)
     magnet = st.line_sub >= E
     assert magnet.any() and (thrift[:, E:, 0] > thrift[:, E:, 1]).all()  # the grade's own

@@ -11,13 +11,20 @@ import numpy as np
 import pytest
 from numba import njit
 
-from oreflow.simulate.vecmath import INV_LN2_N, exp_lanes, log_lanes
+from oreflow.simulate.vecmath import INV_LN2_N, exp_lanes, log_lanes, times_exp_lanes
 
 
 @njit
 def _exp_all(x):
     out = np.empty_like(x)
     exp_lanes(x, out, x.shape[0])
+    return out
+
+
+@njit
+def _times_exp_all(b, a, x):
+    out = np.empty_like(x)
+    times_exp_lanes(b, a, x, out, x.shape[0])
     return out
 
 
@@ -62,6 +69,17 @@ def test_exp_gives_libms_bits():
     want = np.array([math.exp(v) if not v >= 709.8 else math.inf for v in x])
     same = (got.view(np.uint64) == want.view(np.uint64)) | (np.isnan(got) & np.isnan(want))
     assert same.all(), x[~same][:5]
+
+
+def test_exp_times_a_factor_in_one_loop_is_the_product_of_exp_lanes():
+    """b x exp(a x), computed without storing a x (the demand phase's want): the bits of
+    b x exp_lanes(a x), beyond the table's range (libm's lanes) included."""
+    x = _inputs()
+    b = np.random.default_rng(4).uniform(0, 50, x.shape[0])
+    for a in (-0.3, 2.5, -1.0):
+        got, want = _times_exp_all(b, a, x), b * _exp_all(a * x)
+        same = (got.view(np.uint64) == want.view(np.uint64)) | (np.isnan(got) & np.isnan(want))
+        assert same.all(), x[~same][:5]
 
 
 def test_exp_of_zero_is_one_and_the_ends_are_libms():

@@ -61,7 +61,7 @@ from numba import get_thread_id, literally, njit, prange
 from oreflow.simulate.balance import balance_tile
 from oreflow.simulate.jit import JIT
 from oreflow.simulate.totals import totals_tile
-from oreflow.simulate.vecmath import exp_lanes, log_lanes
+from oreflow.simulate.vecmath import exp_lanes, log_lanes, times_exp_lanes
 
 OX, MET, MAG = 0, 1, 2
 
@@ -325,14 +325,13 @@ def month_prices(st, ratio, out_price, n):
 
 
 @njit(**JIT)
-def demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_eff, x, y,
-           n):
+def demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_eff, n):
     """Need (base x shifts x (1 - substitution)) and want (need x price^elasticity) of every
     line, and the wants summed by item. A magnet grade is thrifted as much as the elements
     in it are (value-weighted), or as the grade itself is when magnets are scarcer:
     `sub_eff` [M, E + G, lanes] is the substitution each line reads (elements, then
     grades). The shifts `dem_factor` are read only if `shifted` (otherwise every factor is
-    1). Scratch: x, y [lanes]."""
+    1). want = need x exp(elasticity x log price ratio), in one loop (`times_exp_lanes`)."""
     n = literally(n)
     M, L = st.demand0.shape
     E = st.price0.shape[1]
@@ -370,11 +369,7 @@ def demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_
                 for q in range(n):
                     out_need[m, l, q] = d0 * (1.0 - sub_eff[m, si, q])
             if eps != 0.0:
-                for q in range(n):
-                    x[q] = eps * lr[m, i, q]
-                exp_lanes(x, y, n)
-                for q in range(n):
-                    out_want[m, l, q] = out_need[m, l, q] * y[q]
+                times_exp_lanes(out_need[m, l], eps, lr[m, i], out_want[m, l], n)
             else:
                 for q in range(n):
                     out_want[m, l, q] = out_need[m, l, q]
@@ -595,6 +590,11 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
                     v = 0.0
                 short_imp[d, i, q] = v
                 unmet[q] += v
+        failed = False
+        for q in range(n):
+            failed |= not unmet[q] <= 1e-12
+        if not failed:
+            continue
         for q in range(n):  # re-sourcing, lane by lane (rare: only where requests failed)
             unmet_total = unmet[q]
             if unmet_total <= 1e-12:
@@ -679,10 +679,11 @@ def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
     M, L = demand0.shape
     C = cls_item.shape[0]
     for m in range(M):
-        for l in range(L):
-            for q in range(n):
-                out_del[m, l, q] = 0.0
-                out_cons[m, l, q] = 0.0
+        for l in range(L):  # lines with demand get both below, in every lane
+            if not demand0[m, l] > 0.0:
+                for q in range(n):
+                    out_del[m, l, q] = 0.0
+                    out_cons[m, l, q] = 0.0
         for q in range(n):
             avail[q] = 0.0
         for c in range(C):
@@ -714,12 +715,16 @@ def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
             if demand0[m, l] <= 0.0:
                 continue
             b0 = B0[m, l]
+            short = False
             for q in range(n):  # delivered all they want: the rest restocks them
                 w, x = want[m, l, q], out_del[m, l, q]
                 if x >= w:
                     out_cons[m, l, q] = w
                     B[m, l, q] += x - w
-            for q in range(n):  # short of want: buyers with stock left draw on it
+                short |= not x >= w
+            if not short:
+                continue
+            for q in range(n):  # short of want (lane by lane): buyers with stock draw on it
                 w, x = want[m, l, q], out_del[m, l, q]
                 if not x >= w:
                     z = _months_drawn(B[m, l, q] / b0, frac_left, bucket_lo,
@@ -1032,7 +1037,7 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
     v1, v2, v3 = np.empty(W), np.empty(W), np.empty(W)
     out_pipeline, out_expected = np.empty((M, I, W)), np.empty((M, I, W))  # licences'
     month_prices(st, ratio, out_price, LANES)
-    demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_eff, v1, v2,
+    demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_eff,
            LANES)  # 1
     orders(st, S, B, plan, out_want, purch, req, ask, LANES)  # 2
     for j in range(NL):  # 3. licences

@@ -126,6 +126,22 @@ def exp_lanes(x, out, n):
                 out[q] = np.exp(x[q])
 
 
+@njit(inline="always", **JIT)
+def times_exp_lanes(b, a, x, out, n):
+    """out[q] = b[q] x exp(a x[q]) for q < n in one loop, the product a x[q] never stored:
+    the same values as exp_lanes of a x (out distinct from b and x)."""
+    off = False
+    for q in range(n):
+        ax = a * x[q]
+        out[q] = b[q] * _exp_table_path(ax)
+        off |= _off_table(ax)
+    if off:
+        for q in range(n):
+            ax = a * x[q]
+            if _off_table(ax):
+                out[q] = b[q] * np.exp(ax)
+
+
 # ---- log
 
 _LOG_TABLE = (  # (1/c, log c) for 128 subintervals of [0x1.6p-1, 0x1.6p0): optimized-routines
