@@ -519,7 +519,7 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
                 out_imp[o, i, q] = 0.0
                 out_exp[o, i, q] = 0.0
                 asked_out[o, i, q] = 0.0
-                fill_out[o, i, q] = 1.0
+                short_imp[o, i, q] = 0.0
     for j in range(NL):
         o, i = link_o[j], link_i[j]
         for q in range(n):
@@ -528,9 +528,8 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
         for i in range(I):
             for q in range(n):
                 a = asked_out[o, i, q]
-                if a > 0.0:
-                    avail = S[o, i, q] - want_item[o, i, q]
-                    fill_out[o, i, q] = min(1.0, max(avail, 0.0) / a)
+                avail = S[o, i, q] - want_item[o, i, q]
+                fill_out[o, i, q] = min(1.0, max(avail, 0.0) / a) if a > 0.0 else 1.0
     for j in range(NL):
         o, i = link_o[j], link_i[j]
         for q in range(n):
@@ -565,14 +564,7 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
             S[d, i, q] += x
             out_exp[o, i, q] += x
             out_imp[d, i, q] += x
-    for d in range(M):
-        for i in range(I):
-            for q in range(n):
-                short_imp[d, i, q] = 0.0
-    for j in range(NL):
-        d, i = link_d[j], link_i[j]
-        for q in range(n):
-            short_imp[d, i, q] += req[j, q] - sent_by[j, q]
+            short_imp[d, i, q] += req[j, q] - x
     for o in range(M):
         for q in range(n):
             controlling[o, q] = 0.0
