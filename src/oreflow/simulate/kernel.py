@@ -27,7 +27,9 @@ finished magnet).
 
 Layout and speed (issue 12, part 11). A tile-month is ~20,800 loops over the tile's lanes
 (counted), most of them a few operations each, which take several times what their
-arithmetic needs, waiting on loads (README, Speed). Every per-path array is stored in tiles of
+arithmetic needs: they are bound by moving rows of 64 doubles between the core's caches
+(benchmarks/bench_lane_loops.py; README, Speed), so what costs is the rows a phase reads and
+writes, not its arithmetic. Every per-path array is stored in tiles of
 LANES paths with the paths innermost, [tile, ..., lane] (`tiles`; `paths_first` gives
 [paths, ...] back): a phase loops over the base year's entries once and, inside, over the
 lanes, which LLVM turns into vector instructions (a tile's data is contiguous, so the loops'
