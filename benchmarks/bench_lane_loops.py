@@ -54,8 +54,9 @@ def load1_store1(a, b, c, d, e, reps):
                 d[k, q] = a[k, q] * 2.0
 
 
-def ns_per_loop(f, rows: int, loops: int = 4_000_000, repeats: int = 5) -> float:
-    arrays = [np.random.default_rng(i).random((rows, LANES)) for i in range(5)]
+def ns_per_loop(f, rows: int, loops: int = 4_000_000, repeats: int = 5,
+                dtype=np.float64) -> float:
+    arrays = [np.random.default_rng(i).random((rows, LANES)).astype(dtype) for i in range(5)]
     f(*arrays, 1)
     reps = max(1, loops // rows)
     best = np.inf
@@ -73,6 +74,14 @@ def main() -> None:
                           **{f"ns_rows_in_{k}": round(v, 1) for k, v in ns.items()},
                           **{f"ratio_{k}_to_L1": round(v / ns["L1"], 2) for k, v in ns.items()
                              if k != "L1"}}))
+    # the same loop on rows of single precision (half the bytes), the rows as many as the
+    # kernel's: what narrower rows would buy (a model decision: every result would move)
+    f, rows = load3_store2, ROWS["L3"]
+    double, single = ns_per_loop(f, rows), ns_per_loop(f, rows, dtype=np.float32)
+    print(json.dumps({"loop": f.__name__, "lanes": LANES, "rows": rows,
+                      "baseline": "float64 rows", "ns_float64": round(double, 1),
+                      "ns_float32": round(single, 1),
+                      "ratio_float32_to_float64": round(single / double, 2)}))
 
 
 if __name__ == "__main__":
