@@ -100,7 +100,7 @@ def test_shipping_matches(engine, leak):
     S_ref, imp_ref, exp_ref, short_ref = reference.ship(S, S0, eff, req, want, lo, ld, li,
                                                         active, origin, leakage)
     s = lanes(S)
-    short, imp, exp = np.zeros((M, I, P)), np.zeros((M, I, P)), np.zeros((M, I, P))
+    short, imp, exp = (np.full((M, I, P), np.nan) for _ in range(3))  # ship writes each
     scratch = (np.empty((M, I, P)), np.empty((M, I, P)), np.empty((NL, P)), np.empty((I, P)),
                np.empty((I, P)), np.empty((M, P)), np.empty((M, P)), np.empty(P))
     kernel.ship(s, S0, lanes(eff), lanes(req), lanes(want), lo, ld, li, st.org_ptr, st.org_j,
@@ -179,7 +179,7 @@ def test_use_matches(engine):
     S_ref, B_ref, del_ref, cons_ref = reference.use(S, B, B0, d0, want, st.line_item, prio,
                                                     tau, step, left, cdf)
     s, b = lanes(S), lanes(B)
-    dl, cs = np.zeros_like(b), np.zeros_like(b)
+    dl, cs = np.full_like(b, np.nan), np.full_like(b, np.nan)  # use writes every cell
     ask = lanes(want + (B0[None] - B) / tau)  # what `orders` leaves for `use`
     kernel.use(s, b, B0, d0, lanes(want), ask, st.line_order, st.cls_ptr, st.cls_item,
                st.cls_first, step, left, cdf, st.bucket_lo, st.bucket_hi, dl, cs,
@@ -191,6 +191,10 @@ def test_use_matches(engine):
     # a buyer never consumes more than it wants, nor less than it is delivered
     cs, dl = paths(cs), paths(dl)
     assert (cs <= want + 1e-9).all() and (cs >= np.minimum(dl, want) - 1e-9).all()
+    # both of the kernel's ways were taken: lines delivered all they want in every lane
+    # (their buyers' lane-by-lane loop skipped) and lines short in some lane
+    served = (dl >= want).all(0)[d0 > 0]
+    assert served.any() and not served.all()
 
 
 def test_demand_thrifts_a_grade_by_its_elements_or_itself(engine):
