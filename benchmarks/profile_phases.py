@@ -48,7 +48,8 @@ def _cycles(typingctx):
 
 def _replace_once(text: str, old: str, new: str) -> str:
     if text.count(old) != 1:
-        raise SystemExit(f"profile_phases: the kernel changed, cannot find: {old[:60]!r}")
+        raise SystemExit(f"profile_phases: the simulation code changed, cannot find: "
+                         f"{old[:60]!r}")
     return text.replace(old, new)
 
 
@@ -108,10 +109,17 @@ print(json.dumps(engine.PROF.sum(0).tolist()))
 '''
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--paths", type=int, default=20_000)
-    ap.add_argument("--months", type=int, default=120)
+    ap.add_argument("--paths", type=_positive, default=20_000)
+    ap.add_argument("--months", type=_positive, default=120)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="oreflow-phases-") as tmp:
         copy = Path(tmp) / "src"

@@ -26,25 +26,25 @@ Equations and parameters: docs/model.md, section 3. Units: t REO-eq a month (mag
 finished magnet).
 
 Layout and speed (issue 12, part 11). A tile-month is ~20,800 loops over the tile's lanes
-(counted), most of them a few operations each, which take several times what their
-arithmetic needs: they are bound by moving rows of 64 doubles between the core's caches
-(benchmarks/bench_lane_loops.py; README, Speed), so what costs is the rows a phase reads and
-writes, not its arithmetic. Every per-path array is stored in tiles of
-LANES paths with the paths innermost, [tile, ..., lane] (`tiles`; `paths_first` gives
-[paths, ...] back): a phase loops over the base year's entries once and, inside, over the
-lanes, which LLVM turns into vector instructions (a tile's data is contiguous, so the loops'
-strides are plain). The phases take one tile's arrays [..., lane] and the number n of lanes to
-compute, which each phase asks numba to take as a constant (`literally`: it compiles a phase
-for each n it is given): the kernel gives LANES, every lane of a tile, padding included, so
-that every lane loop's trip count is known when compiled. With every array argument declared
-not to overlap another (`jit.JIT`), LLVM then vectorises the loops with no run-time checks
-of trip count or overlap (both together: 0.92x the time of neither; either alone 0.97-1.0x).
-exp and log run over the lanes too (`vecmath`, glibc's results to the last bit). The
-phases loop over the non-zero entries of the sparse base year (`Static`: grade
-compositions, controlled links, swarf routes, an origin's links, as index lists built once)
-and keep their scratch space per tile. Every path runs the same operations in the same order
-as it would alone, so results are identical however paths are split into tiles, chunks or
-runs.
+(counted before the last speed step, which skips some), most of them a few operations each,
+which take several times what their arithmetic needs: they are bound by moving rows of 64
+doubles between the core's caches (benchmarks/bench_lane_loops.py; README, Speed), so what
+costs is the rows a phase reads and writes, not its arithmetic. Every per-path array is
+stored in tiles of LANES paths with the paths innermost, [tile, ..., lane] (`tiles`;
+`paths_first` gives [paths, ...] back): a phase loops over the base year's entries once and,
+inside, over the lanes, which LLVM turns into vector instructions (a tile's data is
+contiguous, so the loops' strides are plain). The phases take one tile's arrays [..., lane]
+and the number n of lanes to compute, which each phase asks numba to take as a constant
+(`literally`: it compiles a phase for each n it is given): the kernel gives LANES, every
+lane of a tile, padding included, so that every lane loop's trip count is known when
+compiled. With every array argument declared not to overlap another (`jit.JIT`), LLVM then
+vectorises the loops with no run-time checks of trip count or overlap (both together: 0.92x
+the time of neither; either alone 0.97-1.0x). exp and log run over the lanes too (`vecmath`,
+glibc's results to the last bit). The phases loop over the non-zero entries of the sparse
+base year (`Static`: grade compositions, controlled links, swarf routes, an origin's links,
+as index lists built once) and keep their scratch space per tile. Every path runs the same
+operations in the same order as it would alone, so results are identical however paths are
+split into tiles, chunks or runs.
 
 Every function with a `prange` also has a serial twin (`SERIAL`, compiled without the GIL)
 for blocks of paths run side by side, one a thread (`run.run_blocks`): then each thread
