@@ -19,7 +19,8 @@ def test_validated_tables_are_kept_for_the_next_process_and_only_for_these_files
         tmp_path, monkeypatch):
     """The embedded dataset is validated once for its files and code: a later process reads
     the same tables back; a cache that cannot be read is validated again and rewritten; a
-    changed table file gives another key (its tables are validated anew)."""
+    changed table file gives another key (its tables are validated anew, and their cache
+    replaces the old key's: the same base year's only)."""
     import shutil
 
     from oreflow.data import load
@@ -50,6 +51,13 @@ def test_validated_tables_are_kept_for_the_next_process_and_only_for_these_files
     f = copy / TABLES["sources"].file
     f.write_text(f.read_text() + "\n")
     assert load._validated_key(None) != key
+    # the new key's cache replaces the old one; another base year's is kept
+    other_year = tmp_path / "cache" / "dataset-2010-0123456789abcdef0123.pickle"
+    other_year.write_bytes(b"x")
+    (tmp_path / "cache" / "dataset-0123456789abcdef0123.pickle").write_bytes(b"x")  # older name
+    load._load_embedded.__wrapped__()
+    kept = sorted(p.name for p in (tmp_path / "cache").glob("dataset-*.pickle"))
+    assert kept == [other_year.name, f"dataset-now-{load._validated_key(None)}.pickle"]
 
 
 def test_every_row_is_sourced(dataset):

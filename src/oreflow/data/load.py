@@ -182,8 +182,10 @@ def _load_embedded(base_year: int | None = None) -> Dataset:
     """The embedded dataset, validated once for its files and this code: a command is one
     process, and validating took ~0.6 s of each. The validated tables are pickled next to
     the package's bytecode (written atomically, by this process only); a cache that cannot
-    be read or written is ignored and the tables are validated again."""
-    cache = VALIDATED_CACHE_DIR / f"dataset-{_validated_key(base_year)}.pickle"
+    be read or written is ignored and the tables are validated again. Writing one removes
+    the same base year's caches for other files or code: they would never be read again."""
+    prefix = f"dataset-{base_year or 'now'}-"
+    cache = VALIDATED_CACHE_DIR / f"{prefix}{_validated_key(base_year)}.pickle"
     try:
         tables, version = pickle.loads(cache.read_bytes())
         if isinstance(tables, dict) and isinstance(version, str):
@@ -196,6 +198,10 @@ def _load_embedded(base_year: int | None = None) -> Dataset:
 
         cache.parent.mkdir(exist_ok=True)
         atomic_write_bytes(cache, pickle.dumps((dict(ds.tables), ds.version), protocol=5))
+        for stale in VALIDATED_CACHE_DIR.glob("dataset-*.pickle"):
+            # this base year's for other keys, and the older names without a base year
+            if stale != cache and (stale.name.startswith(prefix) or stale.stem.count("-") == 1):
+                stale.unlink(missing_ok=True)
     except OSError:
         pass
     return ds
