@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit
 
 from oreflow.simulate.jit import JIT
+from oreflow.simulate.kernel import LANES
 
-LANES = 64
 ROWS = {"L1": 8, "L2": 100, "L3": 2000}
 """Rows per array: 5 arrays of 8 rows are 20 kB (a 32 kB L1), of 100 rows 250 kB (a 1 MB
 L2), of 2,000 rows 5 MB (beyond L2, within a 32 MB L3)."""

@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from oreflow.simulate.kernel import LANES
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 PHASES = ["month_prices", "demand", "orders", "licences", "produce", "ship", "arbitrage", "use",
           "shortfall", "prices"]
@@ -134,9 +136,11 @@ def main() -> None:
         (sim / "engine.py").write_text(eng)
         env = {**os.environ, "PYTHONPATH": str(copy), "NUMBA_CACHE_DIR": str(Path(tmp) / "nbc")}
         out = subprocess.run([sys.executable, "-c", RUN, str(args.paths), str(args.months)],
-                             env=env, capture_output=True, text=True, check=True)
+                             env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"profile_phases: the instrumented run failed:\n{out.stderr[-3000:]}")
     cycles = [int(x) for x in out.stdout.strip().splitlines()[-1].strip("[]").split(",")]
-    tile_months = -(-args.paths // 64) * args.months
+    tile_months = -(-args.paths // LANES) * args.months
     kernel = cycles[STEP_TILE] + sum(cycles[len(PHASES):STEP_TILE])
     rows = [*zip(PHASES + AFTER, cycles[:STEP_TILE], strict=True),
             ("step_tile's own", cycles[STEP_TILE] - sum(cycles[:len(PHASES)]))]
