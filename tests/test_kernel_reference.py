@@ -261,3 +261,71 @@ def test_production_without_capacity_shocks_reads_the_base_capacity(engine):
     assert (got[0]["prod"] > 0).any()
     for k in got[0]:
         np.testing.assert_array_equal(got[1][k], got[0][k], err_msg=k)
+
+
+def test_use_in_the_engine_widths_books_exactly_what_it_reports(engine):
+    """In the engine's widths (wants, asks and deliveries single precision, kernel.ROW;
+    merchant and buyers' stocks and consumption double, kernel.ACCOUNT) `use` matches the
+    reference to single precision, and the stocks change by exactly what it reports, the
+    flows the independent balance adds up."""
+    rng = np.random.default_rng(3)
+    st = engine.static
+    M, I = engine.M, engine.I
+    B0, d0 = st.B0, st.demand0
+    S = st.S0[None] * rng.uniform(0.0, 1.2, (P, M, I))
+    B = B0[None] * rng.uniform(0.0, 1.5, (P, M, B0.shape[1]))
+    # small wants too, so that some deliveries (wants and restocking) exceed twice the want
+    want = np.where(d0[None] > 0, d0[None] * rng.uniform(0.05, 1.5, (P, M, d0.shape[1])), 0.0)
+    want = want.astype(kernel.ROW)
+    step, left, cdf = engine.cover_table
+    tau = engine.par[4]
+    ask = (want + (B0[None] - B) / tau).astype(kernel.ROW)
+    S_ref, B_ref, del_ref, cons_ref = reference.use(
+        S, B, B0, d0, want.astype(float), st.line_item, engine.base.line_priority, tau, step,
+        left, cdf)
+    s, b = lanes(S), lanes(B)
+    dl = np.full(b.shape, np.nan, kernel.ROW)
+    cs = np.full_like(b, np.nan)
+    kernel.use(s, b, B0, d0, lanes(want), lanes(ask), st.line_order, st.cls_ptr, st.cls_item,
+               st.cls_first, st.frac_grid_step, st.frac_left, st.cdf, st.bucket_lo,
+               st.bucket_hi, dl, cs, *(np.empty(P, kernel.ROW) for _ in range(3)), P)
+    assert s.dtype == b.dtype == cs.dtype == kernel.ACCOUNT
+    one = np.finfo(kernel.ROW).eps
+    np.testing.assert_allclose(paths(dl), del_ref, rtol=8 * one, atol=1e-3)
+    np.testing.assert_allclose(paths(s), S_ref, rtol=8 * one, atol=1e-3)
+    # exactly what it reports: merchants lose the deliveries, buyers gain deliveries less
+    # consumption (double sums of the single-precision deliveries)
+    dl, cs = paths(dl).astype(float), paths(cs)
+    delivered = np.zeros_like(S)
+    np.add.at(delivered, (slice(None), slice(None), st.line_item.astype(int)), dl)
+    np.testing.assert_allclose(paths(s), S - delivered, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(paths(b), B + dl - cs, rtol=1e-12, atol=1e-9)
+
+
+def test_production_in_the_engine_widths_books_exactly_what_it_reports(engine):
+    """In the engine's widths the concentrate stock (double) loses exactly the concentrate
+    used that production reports (single precision): the step books the rounded number."""
+    st = engine.static
+    M, I = engine.M, engine.I
+    E, G = st.price0.shape[1], len(st.gw_ptr) - 1
+    rng = np.random.default_rng(8)
+    row = kernel.ROW
+
+    def r(*shape, hi=1.0):
+        return rng.uniform(0, hi, shape)
+
+    S = st.S0[:, :, None] * r(M, I, P, hi=2)
+    C = r(M, E, P, hi=50)
+    plan = (st.S0[:, :, None] * r(M, I, P, hi=0.5)).astype(row)
+    orders = (st.S0[:, :, None] * r(M, I, P, hi=0.5)).astype(row)
+    conc_in, inflow, swarf = r(M, E, P, hi=5).astype(row), r(M, I, P).astype(row), \
+        r(M, E, P).astype(row)
+    prod, drawn, used = np.zeros((M, I, P)), np.zeros((M, I, P)), np.zeros((M, E, P), row)
+    C_before = C.copy()
+    kernel.produce(st, S, C, plan, swarf, orders, conc_in, np.zeros((M, I, P), row), False,
+                   inflow, prod, drawn, used, np.empty((G, P), row), np.empty((E, P), row),
+                   np.empty((E, P), row), np.empty((M, E, P), row), np.empty(P, row),
+                   np.empty(P, row), P)
+    assert (used > 0).any()
+    np.testing.assert_allclose(C, C_before + conc_in - used.astype(float), rtol=1e-12,
+                               atol=1e-12)

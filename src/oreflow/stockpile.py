@@ -55,6 +55,9 @@ DEFAULT_SCENARIOS = {
 """Disruption scenarios the planner draws paths from by default, equally weighted (today's
 network; `quota-2010` replays 2010 on the 2010 network and is not a planning scenario)."""
 DAYS_PER_YEAR = 365.0
+HOLDING_MIN_T = 1e-6
+"""Holdings at or below this (1 g) are the LP solver's dust: neither listed nor counted in
+what a plan spends."""
 
 
 class PlanError(ValueError):
@@ -910,14 +913,15 @@ class StockpilePlan:
 
     @property
     def spent_usd(self) -> float:
-        return float(self.purchase_usd.sum())
+        """What the listed holdings cost (`holdings`: dust below HOLDING_MIN_T left out)."""
+        return float(self.purchase_usd[self.holdings_t > HOLDING_MIN_T].sum())
 
     @property
     def cost_over_tenor_usd(self) -> float:
         """Purchase plus carrying cost over the loan's tenor: what counts against the budget."""
         return self.spent_usd + self.settings["tenor_years"] * self.carry_usd_per_year
 
-    def holdings(self, min_t: float = 1e-6) -> pd.DataFrame:
+    def holdings(self, min_t: float = HOLDING_MIN_T) -> pd.DataFrame:
         """One row per (element, form) held: tonnes of rare earth contained and cost."""
         rows = [{"element": e, "form": f, "t": float(self.holdings_t[i, j]),
                  "usd": float(self.purchase_usd[i, j])}

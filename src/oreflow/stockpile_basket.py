@@ -37,6 +37,7 @@ from oreflow.network import Network
 from oreflow.stockpile import (
     DAYS_PER_YEAR,
     DEFAULT_SCENARIOS,
+    HOLDING_MIN_T,
     MUSD,
     SHARED_BUDGET,
     Economy,
@@ -225,7 +226,9 @@ class BasketPlan:
 
     @property
     def spent_usd(self) -> float:
-        return float(sum(p.sol.purchase_usd.sum() for p in self.parts))
+        """What the listed holdings cost (`holdings`: dust below HOLDING_MIN_T left out)."""
+        return float(sum(p.sol.purchase_usd[p.sol.holdings_t > HOLDING_MIN_T].sum()
+                         for p in self.parts))
 
     @property
     def carry_usd_per_year(self) -> float:
@@ -235,7 +238,7 @@ class BasketPlan:
     def cost_over_tenor_usd(self) -> float:
         return float(sum(p.cost_usd for p in self.parts))
 
-    def holdings(self, min_t: float = 1e-6) -> pd.DataFrame:
+    def holdings(self, min_t: float = HOLDING_MIN_T) -> pd.DataFrame:
         """One row per (commodity, element, form) held: tonnes of the commodity's basis
         (rare earths: REO-eq contained) and what they cost."""
         rows = []

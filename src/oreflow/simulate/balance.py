@@ -43,7 +43,7 @@ def balance_tile(n, S, C, B, prod, inflow, imp, exp_, used, unsold, deliv, cons,
                 B[m, l, q] += deliv[m, l, q] - cons[m, l, q]
         for e in range(E):
             for q in range(n):
-                C[m, e, q] += conc_in[m, e, q] - conc_used[m, e, q]
+                C[m, e, q] += np.float64(conc_in[m, e, q]) - conc_used[m, e, q]
         # the largest gap by lane; d - d is nan where d is not finite
         for i in range(I):
             for q in range(n):

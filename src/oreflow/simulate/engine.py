@@ -131,8 +131,9 @@ class Engine:
         # use for it) went to unsold stock then; it keeps going there, from stock above target
         self.unsold0 = np.zeros((M, self.I))
         self.unsold0[:, :E] = np.maximum(self.swarf0 - b.prod0[:, :E], 0.0)
-        self.static = _static(b, W, (o, d, i), order, self._grade_weights(), eps_item, ratio0,
-                              self.unsold0, self.cover_table, self.par)
+        self.static = kernel.narrow(_static(b, W, (o, d, i), order, self._grade_weights(),
+                                            eps_item, ratio0, self.unsold0, self.cover_table,
+                                            self.par))
         self.conc_base = np.einsum("re,rme->me", b.mine, b.feed_share)
         self.plan0 = b.prod0.copy()
         self.plan0[:, :E] = np.maximum(b.prod0[:, :E] - self.swarf0, 0.0)
@@ -224,17 +225,17 @@ class Engine:
         sh = self.shocks(paths)
         K = len(sh.controls)
         # the state, the month's inputs and outputs in the kernel's layout (kernel.tiles)
-        st = {k: kernel.tiles(n, *v.shape, fill=v) for k, v in (
+        st = {k: kernel.tiles(n, *v.shape, fill=v, dtype=kernel.width(k)) for k, v in (
             ("S", b.stock0), ("C", self.conc_base), ("B", b.buyer_stock0), ("plan", self.plan0),
             ("lr", np.zeros((M, I))), ("ratio", np.ones((M, E))),  # ratio: exp(lr[:, :E])
             ("sub", np.zeros((M, E + self.G))),
             ("swarf_last", self.swarf0), ("short_imp", np.zeros((M, I))))}
         lq = int(np.ceil(max([np.nanmax(c.review) for c in sh.controls] or [0.0]))) + 2
         lo, ld, li = self.links
-        cov = np.zeros((max(K, 1), len(lo)))
-        quota0 = np.zeros((max(K, 1), len(lo)))
+        cov = np.zeros((max(K, 1), len(lo)), kernel.ROW)
+        quota0 = np.zeros((max(K, 1), len(lo)), kernel.ROW)
         origin = np.zeros(max(K, 1), np.int64)
-        leak = np.zeros(max(K, 1))
+        leak = np.zeros(max(K, 1), kernel.ROW)
         link_flow0 = b.source_share[lo, ld, li] * b.use0[ld, li]  # base-year t a month
         for k, c in enumerate(sh.controls):
             cov[k] = np.where(lo == c.origin, c.coverage[ld, li], 0.0)
@@ -246,14 +247,15 @@ class Engine:
             review[:, k] = c.review
         n0 = kern.to_tiles(np.floor(review).astype(np.int64),
                            kernel.tiles(n, max(K, 1), dtype=np.int64))
-        frac = kern.to_tiles(review - np.floor(review), kernel.tiles(n, max(K, 1)))
+        frac = kern.to_tiles(review - np.floor(review),
+                             kernel.tiles(n, max(K, 1), dtype=kernel.ROW))
         S_ = len(b.sectors)
         # the month's outputs, kept for observers that read them and for stockpile releases
         # (they follow last month's shortfalls); the balance check and the per-path totals
         # read them inside the kernel, which otherwise needs only a tile per thread
         keep = self.keeps_outputs(observers, bool(sh.holdings), paths)
         n_out = n if keep else kernel.LANES * (1 if kern.serial else numba.config.NUMBA_NUM_THREADS)
-        out = {k: kernel.tiles(n_out, M, shape) for k, shape in (
+        out = {k: kernel.tiles(n_out, M, shape, dtype=kernel.width(k)) for k, shape in (
             ("prod", I), ("imp", I), ("exp", I), ("drawn", I), ("del", L), ("cons", L),
             ("need", L), ("want", L), ("price", E), ("conc_used", E), ("filed", I),
             ("approved", I), ("short_item", I), ("phys_el", E), ("red_el", E),
@@ -276,11 +278,12 @@ class Engine:
         balance = checks[0].kernel_arrays() if checks else (
             kernel.tiles(0, M, I), kernel.tiles(0, M, E), kernel.tiles(0, M, L), np.zeros(0))
         totals = summaries[0].kernel_totals() if summaries else no_totals(M, E, len(b.sectors))
-        last_short = kernel.tiles(n, M, I)
+        last_short = kernel.tiles(n, M, I, dtype=kernel.ROW)
         inp = None
         ctl_ptr, ctl_j = kernel.csr(cov > 0)
-        queue = kernel.tiles(n, lq, len(ctl_j))  # licence applications [month, link]
-        target = np.zeros((max(K, 1), M))  # what a destination-specific control targets
+        # licence applications [month, link]
+        queue = kernel.tiles(n, lq, len(ctl_j), dtype=kernel.ROW)
+        target = np.zeros((max(K, 1), M), kernel.ROW)  # what a destination-specific control targets
         for k, c in enumerate(sh.controls):
             if c.destination_specific:
                 target[k] = c.coverage.max(1)
@@ -289,16 +292,17 @@ class Engine:
                               ctl_j=ctl_j.astype(np.uint64), target=target)
         # month buffers, reused (observers read a month's arrays during on_month only)
         inflow = np.zeros((n, M, I)) if sh.holdings else None
-        secondary = kernel.tiles(n, M, E)  # recycled oxide above the base year (0: none)
+        # recycled oxide above the base year (0: none)
+        secondary = kernel.tiles(n, M, E, dtype=kernel.ROW)
         # (recycled, extra, each market's recycling regions, eol) for `kernel.oxide_inflow`
         no_recycling = (False, np.zeros((n, 0)), np.zeros(M + 1, np.int64),
                         np.zeros(0, np.int64), np.zeros((0, E)))
         released = np.zeros((n, M, I))
-        kin = {k: kernel.tiles(n, *shape) for k, shape in (
+        kin = {k: kernel.tiles(n, *shape, dtype=kernel.ROW) for k, shape in (
             ("conc_in", (M, E)), ("cap", (M, I)), ("dem_factor", (M, L)), ("inflow", (M, I)))}
         k_active = kernel.tiles(n, max(K, 1), dtype=np.bool_)
-        k_approval = kernel.tiles(n, max(K, 1), 3, fill=np.ones((max(K, 1), 3)))
-        k_ahead = kernel.tiles(n, max(K, 1), 3, fill=np.ones((max(K, 1), 3)))
+        k_approval, k_ahead = (kernel.tiles(n, max(K, 1), 3, fill=np.ones((max(K, 1), 3)),
+                                            dtype=kernel.ROW) for _ in range(2))
         for t in range(self.months):
             mid = t + 0.5
             inp, written = month_inputs(sh, b, t, n, self.conc_base, inp)
@@ -329,7 +333,8 @@ class Engine:
                     on = ratio >= h.release_ratio
                     take = np.minimum(np.minimum(hold, h.max_release),
                                       last_short[:, h.market, h.item].reshape(-1)[:n])
-                    take = np.where(on, take, 0.0)
+                    # in the width the kernel lands it in (kernel.ROW)
+                    take = np.where(on, take, 0.0).astype(kernel.ROW).astype(float)
                     hold -= take
                     released[:, h.market, h.item] += take
                 inflow += released
@@ -351,7 +356,7 @@ class Engine:
             view = MonthView(
                 t=t, paths=paths, base=b, first_shock_month=sh.first_start,
                 mined_lost_t=inp["mined_lost"], new_supply_t=resp,
-                releases_t=released, concentrate_in_t=inp["conc_in"], **first,
+                releases_t=released, **first,
                 tiled={"inflow_t": kin["inflow"], "concentrate_in_t": kin["conc_in"],
                        "secondary_t": secondary,
                        "stock_t": st["S"], "concentrate_stock_t": st["C"],

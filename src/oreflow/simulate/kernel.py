@@ -29,7 +29,9 @@ Layout and speed (issue 12, part 11). A tile-month is ~20,800 loops over the til
 (counted before the last speed step, which skips some), most of them a few operations each,
 which take several times what their arithmetic needs: they are bound by moving rows of 64
 doubles between the core's caches (benchmarks/bench_lane_loops.py; README, Speed), so what
-costs is the rows a phase reads and writes, not its arithmetic. Every per-path array is
+costs is the rows a phase reads and writes, not its arithmetic. So rows are single precision
+(`ROW`) except the stock accounts (`ACCOUNT`, double: the balance's 1e-9), which took the
+command 0.85x the time of rows all double (paired, 30,000 paths). Every per-path array is
 stored in tiles of LANES paths with the paths innermost, [tile, ..., lane] (`tiles`;
 `paths_first` gives [paths, ...] back): a phase loops over the base year's entries once and,
 inside, over the lanes, which LLVM turns into vector instructions (a tile's data is
@@ -83,6 +85,38 @@ paths, until (likely) a tile's state and scratch (~70 kB a lane) no longer stay 
 caches. 64 rather than 56: blocks of a power-of-two count of paths then fill whole tiles,
 shared evenly by the threads (a sweep of 256-path tasks took 1.1-1.3x as long with 56 lanes:
 5 tiles, of which one thread ran 3). Results do not depend on it."""
+
+
+ROW = np.float32
+"""Width of every per-path row but the stock accounts (prices, plans, wants, requests, the
+licence queue, the month's inputs and the outputs no stock is booked from), and of the base
+year's constants: a lane loop moves half the bytes of double rows (the loops are bound by
+moving rows between the caches, not by arithmetic). Single precision keeps ~7 significant
+digits, far finer than any input the model has."""
+
+ZERO, ONE = ROW(0.0), ROW(1.0)
+TINY = ROW(1e-12)
+"""Constants in ROW width: a float literal is double to numba, and a double operand turns a
+loop over single-precision rows into double arithmetic (measured: 0.95x the kernel's time
+with these, against double literals)."""
+
+ACCOUNT = np.float64
+"""Width of the stock accounts: merchants', concentrate and end users' stocks, and the
+outputs a stock is booked from in more than one addend (production, imports, exports, inputs
+drawn, consumption), so that the independent balance holds to 1e-9, and the licences filed
+and approved (kept only for observers), so that what the queue approves adds up to what was
+filed. Where a single-precision
+output is booked into a stock (concentrate used, deliveries, unsold), the step books the
+rounded number, the one the balance reads."""
+
+ACCOUNTS = frozenset({"S", "C", "B", "prod", "imp", "exp", "drawn", "cons", "filed",
+                      "approved"})
+"""The engine's names of the state and outputs kept in ACCOUNT width."""
+
+
+def width(name: str):
+    """The dtype of the engine's state or output `name`."""
+    return ACCOUNT if name in ACCOUNTS else ROW
 
 
 class Static(NamedTuple):
@@ -140,6 +174,12 @@ class Static(NamedTuple):
     bucket_lo: np.ndarray  # [COVER_BUCKETS] bracket of frac_left for a share in a bucket
     bucket_hi: np.ndarray
     par: np.ndarray  # yields, adjustment, horizons, price, substitution and arbitrage parameters
+
+
+def narrow(st: Static) -> Static:
+    """`st` with its floating-point arrays and numbers in ROW width."""
+    return Static(*(ROW(v) if isinstance(v, float) else v.astype(ROW)
+                    if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v for v in st))
 
 
 class Controls(NamedTuple):
@@ -242,10 +282,10 @@ def oxide_inflow(n, new_supply, land, recycled, extra, rec_ptr, rec_r, eol, out,
             for e in range(E):
                 lw = land[m, e]
                 for q in range(n_):
-                    out[b, m, e, q] = 0.0 + ns[e, q] * lw
+                    out[b, m, e, q] = ZERO + ns[e, q] * lw
                 if recycled:
                     for q in range(n_):
-                        secondary[b, m, e, q] = 0.0
+                        secondary[b, m, e, q] = ZERO
                     for k in range(rec_ptr[m], rec_ptr[m + 1]):
                         r = rec_r[k]
                         v = eol[r, e]
@@ -276,13 +316,13 @@ def _interp(x, grid_lo, grid_step, values):
     """Linear interpolation on a uniform grid, clamped at both ends."""
     pos = (x - grid_lo) / grid_step
     n = values.shape[0]
-    if pos <= 0.0:
+    if pos <= ZERO:
         return values[0]
     if pos >= n - 1:
         return values[n - 1]
     i = int(pos)
     f = pos - i
-    return values[i] * (1.0 - f) + values[i + 1] * f
+    return values[i] * (ONE - f) + values[i + 1] * f
 
 
 @njit(inline="always", **JIT)
@@ -292,7 +332,7 @@ def _months_drawn(remaining, frac_left, bucket_lo, bucket_hi):
     bisection starts from the bracket of `remaining`'s bucket (`cover_buckets`)."""
     n = frac_left.shape[0]
     if remaining >= frac_left[0]:
-        return 0.0
+        return ZERO
     if remaining <= frac_left[n - 1]:
         return float(n - 1)
     b = int(remaining * bucket_lo.shape[0])
@@ -305,7 +345,7 @@ def _months_drawn(remaining, frac_left, bucket_lo, bucket_hi):
         else:
             hi = mid
     span = frac_left[lo] - frac_left[hi]
-    f = (frac_left[lo] - remaining) / span if span > 0 else 0.0
+    f = (frac_left[lo] - remaining) / span if span > 0 else ZERO
     return lo + f
 
 
@@ -323,7 +363,7 @@ def month_prices(st, ratio, out_price, n):
                     out_price[m, e, q] = ratio[m, e, q] * base
             else:
                 for q in range(n):
-                    out_price[m, e, q] = 0.0
+                    out_price[m, e, q] = ZERO
 
 
 @njit(**JIT)
@@ -341,13 +381,13 @@ def demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_
     for m in range(M):
         for i in range(want_item.shape[1]):
             for q in range(n):
-                want_item[m, i, q] = 0.0
+                want_item[m, i, q] = ZERO
         for e in range(E):
             for q in range(n):
                 sub_eff[m, e, q] = sub[m, e, q]
         for g in range(G):
             for q in range(n):
-                sub_eff[m, E + g, q] = 0.0
+                sub_eff[m, E + g, q] = ZERO
             for k in range(st.gw_ptr[g], st.gw_ptr[g + 1]):
                 v, e = st.gw_v[k], st.gw_e[k]
                 for q in range(n):
@@ -356,21 +396,21 @@ def demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_
                 sub_eff[m, E + g, q] = max(sub_eff[m, E + g, q], sub[m, E + g, q])
         for l in range(L):
             d0 = st.demand0[m, l]
-            if d0 <= 0.0:
+            if d0 <= ZERO:
                 for q in range(n):
-                    out_need[m, l, q] = 0.0
-                    out_want[m, l, q] = 0.0
+                    out_need[m, l, q] = ZERO
+                    out_want[m, l, q] = ZERO
                 continue
             i = st.line_item[l]  # the line's own item (oxide, metal or magnet grade)
             si = st.line_sub[l]
             eps = st.elasticity[l]
             if shifted:
                 for q in range(n):
-                    out_need[m, l, q] = d0 * dem_factor[m, l, q] * (1.0 - sub_eff[m, si, q])
+                    out_need[m, l, q] = d0 * dem_factor[m, l, q] * (ONE - sub_eff[m, si, q])
             else:  # every factor is 1: d0 x 1 is d0, exactly
                 for q in range(n):
-                    out_need[m, l, q] = d0 * (1.0 - sub_eff[m, si, q])
-            if eps != 0.0:
+                    out_need[m, l, q] = d0 * (ONE - sub_eff[m, si, q])
+            if eps != ZERO:
                 times_exp_lanes(out_need[m, l], eps, lr[m, i], out_want[m, l], n)
             else:
                 for q in range(n):
@@ -393,14 +433,14 @@ def orders(st, S, B, plan, out_want, purch, req, ask, n):
     for m in range(M):
         for i in range(I):
             for q in range(n):
-                purch[m, i, q] = 0.0
+                purch[m, i, q] = ZERO
         for l in range(L):
-            if st.demand0[m, l] > 0.0:
+            if st.demand0[m, l] > ZERO:
                 it, b0 = st.line_item[l], st.B0[m, l]
                 for q in range(n):
                     pur = out_want[m, l, q] + (b0 - B[m, l, q]) / tau_b
                     ask[m, l, q] = pur
-                    if pur > 0.0:
+                    if pur > ZERO:
                         purch[m, it, q] += pur
         for e in range(E):  # inputs of this month's planned metal and magnet making
             for q in range(n):
@@ -414,7 +454,7 @@ def orders(st, S, B, plan, out_want, purch, req, ask, n):
             s0 = st.S0[m, i]
             for q in range(n):
                 v = purch[m, i, q] + (s0 - S[m, i, q]) / tau_m
-                purch[m, i, q] = 0.0 if v < 0.0 else v
+                purch[m, i, q] = ZERO if v < ZERO else v
     for j in range(st.link_o.shape[0]):  # requests origin -> dest (before controls)
         d, i, w = st.link_d[j], st.link_i[j], st.link_w[j]
         for q in range(n):
@@ -444,11 +484,11 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
     for m in range(M):
         for i in range(I):
             for q in range(n):
-                out_pipeline[m, i, q] = 0.0
-                out_expected[m, i, q] = 0.0
+                out_pipeline[m, i, q] = ZERO
+                out_expected[m, i, q] = ZERO
                 if keep:
-                    out_filed[m, i, q] = 0.0
-                    out_approved[m, i, q] = 0.0
+                    out_filed[m, i, q] = ZERO
+                    out_approved[m, i, q] = ZERO
     now = slot % Lq
     back_at = np.empty(Lq, np.int64)  # the queue's month `back` months ago
     for back in range(Lq):
@@ -471,18 +511,20 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
                 on = ctl_active[k, q]
                 r = req[j, q]
                 if on:
-                    queue[now, c, q] = r * cv
+                    filed = r * cv
+                    queue[now, c, q] = filed
                     if keep:
-                        out_filed[d, i, q] += r * cv
-                    eff[j, q] = r * (1.0 - cv)
+                        out_filed[d, i, q] += filed
+                    eff[j, q] = r * (ONE - cv)
                 else:
-                    queue[now, c, q] = 0.0
-                q0 = queue[at0[q], c, q] if n0 < Lq else 0.0
-                q1 = queue[at1[q], c, q] if n0 + 1 < Lq else 0.0
-                processed = (1.0 - fr) * q0 + fr * q1
-                share = approval[k, f, q] if on else 1.0
+                    queue[now, c, q] = ZERO
+                q0 = queue[at0[q], c, q] if n0 < Lq else ZERO
+                q1 = queue[at1[q], c, q] if n0 + 1 < Lq else ZERO
+                # in double: an application's two parts add up to it (to ~1e-16)
+                processed = (1.0 - ACCOUNT(fr)) * q0 + ACCOUNT(fr) * q1
+                share = approval[k, f, q] if on else ONE
                 ok = processed * share
-                if quota > 0.0 and on:
+                if quota > ZERO and on:
                     ok = min(processed, share * quota)
                 eff[j, q] += ok
                 if keep:
@@ -492,7 +534,7 @@ def licences(req, eff, queue, slot, cov, quota0, ctl_ptr, ctl_j, ctl_active, app
                 # is in force or announced), the applications under review at that share
                 coming = ahead[k, f, q]
                 flowing = ok if on else r * cv + processed
-                counted = min(r * cv, coming * quota) if quota > 0.0 else r * cv * coming
+                counted = min(r * cv, coming * quota) if quota > ZERO else r * cv * coming
                 out_expected[d, i, q] += counted - flowing
                 pending = fr * q0
                 for back in range(backs[q]):
@@ -518,10 +560,10 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
     for o in range(M):
         for i in range(I):
             for q in range(n):
-                out_imp[o, i, q] = 0.0
-                out_exp[o, i, q] = 0.0
-                asked_out[o, i, q] = 0.0
-                short_imp[o, i, q] = 0.0
+                out_imp[o, i, q] = ZERO
+                out_exp[o, i, q] = ZERO
+                asked_out[o, i, q] = ZERO
+                short_imp[o, i, q] = ZERO
     for j in range(NL):
         o, i = link_o[j], link_i[j]
         for q in range(n):
@@ -531,20 +573,20 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
             for q in range(n):
                 a = asked_out[o, i, q]
                 avail = S[o, i, q] - want_item[o, i, q]
-                fill_out[o, i, q] = min(1.0, max(avail, 0.0) / a) if a > 0.0 else 1.0
+                fill_out[o, i, q] = min(ONE, max(avail, ZERO) / a) if a > ZERO else ONE
     for j in range(NL):
         o, i = link_o[j], link_i[j]
         for q in range(n):
             sent_by[j, q] = eff[j, q] * fill_out[o, i, q]
     for k in range(K):
         lam = leakage[k]
-        if lam <= 0.0:
+        if lam <= ZERO:
             continue
         c = ctl_origin[k]
         for i in range(I):
             for q in range(n):
-                sent[i, q] = 0.0
-                asked[i, q] = 0.0
+                sent[i, q] = ZERO
+                asked[i, q] = ZERO
         for jj in range(org_ptr[c], org_ptr[c + 1]):
             j = org_j[jj]
             i = link_i[j]
@@ -555,8 +597,8 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
             j = org_j[jj]
             i = link_i[j]
             for q in range(n):
-                if ctl_active[k, q] and asked[i, q] > 0.0:
-                    sent_by[j, q] = ((1.0 - lam) * sent_by[j, q]
+                if ctl_active[k, q] and asked[i, q] > ZERO:
+                    sent_by[j, q] = ((ONE - lam) * sent_by[j, q]
                                      + lam * sent[i, q] * req[j, q] / asked[i, q])
     for j in range(NL):
         o, d, i = link_o[j], link_d[j], link_i[j]
@@ -569,44 +611,44 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
             short_imp[d, i, q] += req[j, q] - x
     for o in range(M):
         for q in range(n):
-            controlling[o, q] = 0.0
+            controlling[o, q] = ZERO
     for k in range(K):
         for q in range(n):
             if ctl_active[k, q]:
-                controlling[ctl_origin[k], q] = 1.0
+                controlling[ctl_origin[k], q] = ONE
     for i in range(I):
         for q in range(n):
-            unmet[q] = 0.0
+            unmet[q] = ZERO
         for d in range(M):
             for q in range(n):
                 v = short_imp[d, i, q]
-                if v < 0.0:
-                    v = 0.0
+                if v < ZERO:
+                    v = ZERO
                 short_imp[d, i, q] = v
                 unmet[q] += v
         failed = False
         for q in range(n):
-            failed |= not unmet[q] <= 1e-12
+            failed |= not unmet[q] <= TINY
         if not failed:
             continue
         for q in range(n):  # re-sourcing, lane by lane (rare: only where requests failed)
             unmet_total = unmet[q]
-            if unmet_total <= 1e-12:
+            if unmet_total <= TINY:
                 continue
-            spare_total = 0.0
+            spare_total = ZERO
             for o in range(M):
-                spare[o, q] = 0.0 if controlling[o, q] > 0.0 else max(
-                    S[o, i, q] - S0[o, i] - want_item[o, i, q], 0.0)
+                spare[o, q] = ZERO if controlling[o, q] > ZERO else max(
+                    S[o, i, q] - S0[o, i] - want_item[o, i, q], ZERO)
                 spare_total += spare[o, q]
-            if spare_total <= 0.0:
+            if spare_total <= ZERO:
                 continue
             moved = min(spare_total, unmet_total)
             for o in range(M):
-                if spare[o, q] <= 0.0:
+                if spare[o, q] <= ZERO:
                     continue
                 give = moved * spare[o, q] / spare_total
                 for d in range(M):
-                    if d == o or short_imp[d, i, q] <= 0.0:
+                    if d == o or short_imp[d, i, q] <= ZERO:
                         continue
                     x = give * short_imp[d, i, q] / unmet_total
                     S[o, i, q] -= x
@@ -614,7 +656,7 @@ def ship(S, S0, eff, req, want_item, link_o, link_d, link_i, org_ptr, org_j, ctl
                     out_exp[o, i, q] += x
                     out_imp[d, i, q] += x
             for d in range(M):
-                short_imp[d, i, q] *= 1.0 - moved / unmet_total
+                short_imp[d, i, q] *= ONE - moved / unmet_total
 
 
 @njit(**JIT)
@@ -631,27 +673,27 @@ def arbitrage(S, lr, want_item, priced, controlling, into, rate, log_margin, out
     gap [M, lanes]."""
     n = literally(n)
     M, I = priced.shape
-    if rate <= 0.0:
+    if rate <= ZERO:
         return
     for i in range(I):
         for q in range(n):
             for o in range(M):
-                sell[o, q] = 0.0 if controlling[o, q] > 0.0 else S[o, i, q] - want_item[o, i, q]
+                sell[o, q] = ZERO if controlling[o, q] > ZERO else S[o, i, q] - want_item[o, i, q]
             for o in range(M):
-                if sell[o, q] <= 0.0:
+                if sell[o, q] <= ZERO:
                     continue
-                total = 0.0
+                total = ZERO
                 for d in range(M):
-                    gap[d, q] = 0.0
+                    gap[d, q] = ZERO
                     x = lr[o, i, q] - lr[d, i, q] + log_margin
-                    if d != o and into[d, q] > 0.0 and priced[d, i] > 0.0 and x < 0.0:
-                        gap[d, q] = 1.0 - np.exp(x)
+                    if d != o and into[d, q] > ZERO and priced[d, i] > ZERO and x < ZERO:
+                        gap[d, q] = ONE - np.exp(x)
                         total += gap[d, q]
-                if total <= 0.0:
+                if total <= ZERO:
                     continue
-                scale = rate * sell[o, q] / max(total, 1.0)
+                scale = rate * sell[o, q] / max(total, ONE)
                 for d in range(M):
-                    if gap[d, q] > 0.0:
+                    if gap[d, q] > ZERO:
                         x = scale * gap[d, q] * into[d, q]
                         S[o, i, q] -= x
                         S[d, i, q] += x
@@ -674,31 +716,31 @@ def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
     C = cls_item.shape[0]
     for m in range(M):
         for l in range(L):  # lines with demand get both below, in every lane
-            if not demand0[m, l] > 0.0:
+            if not demand0[m, l] > ZERO:
                 for q in range(n):
-                    out_del[m, l, q] = 0.0
-                    out_cons[m, l, q] = 0.0
+                    out_del[m, l, q] = ZERO
+                    out_cons[m, l, q] = ZERO
         for q in range(n):
-            avail[q] = 0.0
+            avail[q] = ZERO
         for c in range(C):
             i = cls_item[c]
             if cls_first[c]:
                 for q in range(n):
-                    avail[q] = max(S[m, i, q], 0.0)
+                    avail[q] = max(S[m, i, q], ZERO)
             for q in range(n):
-                asked[q] = 0.0
+                asked[q] = ZERO
             for k in range(cls_ptr[c], cls_ptr[c + 1]):  # what the class asks (in out_del)
                 l = line_order[k]
-                if demand0[m, l] > 0.0:
+                if demand0[m, l] > ZERO:
                     for q in range(n):
-                        a = max(ask[m, l, q], 0.0)
+                        a = max(ask[m, l, q], ZERO)
                         out_del[m, l, q] = a
                         asked[q] += a
             for q in range(n):
-                fill[q] = min(1.0, avail[q] / asked[q]) if asked[q] > 0.0 else 0.0
+                fill[q] = min(ONE, avail[q] / asked[q]) if asked[q] > ZERO else ZERO
             for k in range(cls_ptr[c], cls_ptr[c + 1]):
                 l = line_order[k]
-                if demand0[m, l] <= 0.0:
+                if demand0[m, l] <= ZERO:
                     continue
                 for q in range(n):
                     x = out_del[m, l, q] * fill[q]
@@ -706,7 +748,7 @@ def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
                     avail[q] -= x
                     S[m, i, q] -= x
         for l in range(L):  # buyers' own stocks, spread across buyers
-            if demand0[m, l] <= 0.0:
+            if demand0[m, l] <= ZERO:
                 continue
             b0 = B0[m, l]
             short = False
@@ -714,7 +756,7 @@ def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
                 w, x = want[m, l, q], out_del[m, l, q]
                 if x >= w:
                     out_cons[m, l, q] = w
-                    B[m, l, q] += x - w
+                    B[m, l, q] += ACCOUNT(x) - w
                 short |= not x >= w
             if not short:
                 continue
@@ -723,7 +765,7 @@ def use(S, B, B0, demand0, want, ask, line_order, cls_ptr, cls_item, cls_first,
                 if not x >= w:
                     z = _months_drawn(B[m, l, q] / b0, frac_left, bucket_lo,
                                       bucket_hi) * frac_grid_step
-                    still = 1.0 - _interp(z, 0.0, frac_grid_step, cdf)
+                    still = ONE - _interp(z, ZERO, frac_grid_step, cdf)
                     draw = min(B[m, l, q], (w - x) * still)
                     B[m, l, q] -= draw
                     out_cons[m, l, q] = x + draw
@@ -744,11 +786,11 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, capped, inflow, o
     for m in range(M):
         for i in range(I):
             for q in range(n):
-                out_prod[m, i, q] = 0.0
-                out_drawn[m, i, q] = 0.0
+                out_prod[m, i, q] = ZERO
+                out_drawn[m, i, q] = ZERO
         for e in range(E):
             for q in range(n):
-                swarf_made[m, e, q] = 0.0
+                swarf_made[m, e, q] = ZERO
         for e in range(E):  # separation (primary), from concentrate on hand
             c0 = st.cap0[m, e]
             for q in range(n):
@@ -757,8 +799,8 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, capped, inflow, o
                 plan[m, e, q] += kappa * (target - plan[m, e, q])
                 c = cap[m, e, q] if capped else c0
                 x = min(plan[m, e, q], c, C[m, e, q] * ys)
-                x = max(x, 0.0)
-                used = x / ys
+                x = max(x, ZERO)
+                used = ROW(x / ys)  # booked as the balance reads it
                 C[m, e, q] -= used
                 out_conc_used[m, e, q] = used
                 out_prod[m, e, q] = x
@@ -769,7 +811,7 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, capped, inflow, o
             for q in range(n):
                 plan[m, i, q] += kappa * (orders_[m, i, q] - plan[m, i, q])
                 c = cap[m, i, q] if capped else c0
-                x = max(min(plan[m, i, q], c, S[m, e, q] * ym), 0.0)
+                x = max(min(plan[m, i, q], c, S[m, e, q] * ym), ZERO)
                 drawn = x / ym
                 S[m, e, q] -= drawn
                 out_drawn[m, e, q] += drawn
@@ -782,24 +824,24 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, capped, inflow, o
             for q in range(n):
                 plan[m, i, q] += kappa * (orders_[m, i, q] - plan[m, i, q])
                 c = cap[m, i, q] if capped else c0
-                want_g[g, q] = max(min(plan[m, i, q], c), 0.0)
+                want_g[g, q] = max(min(plan[m, i, q], c), ZERO)
         for e in range(E):
             for q in range(n):
-                phi[e, q] = 1.0
-                need_e[e, q] = 0.0
+                phi[e, q] = ONE
+                need_e[e, q] = ZERO
             for k in range(st.me_ptr[e], st.me_ptr[e + 1]):
                 g, v = st.me_g[k], st.me_v[k]
                 for q in range(n):
                     need_e[e, q] += want_g[g, q] * v
             for q in range(n):
                 need, s = need_e[e, q], S[m, E + e, q]
-                if need > s and need > 0.0:
-                    phi[e, q] = max(s, 0.0) / need
+                if need > s and need > ZERO:
+                    phi[e, q] = max(s, ZERO) / need
         for g in range(G):
             for q in range(n):
-                f_g[q] = 1.0
+                f_g[q] = ONE
             for k in range(st.mg_ptr[g], st.mg_ptr[g + 1]):
-                if st.mg_metal[k] > 0.0:
+                if st.mg_metal[k] > ZERO:
                     e = st.mg_e[k]
                     for q in range(n):
                         if phi[e, q] < f_g[q]:
@@ -820,14 +862,14 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, capped, inflow, o
     for m in range(M):
         for e in range(E):
             for q in range(n):
-                swarf_last[m, e, q] = 0.0
+                swarf_last[m, e, q] = ZERO
     for k in range(st.sw_src.shape[0]):
         src, e, dst, v = st.sw_src[k], st.sw_e[k], st.sw_dst[k], st.sw_v[k]
         for q in range(n):
             made = swarf_made[src, e, q]
-            if made > 0.0:
+            if made > ZERO:
                 sw = made * v
-                if sw > 0.0:
+                if sw > ZERO:
                     swarf_last[dst, e, q] += sw
                     S[dst, e, q] += sw
                     out_prod[dst, e, q] += sw
@@ -848,33 +890,33 @@ def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, o
     for m in range(M):
         for i in range(I):
             u0, s0 = st.unsold0[m, i], st.S0[m, i]
-            if u0 > 0.0:
+            if u0 > ZERO:
                 for q in range(n):
-                    take = min(u0, max(S[m, i, q] - s0, 0.0))
+                    take = ROW(min(u0, max(S[m, i, q] - s0, ZERO)))  # as booked
                     S[m, i, q] -= take
                     out_unsold[m, i, q] = take
             else:
                 for q in range(n):
-                    out_unsold[m, i, q] = 0.0
+                    out_unsold[m, i, q] = ZERO
             if keep:
                 for q in range(n):
-                    out_short_item[m, i, q] = 0.0
+                    out_short_item[m, i, q] = ZERO
         for e in range(E):
             for q in range(n):
-                out_phys_el[m, e, q] = 0.0
-                out_red_el[m, e, q] = 0.0
+                out_phys_el[m, e, q] = ZERO
+                out_red_el[m, e, q] = ZERO
         for s_ in range(NS):
             for q in range(n):
-                out_phys_sec[m, s_, q] = 0.0
-                out_red_sec[m, s_, q] = 0.0
-                out_need_sec[m, s_, q] = 0.0
+                out_phys_sec[m, s_, q] = ZERO
+                out_red_sec[m, s_, q] = ZERO
+                out_need_sec[m, s_, q] = ZERO
         for l in range(L):
-            if st.demand0[m, l] <= 0.0:
+            if st.demand0[m, l] <= ZERO:
                 continue
             it = st.line_item[l]
             for q in range(n):
-                short = max(out_want[m, l, q] - out_cons[m, l, q], 0.0)
-                red = max(out_need[m, l, q] - out_want[m, l, q], 0.0)
+                short = max(out_want[m, l, q] - out_cons[m, l, q], ZERO)
+                red = max(out_need[m, l, q] - out_want[m, l, q], ZERO)
                 short_l[q] = short
                 red_l[q] = red
             if keep:
@@ -915,17 +957,17 @@ def prices(st, S, B, plan, lr, ratio, sub, want_item, inflow, out_prod, out_imp,
     for m in range(M):
         for i in range(I):
             for q in range(n):
-                held_b[i, q] = 0.0
+                held_b[i, q] = ZERO
         for l in range(L):  # end users' own stocks count as held
-            if st.demand0[m, l] > 0.0:
+            if st.demand0[m, l] > ZERO:
                 it = st.line_item[l]
                 for q in range(n):
                     held_b[it, q] += B[m, l, q]
         for i in range(I):
             r0, eps = st.ratio0[m, i], st.eps_item[m, i]
-            if r0 <= 0.0:
+            if r0 <= ZERO:
                 for q in range(n):
-                    target[i, q] = 0.0
+                    target[i, q] = ZERO
                 continue
             for q in range(n):  # use now (in `cost`)
                 cost[q] = want_item[m, i, q] + out_exp[m, i, q]
@@ -943,11 +985,11 @@ def prices(st, S, B, plan, lr, ratio, sub, want_item, inflow, out_prod, out_imp,
                 supply = (out_prod[m, i, q] + out_imp[m, i, q] + out_expected[m, i, q]
                           + inflow[m, i, q] - out_unsold[m, i, q])
                 x = (held + out_pipeline[m, i, q] + horizon * supply) / (horizon * cost[q])
-                target[i, q] = max(x / r0, 1e-12)
+                target[i, q] = max(x / r0, TINY)
             log_lanes(target[i], lg, n)
             for q in range(n):
-                if cost[q] <= 0.0:
-                    target[i, q] = 0.0
+                if cost[q] <= ZERO:
+                    target[i, q] = ZERO
                 else:
                     t_ = lg[q] / eps
                     target[i, q] = min(max(t_, -log_cap), log_cap)
@@ -960,20 +1002,20 @@ def prices(st, S, B, plan, lr, ratio, sub, want_item, inflow, out_prod, out_imp,
             exp_lanes(target[mi], phi[e], n)
         for g in range(G):
             for q in range(n):
-                cost[q] = 0.0
+                cost[q] = ZERO
             for k in range(st.gw_ptr[g], st.gw_ptr[g + 1]):
                 v, e = st.gw_v[k], st.gw_e[k]
-                if v > 0.0:
+                if v > ZERO:
                     for q in range(n):
                         cost[q] += v * phi[e, q]
             log_lanes(cost, lg, n)
             for q in range(n):
-                floor = lg[q] if cost[q] > 0.0 else 0.0
+                floor = lg[q] if cost[q] > ZERO else ZERO
                 if target[2 * E + g, q] < floor:
                     target[2 * E + g, q] = floor
         for i in range(I):
             for q in range(n):
-                lr[m, i, q] = a_smooth * lr[m, i, q] + (1.0 - a_smooth) * target[i, q]
+                lr[m, i, q] = a_smooth * lr[m, i, q] + (ONE - a_smooth) * target[i, q]
         # ---- 8. respond: substitution ramps up with the price ratio (0 at or below base)
         for e in range(E):
             exp_lanes(lr[m, e], ratio[m, e], n)
@@ -988,10 +1030,10 @@ def prices(st, S, B, plan, lr, ratio, sub, want_item, inflow, out_prod, out_imp,
 def _substitute(lr, sub, ratio, full_ratio, sub_rate, sub_max, n):
     """Substitution `sub` [lanes] grows by sub_rate x the ramp of the price ratio
     ratio = exp(lr) (read only; taken as 1 where lr <= 0 when full_ratio > 1)."""
-    at_base = full_ratio > 1.0
+    at_base = full_ratio > ONE
     for q in range(n):
-        r = 1.0 if at_base and not lr[q] > 0.0 else ratio[q]
-        ramp = min(max((r - 1.0) / (full_ratio - 1.0), 0.0), 1.0)
+        r = ONE if at_base and not lr[q] > ZERO else ratio[q]
+        ramp = min(max((r - ONE) / (full_ratio - ONE), ZERO), ONE)
         sub[q] = min(sub_max, sub[q] + sub_rate * ramp)
 
 
@@ -1018,18 +1060,19 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
     NL = st.link_o.shape[0]
     K = ctl.target.shape[0]
     W = LANES
-    want_item, purch, orders_ = np.empty((M, I, W)), np.empty((M, I, W)), np.empty((M, I, W))
-    asked_out, fill_out = np.empty((M, I, W)), np.empty((M, I, W))
-    sub_eff, ask = np.empty((M, E + G, W)), np.empty((M, L, W))
-    req, eff, sent_by = np.empty((NL, W)), np.empty((NL, W)), np.empty((NL, W))
-    want_g, need_e, phi = np.empty((G, W)), np.empty((E, W)), np.empty((E, W))
-    swarf_made = np.empty((M, E, W))
-    sent_i, asked_i = np.empty((I, W)), np.empty((I, W))
-    held_b, target = np.empty((I, W)), np.empty((I, W))
-    spare, controlling = np.empty((M, W)), np.empty((M, W))
-    into, gap = np.empty((M, W)), np.empty((M, W))
-    v1, v2, v3 = np.empty(W), np.empty(W), np.empty(W)
-    out_pipeline, out_expected = np.empty((M, I, W)), np.empty((M, I, W))  # licences'
+    want_item, purch = np.empty((M, I, W), ROW), np.empty((M, I, W), ROW)
+    orders_ = np.empty((M, I, W), ROW)
+    asked_out, fill_out = np.empty((M, I, W), ROW), np.empty((M, I, W), ROW)
+    sub_eff, ask = np.empty((M, E + G, W), ROW), np.empty((M, L, W), ROW)
+    req, eff, sent_by = np.empty((NL, W), ROW), np.empty((NL, W), ROW), np.empty((NL, W), ROW)
+    want_g, need_e, phi = np.empty((G, W), ROW), np.empty((E, W), ROW), np.empty((E, W), ROW)
+    swarf_made = np.empty((M, E, W), ROW)
+    sent_i, asked_i = np.empty((I, W), ROW), np.empty((I, W), ROW)
+    held_b, target = np.empty((I, W), ROW), np.empty((I, W), ROW)
+    spare, controlling = np.empty((M, W), ROW), np.empty((M, W), ROW)
+    into, gap = np.empty((M, W), ROW), np.empty((M, W), ROW)
+    v1, v2, v3 = np.empty(W, ROW), np.empty(W, ROW), np.empty(W, ROW)
+    out_pipeline, out_expected = np.empty((M, I, W), ROW), np.empty((M, I, W), ROW)  # licences'
     month_prices(st, ratio, out_price, LANES)
     demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_eff,
            LANES)  # 1
@@ -1056,9 +1099,9 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
          asked_out, fill_out, sent_by, sent_i, asked_i, spare, controlling, v1, LANES)  # 5
     for d in range(M):  # what a market may receive by arbitrage: its controls' leakage
         for q in range(LANES):
-            into[d, q] = 1.0
+            into[d, q] = ONE
         for k in range(K):
-            cut = 1.0 - ctl.target[k, d] * (1.0 - ctl.leakage[k])
+            cut = ONE - ctl.target[k, d] * (ONE - ctl.leakage[k])
             for q in range(LANES):
                 if ctl_active[k, q]:
                     into[d, q] *= cut
