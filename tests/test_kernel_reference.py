@@ -264,7 +264,7 @@ def test_production_without_capacity_shocks_reads_the_base_capacity(engine):
 
 
 def test_use_in_the_engine_widths_books_exactly_what_it_reports(engine):
-    """In the engine's widths (wants, asks and deliveries single precision, kernel.ROW;
+    """In the engine's widths (wants, asks and deliveries single precision, kernel.SINGLE;
     merchant and buyers' stocks and consumption double, kernel.ACCOUNT) `use` matches the
     reference to single precision, and the stocks change by exactly what it reports, the
     flows the independent balance adds up."""
@@ -276,21 +276,21 @@ def test_use_in_the_engine_widths_books_exactly_what_it_reports(engine):
     B = B0[None] * rng.uniform(0.0, 1.5, (P, M, B0.shape[1]))
     # small wants too, so that some deliveries (wants and restocking) exceed twice the want
     want = np.where(d0[None] > 0, d0[None] * rng.uniform(0.05, 1.5, (P, M, d0.shape[1])), 0.0)
-    want = want.astype(kernel.ROW)
+    want = want.astype(kernel.SINGLE)
     step, left, cdf = engine.cover_table
     tau = engine.par[4]
-    ask = (want + (B0[None] - B) / tau).astype(kernel.ROW)
+    ask = (want + (B0[None] - B) / tau).astype(kernel.SINGLE)
     S_ref, B_ref, del_ref, cons_ref = reference.use(
         S, B, B0, d0, want.astype(float), st.line_item, engine.base.line_priority, tau, step,
         left, cdf)
     s, b = lanes(S), lanes(B)
-    dl = np.full(b.shape, np.nan, kernel.ROW)
+    dl = np.full(b.shape, np.nan, kernel.SINGLE)
     cs = np.full_like(b, np.nan)
     kernel.use(s, b, B0, d0, lanes(want), lanes(ask), st.line_order, st.cls_ptr, st.cls_item,
                st.cls_first, st.frac_grid_step, st.frac_left, st.cdf, st.bucket_lo,
-               st.bucket_hi, dl, cs, *(np.empty(P, kernel.ROW) for _ in range(3)), P)
+               st.bucket_hi, dl, cs, *(np.empty(P, kernel.SINGLE) for _ in range(3)), P)
     assert s.dtype == b.dtype == cs.dtype == kernel.ACCOUNT
-    one = np.finfo(kernel.ROW).eps
+    one = np.finfo(kernel.SINGLE).eps
     np.testing.assert_allclose(paths(dl), del_ref, rtol=8 * one, atol=1e-3)
     np.testing.assert_allclose(paths(s), S_ref, rtol=8 * one, atol=1e-3)
     # exactly what it reports: merchants lose the deliveries, buyers gain deliveries less
@@ -309,7 +309,7 @@ def test_production_in_the_engine_widths_books_exactly_what_it_reports(engine):
     M, I = engine.M, engine.I
     E, G = st.price0.shape[1], len(st.gw_ptr) - 1
     rng = np.random.default_rng(8)
-    row = kernel.ROW
+    row = kernel.SINGLE
 
     def r(*shape, hi=1.0):
         return rng.uniform(0, hi, shape)

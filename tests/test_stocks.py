@@ -15,7 +15,7 @@ from oreflow.data import DatasetError, load_dataset
 from oreflow.mfa import FixedLifetime, check_mass_balance
 from oreflow.scenario import ScenarioError, parse_scenario
 from oreflow.simulate import run_stress
-from oreflow.simulate.kernel import ROW
+from oreflow.simulate.kernel import SINGLE
 from oreflow.simulate.market import market_base
 from oreflow.simulate.recycling import recycling_base
 from oreflow.stocks import (
@@ -273,9 +273,9 @@ shocks:
                 - rb.secondary_t(rb.collection_rate, rb.preprocessing_yield,
                                  rb.capacity_t_magnet))
     late = seen.by_month[12][0]  # landed in the kernel's single-precision rows
-    np.testing.assert_allclose(late, expected, rtol=np.finfo(ROW).eps, atol=1e-12)
+    np.testing.assert_allclose(late, expected, rtol=np.finfo(SINGLE).eps, atol=1e-12)
     first = seen.by_month[0][0]  # month 0 of a 6-month ramp: 1/12 of the way
-    np.testing.assert_allclose(first, late / 12, rtol=2 * np.finfo(ROW).eps, atol=1e-15)
+    np.testing.assert_allclose(first, late / 12, rtol=2 * np.finfo(SINGLE).eps, atol=1e-15)
     assert late.max() > 0
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from oreflow.scenario import builtin_names, parse_scenario, scenario_text
 from oreflow.simulate import compare, load_result, run_stress, save_result, summary
-from oreflow.simulate.kernel import ROW
+from oreflow.simulate.kernel import SINGLE
 from oreflow.simulate.observers import MonthView
 from oreflow.simulate.results import CompareError, floor_note
 
@@ -45,9 +45,9 @@ def test_shortage_by_element_and_by_sector_are_the_same_tonnes(network):
     ds = run_stress("licensing-2025-04", paths=16, seed=4, network=network)
     for el, sec in (("unmet_physical_element_t", "unmet_physical_t"),
                     ("demand_reduction_element_t", "demand_reduction_t")):
-        # each month's sums are kept in single precision (kernel.ROW): a few roundings
+        # each month's sums are kept in single precision (kernel.SINGLE): a few roundings
         np.testing.assert_allclose(ds[el].sum("element"), ds[sec].sum("sector"),
-                                   rtol=8 * np.finfo(ROW).eps, atol=1e-9)
+                                   rtol=8 * np.finfo(SINGLE).eps, atol=1e-9)
     phys = float(ds["unmet_physical_t"].sum())
     red = float(ds["demand_reduction_t"].sum())
     assert phys > 0 and red > 0 and abs(phys - red) > 0.1 * max(phys, red)
@@ -329,7 +329,7 @@ def test_lowest_price_is_below_and_peak_above_the_first_month(network):
     priced = (ds["base_price_usd_per_kg"] > 0).values[None]
     low, peak = ds["price_low_ratio"].values, ds["price_peak_ratio"].values
     assert (np.isnan(low) == ~priced).all() and (np.isnan(peak) == ~priced).all()
-    one_rounding = np.finfo(ROW).eps  # prices are single precision (kernel.ROW)
+    one_rounding = np.finfo(SINGLE).eps  # prices are single precision (kernel.SINGLE)
     assert (low[np.broadcast_to(priced, low.shape)] <= 1 + one_rounding).all()
     assert (peak[np.broadcast_to(priced, peak.shape)] >= 1 - one_rounding).all()
     out_low, out_peak = ds["price_low_ratio_outside"].values, ds["price_peak_ratio_outside"].values
@@ -737,9 +737,9 @@ def test_the_kernel_keeps_exp_of_the_log_price_ratios_and_the_outside_ratio(netw
             E = ratio.shape[2]
             want = np.exp(lr[:, :, :E].astype(np.float64))
             r = kernel.paths_first(ratio, n)
-            # exp in double, rounded once to the single-precision row (kernel.ROW)
+            # exp in double, rounded once to the single-precision row (kernel.SINGLE)
             np.testing.assert_allclose(r, kernel.paths_first(want, n),
-                                       rtol=np.finfo(kernel.ROW).eps / 2, atol=0)
+                                       rtol=np.finfo(kernel.SINGLE).eps / 2, atol=0)
             outside = (r * a["outside_w"][None]).sum(1)
             np.testing.assert_allclose(a["outside_ratio_out"], outside, rtol=1e-14, atol=0)
             seen.append(n)

@@ -232,10 +232,10 @@ class Engine:
             ("swarf_last", self.swarf0), ("short_imp", np.zeros((M, I))))}
         lq = int(np.ceil(max([np.nanmax(c.review) for c in sh.controls] or [0.0]))) + 2
         lo, ld, li = self.links
-        cov = np.zeros((max(K, 1), len(lo)), kernel.ROW)
-        quota0 = np.zeros((max(K, 1), len(lo)), kernel.ROW)
+        cov = np.zeros((max(K, 1), len(lo)), kernel.SINGLE)
+        quota0 = np.zeros((max(K, 1), len(lo)), kernel.SINGLE)
         origin = np.zeros(max(K, 1), np.int64)
-        leak = np.zeros(max(K, 1), kernel.ROW)
+        leak = np.zeros(max(K, 1), kernel.SINGLE)
         link_flow0 = b.source_share[lo, ld, li] * b.use0[ld, li]  # base-year t a month
         for k, c in enumerate(sh.controls):
             cov[k] = np.where(lo == c.origin, c.coverage[ld, li], 0.0)
@@ -248,7 +248,7 @@ class Engine:
         n0 = kern.to_tiles(np.floor(review).astype(np.int64),
                            kernel.tiles(n, max(K, 1), dtype=np.int64))
         frac = kern.to_tiles(review - np.floor(review),
-                             kernel.tiles(n, max(K, 1), dtype=kernel.ROW))
+                             kernel.tiles(n, max(K, 1), dtype=kernel.SINGLE))
         S_ = len(b.sectors)
         # the month's outputs, kept for observers that read them and for stockpile releases
         # (they follow last month's shortfalls); the balance check and the per-path totals
@@ -278,12 +278,13 @@ class Engine:
         balance = checks[0].kernel_arrays() if checks else (
             kernel.tiles(0, M, I), kernel.tiles(0, M, E), kernel.tiles(0, M, L), np.zeros(0))
         totals = summaries[0].kernel_totals() if summaries else no_totals(M, E, len(b.sectors))
-        last_short = kernel.tiles(n, M, I, dtype=kernel.ROW)
+        last_short = kernel.tiles(n, M, I, dtype=kernel.SINGLE)
         inp = None
         ctl_ptr, ctl_j = kernel.csr(cov > 0)
         # licence applications [month, link]
-        queue = kernel.tiles(n, lq, len(ctl_j), dtype=kernel.ROW)
-        target = np.zeros((max(K, 1), M), kernel.ROW)  # what a destination-specific control targets
+        queue = kernel.tiles(n, lq, len(ctl_j), dtype=kernel.SINGLE)
+        # what a destination-specific control targets
+        target = np.zeros((max(K, 1), M), kernel.SINGLE)
         for k, c in enumerate(sh.controls):
             if c.destination_specific:
                 target[k] = c.coverage.max(1)
@@ -293,16 +294,16 @@ class Engine:
         # month buffers, reused (observers read a month's arrays during on_month only)
         inflow = np.zeros((n, M, I)) if sh.holdings else None
         # recycled oxide above the base year (0: none)
-        secondary = kernel.tiles(n, M, E, dtype=kernel.ROW)
+        secondary = kernel.tiles(n, M, E, dtype=kernel.SINGLE)
         # (recycled, extra, each market's recycling regions, eol) for `kernel.oxide_inflow`
         no_recycling = (False, np.zeros((n, 0)), np.zeros(M + 1, np.int64),
                         np.zeros(0, np.int64), np.zeros((0, E)))
         released = np.zeros((n, M, I))
-        kin = {k: kernel.tiles(n, *shape, dtype=kernel.ROW) for k, shape in (
+        kin = {k: kernel.tiles(n, *shape, dtype=kernel.SINGLE) for k, shape in (
             ("conc_in", (M, E)), ("cap", (M, I)), ("dem_factor", (M, L)), ("inflow", (M, I)))}
         k_active = kernel.tiles(n, max(K, 1), dtype=np.bool_)
         k_approval, k_ahead = (kernel.tiles(n, max(K, 1), 3, fill=np.ones((max(K, 1), 3)),
-                                            dtype=kernel.ROW) for _ in range(2))
+                                            dtype=kernel.SINGLE) for _ in range(2))
         for t in range(self.months):
             mid = t + 0.5
             inp, written = month_inputs(sh, b, t, n, self.conc_base, inp)
@@ -333,8 +334,8 @@ class Engine:
                     on = ratio >= h.release_ratio
                     take = np.minimum(np.minimum(hold, h.max_release),
                                       last_short[:, h.market, h.item].reshape(-1)[:n])
-                    # in the width the kernel lands it in (kernel.ROW)
-                    take = np.where(on, take, 0.0).astype(kernel.ROW).astype(float)
+                    # in the width the kernel lands it in (kernel.SINGLE)
+                    take = np.where(on, take, 0.0).astype(kernel.SINGLE).astype(float)
                     hold -= take
                     released[:, h.market, h.item] += take
                 inflow += released

@@ -30,7 +30,7 @@ Layout and speed (issue 12, part 11). A tile-month is ~20,800 loops over the til
 which take several times what their arithmetic needs: they are bound by moving rows of 64
 doubles between the core's caches (benchmarks/bench_lane_loops.py; README, Speed), so what
 costs is the rows a phase reads and writes, not its arithmetic. So rows are single precision
-(`ROW`) except the stock accounts (`ACCOUNT`, double: the balance's 1e-9), which took the
+(`SINGLE`) except the stock accounts (`ACCOUNT`, double: the balance's 1e-9), which took the
 command 0.85x the time of rows all double (paired, 30,000 paths). Every per-path array is
 stored in tiles of LANES paths with the paths innermost, [tile, ..., lane] (`tiles`;
 `paths_first` gives [paths, ...] back): a phase loops over the base year's entries once and,
@@ -87,27 +87,26 @@ shared evenly by the threads (a sweep of 256-path tasks took 1.1-1.3x as long wi
 5 tiles, of which one thread ran 3). Results do not depend on it."""
 
 
-ROW = np.float32
+SINGLE = np.float32
 """Width of every per-path row but the stock accounts (prices, plans, wants, requests, the
 licence queue, the month's inputs and the outputs no stock is booked from), and of the base
 year's constants: a lane loop moves half the bytes of double rows (the loops are bound by
 moving rows between the caches, not by arithmetic). Single precision keeps ~7 significant
 digits, far finer than any input the model has."""
 
-ZERO, ONE = ROW(0.0), ROW(1.0)
-TINY = ROW(1e-12)
-"""Constants in ROW width: a float literal is double to numba, and a double operand turns a
-loop over single-precision rows into double arithmetic (measured: 0.95x the kernel's time
+ZERO, ONE = SINGLE(0.0), SINGLE(1.0)
+TINY = SINGLE(1e-12)
+"""Constants in SINGLE width: a float literal is double to numba, and a double operand turns
+a loop over single-precision rows into double arithmetic (measured: 0.95x the kernel's time
 with these, against double literals)."""
 
 ACCOUNT = np.float64
 """Width of the stock accounts: merchants', concentrate and end users' stocks, and the
 outputs a stock is booked from in more than one addend (production, imports, exports, inputs
-drawn, consumption), so that the independent balance holds to 1e-9, and the licences filed
-and approved (kept only for observers), so that what the queue approves adds up to what was
-filed. Where a single-precision
-output is booked into a stock (concentrate used, deliveries, unsold), the step books the
-rounded number, the one the balance reads."""
+drawn, consumption), so that the independent balance holds to 1e-9; and of the licences
+filed and approved (kept only for observers), so that what the queue approves adds up to
+what was filed. Where a single-precision output is booked into a stock (concentrate used,
+deliveries, unsold), the step books the rounded number, the one the balance reads."""
 
 ACCOUNTS = frozenset({"S", "C", "B", "prod", "imp", "exp", "drawn", "cons", "filed",
                       "approved"})
@@ -116,7 +115,7 @@ ACCOUNTS = frozenset({"S", "C", "B", "prod", "imp", "exp", "drawn", "cons", "fil
 
 def width(name: str):
     """The dtype of the engine's state or output `name`."""
-    return ACCOUNT if name in ACCOUNTS else ROW
+    return ACCOUNT if name in ACCOUNTS else SINGLE
 
 
 class Static(NamedTuple):
@@ -177,8 +176,8 @@ class Static(NamedTuple):
 
 
 def narrow(st: Static) -> Static:
-    """`st` with its floating-point arrays and numbers in ROW width."""
-    return Static(*(ROW(v) if isinstance(v, float) else v.astype(ROW)
+    """`st` with its floating-point arrays and numbers in SINGLE width."""
+    return Static(*(SINGLE(v) if isinstance(v, float) else v.astype(SINGLE)
                     if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v for v in st))
 
 
@@ -800,7 +799,7 @@ def produce(st, S, C, plan, swarf_last, orders_, conc_in, cap, capped, inflow, o
                 c = cap[m, e, q] if capped else c0
                 x = min(plan[m, e, q], c, C[m, e, q] * ys)
                 x = max(x, ZERO)
-                used = ROW(x / ys)  # booked as the balance reads it
+                used = SINGLE(x / ys)  # booked as the balance reads it
                 C[m, e, q] -= used
                 out_conc_used[m, e, q] = used
                 out_prod[m, e, q] = x
@@ -892,7 +891,7 @@ def shortfall(st, S, out_want, out_need, out_cons, out_unsold, out_short_item, o
             u0, s0 = st.unsold0[m, i], st.S0[m, i]
             if u0 > ZERO:
                 for q in range(n):
-                    take = ROW(min(u0, max(S[m, i, q] - s0, ZERO)))  # as booked
+                    take = SINGLE(min(u0, max(S[m, i, q] - s0, ZERO)))  # as booked
                     S[m, i, q] -= take
                     out_unsold[m, i, q] = take
             else:
@@ -1060,19 +1059,20 @@ def step_tile(  # noqa: PLR0913 - one tile's state, the month's inputs and outpu
     NL = st.link_o.shape[0]
     K = ctl.target.shape[0]
     W = LANES
-    want_item, purch = np.empty((M, I, W), ROW), np.empty((M, I, W), ROW)
-    orders_ = np.empty((M, I, W), ROW)
-    asked_out, fill_out = np.empty((M, I, W), ROW), np.empty((M, I, W), ROW)
-    sub_eff, ask = np.empty((M, E + G, W), ROW), np.empty((M, L, W), ROW)
-    req, eff, sent_by = np.empty((NL, W), ROW), np.empty((NL, W), ROW), np.empty((NL, W), ROW)
-    want_g, need_e, phi = np.empty((G, W), ROW), np.empty((E, W), ROW), np.empty((E, W), ROW)
-    swarf_made = np.empty((M, E, W), ROW)
-    sent_i, asked_i = np.empty((I, W), ROW), np.empty((I, W), ROW)
-    held_b, target = np.empty((I, W), ROW), np.empty((I, W), ROW)
-    spare, controlling = np.empty((M, W), ROW), np.empty((M, W), ROW)
-    into, gap = np.empty((M, W), ROW), np.empty((M, W), ROW)
-    v1, v2, v3 = np.empty(W, ROW), np.empty(W, ROW), np.empty(W, ROW)
-    out_pipeline, out_expected = np.empty((M, I, W), ROW), np.empty((M, I, W), ROW)  # licences'
+    f = SINGLE  # every scratch row is single precision
+    want_item, purch, orders_ = np.empty((M, I, W), f), np.empty((M, I, W), f), \
+        np.empty((M, I, W), f)
+    asked_out, fill_out = np.empty((M, I, W), f), np.empty((M, I, W), f)
+    sub_eff, ask = np.empty((M, E + G, W), f), np.empty((M, L, W), f)
+    req, eff, sent_by = np.empty((NL, W), f), np.empty((NL, W), f), np.empty((NL, W), f)
+    want_g, need_e, phi = np.empty((G, W), f), np.empty((E, W), f), np.empty((E, W), f)
+    swarf_made = np.empty((M, E, W), f)
+    sent_i, asked_i = np.empty((I, W), f), np.empty((I, W), f)
+    held_b, target = np.empty((I, W), f), np.empty((I, W), f)
+    spare, controlling = np.empty((M, W), f), np.empty((M, W), f)
+    into, gap = np.empty((M, W), f), np.empty((M, W), f)
+    v1, v2, v3 = np.empty(W, f), np.empty(W, f), np.empty(W, f)
+    out_pipeline, out_expected = np.empty((M, I, W), f), np.empty((M, I, W), f)  # licences'
     month_prices(st, ratio, out_price, LANES)
     demand(st, lr, sub, dem_factor, shifted, out_need, out_want, want_item, sub_eff,
            LANES)  # 1
