@@ -54,9 +54,24 @@ def load1_store1(a, b, c, d, e, reps):
                 d[k, q] = a[k, q] * 2.0
 
 
+@njit(**JIT)
+def flows_into_stock(a, b, c, d, e, reps):
+    """e += a - b, d = a x b: two flows read, one row written, a stock updated (the
+    kernel's booking of flows into a stock account)."""
+    for _ in range(reps):
+        for k in range(a.shape[0]):
+            for q in range(LANES):
+                x = a[k, q] - b[k, q]
+                d[k, q] = a[k, q] * b[k, q]
+                e[k, q] += x
+
+
 def ns_per_loop(f, rows: int, loops: int = 4_000_000, repeats: int = 5,
-                dtype=np.float64) -> float:
+                dtype=np.float64, stock_dtype=None) -> float:
+    """Nanoseconds a loop, the arrays in `dtype` (the fifth, e, in `stock_dtype` if given)."""
     arrays = [np.random.default_rng(i).random((rows, LANES)).astype(dtype) for i in range(5)]
+    if stock_dtype is not None:
+        arrays[4] = arrays[4].astype(stock_dtype)
     f(*arrays, 1)
     reps = max(1, loops // rows)
     best = np.inf
@@ -75,13 +90,21 @@ def main() -> None:
                           **{f"ratio_{k}_to_L1": round(v / ns["L1"], 2) for k, v in ns.items()
                              if k != "L1"}}))
     # the same loop on rows of single precision (half the bytes), the rows as many as the
-    # kernel's: what narrower rows would buy (a model decision: every result would move)
+    # kernel's: what narrower rows buy (the kernel's rows are single, kernel.SINGLE)
     f, rows = load3_store2, ROWS["L3"]
     double, single = ns_per_loop(f, rows), ns_per_loop(f, rows, dtype=np.float32)
     print(json.dumps({"loop": f.__name__, "lanes": LANES, "rows": rows,
                       "baseline": "float64 rows", "ns_float64": round(double, 1),
                       "ns_float32": round(single, 1),
                       "ratio_float32_to_float64": round(single / double, 2)}))
+    # flows in single precision booked into a double stock (the kernel's stock accounts)
+    f = flows_into_stock
+    double = ns_per_loop(f, rows)
+    mixed = ns_per_loop(f, rows, dtype=np.float32, stock_dtype=np.float64)
+    print(json.dumps({"loop": f.__name__, "lanes": LANES, "rows": rows,
+                      "baseline": "float64 rows and stock", "ns_float64": round(double, 1),
+                      "ns_float32_flows_float64_stock": round(mixed, 1),
+                      "ratio_to_float64": round(mixed / double, 2)}))
 
 
 if __name__ == "__main__":
