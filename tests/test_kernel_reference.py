@@ -164,14 +164,20 @@ def test_arbitrage_by_hand():
     assert _arbitrage(S, lr, want, free, open_, 0.5, 0.05, unused)[2].sum() == 0.0
 
 
+def _stocks(engine, rng):
+    """Random merchant and buyers' stocks, [P, M, I] and [P, M, L], around the base year's."""
+    st = engine.static
+    S = st.S0[None] * rng.uniform(0.0, 1.2, (P, engine.M, engine.I))
+    B = st.B0[None] * rng.uniform(0.0, 1.5, (P, engine.M, st.B0.shape[1]))
+    return S, B
+
+
 def test_use_matches(engine):
     rng = np.random.default_rng(3)
     st = engine.static
-    M, I = engine.M, engine.I
     B0, d0 = st.B0, st.demand0
-    S = st.S0[None] * rng.uniform(0.0, 1.2, (P, M, I))
-    B = B0[None] * rng.uniform(0.0, 1.5, (P, M, B0.shape[1]))
-    want = d0[None] * rng.uniform(0.5, 1.5, (P, M, d0.shape[1]))
+    S, B = _stocks(engine, rng)
+    want = d0[None] * rng.uniform(0.5, 1.5, (P, *d0.shape))
     want = np.where(d0[None] > 0, want, 0.0)
     step, left, cdf = engine.cover_table
     tau = engine.par[4]
@@ -270,12 +276,10 @@ def test_use_in_the_engine_widths_books_exactly_what_it_reports(engine):
     flows the independent balance adds up."""
     rng = np.random.default_rng(3)
     st = engine.static
-    M, I = engine.M, engine.I
     B0, d0 = st.B0, st.demand0
-    S = st.S0[None] * rng.uniform(0.0, 1.2, (P, M, I))
-    B = B0[None] * rng.uniform(0.0, 1.5, (P, M, B0.shape[1]))
+    S, B = _stocks(engine, rng)
     # small wants too, so that some deliveries (wants and restocking) exceed twice the want
-    want = np.where(d0[None] > 0, d0[None] * rng.uniform(0.05, 1.5, (P, M, d0.shape[1])), 0.0)
+    want = np.where(d0[None] > 0, d0[None] * rng.uniform(0.05, 1.5, (P, *d0.shape)), 0.0)
     want = want.astype(kernel.SINGLE)
     step, left, cdf = engine.cover_table
     tau = engine.par[4]
