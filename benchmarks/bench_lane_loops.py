@@ -1,11 +1,14 @@
 """What one of the month kernel's lane loops costs, by where its rows sit (L1, L2, L3 cache).
 
 The kernel (`oreflow.simulate.kernel`) is ~20,800 loops a tile-month over a tile's 64 lanes,
-each reading and writing a few rows of 64 doubles (512 bytes), compiled as the kernel is
-(`simulate/jit.JIT`, the lane count a constant). This times such loops over rows that sit in
-the first-level cache, in the second and in the third, to say which one the kernel's
-average (~24 ns a loop, README's Speed section) matches: the named baseline is the same loop
-over rows in L1. Prints one JSON line per loop shape.
+each reading and writing a few rows of 64 numbers, compiled as the kernel is
+(`simulate/jit.JIT`, the lane count a constant). This times such loops on double rows (512
+bytes) that sit in the first-level cache, in the second and in the third, to say which one
+the kernel's average when its rows were double (~24 ns a loop, README's Speed section)
+matched: the named baseline is the same loop over rows in L1. Then the same loop on
+single-precision rows, and flows in single precision booked into a double stock (the
+kernel's widths now, `kernel.SINGLE` and `kernel.ACCOUNT`). Prints one JSON line per loop
+shape.
 
 Run: .venv/bin/python benchmarks/bench_lane_loops.py
 """

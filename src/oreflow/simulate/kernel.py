@@ -28,25 +28,25 @@ finished magnet).
 Layout and speed (issue 12, part 11). A tile-month is ~20,800 loops over the tile's lanes
 (counted before the last speed step, which skips some), most of them a few operations each,
 which take several times what their arithmetic needs: they are bound by moving rows of 64
-doubles between the core's caches (benchmarks/bench_lane_loops.py; README, Speed), so what
-costs is the rows a phase reads and writes, not its arithmetic. So rows are single precision
-(`SINGLE`) except the stock accounts (`ACCOUNT`, double: the balance's 1e-9), which took the
-command 0.85x the time of rows all double (paired, 30,000 paths). Every per-path array is
-stored in tiles of LANES paths with the paths innermost, [tile, ..., lane] (`tiles`;
-`paths_first` gives [paths, ...] back): a phase loops over the base year's entries once and,
-inside, over the lanes, which LLVM turns into vector instructions (a tile's data is
-contiguous, so the loops' strides are plain). The phases take one tile's arrays [..., lane]
-and the number n of lanes to compute, which each phase asks numba to take as a constant
-(`literally`: it compiles a phase for each n it is given): the kernel gives LANES, every
-lane of a tile, padding included, so that every lane loop's trip count is known when
+numbers between the core's caches (benchmarks/bench_lane_loops.py; README, Speed), so what
+costs is the bytes a phase reads and writes, not its arithmetic. So rows are single
+precision (`SINGLE`) except the stock accounts (`ACCOUNT`, double: the balance's 1e-9),
+which took the command 0.85x the time of rows all double (paired, 30,000 paths). Every
+per-path array is stored in tiles of LANES paths with the paths innermost, [tile, ..., lane]
+(`tiles`; `paths_first` gives [paths, ...] back): a phase loops over the base year's entries
+once and, inside, over the lanes, which LLVM turns into vector instructions (a tile's data
+is contiguous, so the loops' strides are plain). The phases take one tile's arrays [...,
+lane] and the number n of lanes to compute, which each phase asks numba to take as a
+constant (`literally`: it compiles a phase for each n it is given): the kernel gives LANES,
+every lane of a tile, padding included, so that every lane loop's trip count is known when
 compiled. With every array argument declared not to overlap another (`jit.JIT`), LLVM then
 vectorises the loops with no run-time checks of trip count or overlap (both together: 0.92x
 the time of neither; either alone 0.97-1.0x). exp and log run over the lanes too (`vecmath`,
-glibc's results to the last bit). The phases loop over the non-zero entries of the sparse
-base year (`Static`: grade compositions, controlled links, swarf routes, an origin's links,
-as index lists built once) and keep their scratch space per tile. Every path runs the same
-operations in the same order as it would alone, so results are identical however paths are
-split into tiles, chunks or runs.
+glibc's results to the last bit in double, then rounded to the row's width). The phases loop
+over the non-zero entries of the sparse base year (`Static`: grade compositions, controlled
+links, swarf routes, an origin's links, as index lists built once) and keep their scratch
+space per tile. Every path runs the same operations in the same order as it would alone, so
+results are identical however paths are split into tiles, chunks or runs.
 
 Every function with a `prange` also has a serial twin (`SERIAL`, compiled without the GIL)
 for blocks of paths run side by side, one a thread (`run.run_blocks`): then each thread
@@ -78,13 +78,14 @@ LANES = 64
 """Paths in a tile, the unit a task runs: every per-path array is stored in tiles of LANES
 paths, [tile, ..., lane] (`tiles`), so that a task's data is contiguous and each phase's
 inner loops run over the lanes in vector registers. Measured (whole command, paired, AVX-512
-machine with 1 MB of L2 a core): at 20,000 paths 16 lanes 1.24x the time of 32, 48 0.94x,
-64 0.97x, 128 1.02x, 56 ~3% ahead of 48 and of 64 (within the noise); at 100,000 paths 56
-0.92x of 32 and 64 within 1% of 56. Longer tiles spread each entry's loop overhead over more
-paths, until (likely) a tile's state and scratch (~70 kB a lane) no longer stay in the
-caches. 64 rather than 56: blocks of a power-of-two count of paths then fill whole tiles,
-shared evenly by the threads (a sweep of 256-path tasks took 1.1-1.3x as long with 56 lanes:
-5 tiles, of which one thread ran 3). Results do not depend on it."""
+machine with 1 MB of L2 a core): at 20,000 paths 16 lanes 1.24x the time of 32, 48 0.94x, 64
+0.97x, 128 1.02x, 56 ~3% ahead of 48 and of 64 (within the noise); at 100,000 paths 56 0.92x
+of 32 and 64 within 1% of 56. Longer tiles spread each entry's loop overhead over more
+paths, until (likely) a tile's state and scratch (~70 kB a lane when every row was double;
+these figures predate single-precision rows) no longer stay in the caches. 64 rather than
+56: blocks of a power-of-two count of paths then fill whole tiles, shared evenly by the
+threads (a sweep of 256-path tasks took 1.1-1.3x as long with 56 lanes: 5 tiles, of which
+one thread ran 3). Results do not depend on it."""
 
 
 SINGLE = np.float32
